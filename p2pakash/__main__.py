@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from p2pakash.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The gossip layer: transports, peer management and pubsub."""

@@ -1,0 +1,248 @@
+"""The one wire codec: tagged, canonical CBOR (DESIGN.md §3.3).
+
+Rules and invariants:
+* A wire message is a frozen attrs class registered with ``@message(tag=N)``. It is
+  encoded as CBOR tag ``TAG_BASE + N`` around an array of its fields in declaration
+  order. Tags are stable and never reused; ranges are allotted by layer (see TAG_RANGES).
+* Field types allowed: int (64-bit range), bool, str, bytes, None, IntEnum, NewTypes of
+  those, ``X | None``, unions of message classes, ``tuple[X, ...]``, fixed tuples,
+  nested message classes, and ``object`` meaning "any registered message".
+  Maps and floats are never part of a message: nothing signed is ever a CBOR map.
+* ``decode`` accepts only the canonical encoding: it decodes, re-encodes and compares, so
+  trailing bytes, non-minimal integers and indefinite lengths are all refused. Unknown
+  tags, wrong field counts or types, and oversize input raise DecodeError, and nothing
+  else: arbitrary bytes from a peer can only ever produce DecodeError.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import attrs
+import cbor2
+
+from p2pakash.errors import DecodeError, LocalProtocolError
+
+TAG_BASE = 40000
+MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+
+# Tag ranges by layer (the offset N in @message(tag=N)); a tag is never reused.
+TAG_RANGES: dict[str, range] = {
+    "gossip": range(1, 100),
+    "consensus": range(100, 200),
+    "ledger": range(200, 300),
+    "market": range(300, 400),
+    "provider": range(400, 500),
+    "sim": range(500, 600),
+    "test": range(900, 1000),
+}
+
+T = TypeVar("T")
+Checker = Callable[[Any], Any]
+
+
+@attrs.frozen
+class _Spec:
+    cls: type
+    tag: int
+    names: tuple[str, ...]
+
+
+_BY_TAG: dict[int, _Spec] = {}
+_BY_CLASS: dict[type, _Spec] = {}
+_CHECKERS: dict[type, tuple[Checker, ...]] = {}
+
+
+def message(tag: int) -> Callable[[type[T]], type[T]]:
+    """Register a frozen attrs class as a wire message with the stable tag ``tag``."""
+
+    def register(cls: type[T]) -> type[T]:
+        if not attrs.has(cls):
+            raise LocalProtocolError(f"{cls.__qualname__}: wire messages must be attrs classes")
+        if tag in _BY_TAG and _BY_TAG[tag].cls is not cls:
+            other = _BY_TAG[tag].cls.__qualname__
+            raise LocalProtocolError(f"wire tag {tag} of {cls.__qualname__} is taken by {other}")
+        names = tuple(f.name for f in attrs.fields(cls))
+        spec = _Spec(cls=cls, tag=tag, names=names)
+        _BY_TAG[tag] = spec
+        _BY_CLASS[cls] = spec
+        return cast("type[T]", cls)
+
+    return register
+
+
+def tag_of(cls: type) -> int:
+    return _BY_CLASS[cls].tag
+
+
+def is_message(obj: object) -> bool:
+    return type(obj) in _BY_CLASS
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def _to_cbor(obj: object) -> object:
+    spec = _BY_CLASS.get(type(obj))
+    if spec is not None:
+        return cbor2.CBORTag(TAG_BASE + spec.tag, [_to_cbor(getattr(obj, n)) for n in spec.names])
+    if obj is None or isinstance(obj, (bool, str, bytes)):
+        return obj
+    if isinstance(obj, int):  # includes IntEnum
+        if not _INT_MIN <= obj <= _INT_MAX:
+            raise LocalProtocolError(f"integer {obj} out of the 64-bit wire range")
+        return int(obj)
+    if isinstance(obj, (tuple, list)):
+        return [_to_cbor(x) for x in obj]
+    raise LocalProtocolError(f"cannot put {type(obj).__name__} on the wire")
+
+
+def encode(obj: object) -> bytes:
+    """Canonical CBOR bytes of a registered message (or a plain value tree of them)."""
+    data: bytes = cbor2.dumps(_to_cbor(obj), canonical=True)
+    return data
+
+
+def digest(obj: object) -> bytes:
+    """sha256 of the canonical encoding: the content ID of a message."""
+    return hashlib.sha256(encode(obj)).digest()
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def _tag_hook(*args: object) -> object:
+    # cbor2 5.x calls hook(decoder, tag); the 6.x C decoder calls hook(tag, immutable).
+    tag = next(a for a in args if isinstance(a, cbor2.CBORTag))
+    spec = _BY_TAG.get(tag.tag - TAG_BASE)
+    if spec is None:
+        raise DecodeError(f"unknown wire tag {tag.tag}")
+    values = tag.value
+    if type(values) not in (list, tuple) or len(values) != len(spec.names):
+        raise DecodeError(f"{spec.cls.__name__}: expected an array of {len(spec.names)} fields")
+    checkers = _checkers(spec.cls)
+    kwargs = {}
+    for name, check, value in zip(spec.names, checkers, values, strict=True):
+        try:
+            kwargs[name] = check(value)
+        except DecodeError as exc:
+            raise DecodeError(f"{spec.cls.__name__}.{name}: {exc}") from None
+    try:
+        return spec.cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise DecodeError(f"{spec.cls.__name__}: {exc}") from None
+
+
+def decode(data: bytes, expected: type[T], *, max_size: int = MAX_MESSAGE_SIZE) -> T:
+    """Decode canonical bytes into an instance of ``expected`` (``object``: any message)."""
+    if len(data) > max_size:
+        raise DecodeError(f"message of {len(data)} bytes exceeds the limit of {max_size}")
+    try:
+        value = cbor2.loads(data, tag_hook=_tag_hook)
+        result = _checker_for(expected)(value)
+        if encode(result) != data:
+            raise DecodeError("non-canonical encoding or trailing bytes")
+    except DecodeError:
+        raise
+    except cbor2.CBORDecodeError as exc:
+        if isinstance(exc.__cause__, DecodeError):  # raised by _tag_hook, wrapped by cbor2
+            raise exc.__cause__ from None
+        raise DecodeError(f"malformed CBOR: {exc}") from None
+    except (ValueError, TypeError, LocalProtocolError, OverflowError,
+            RecursionError, KeyError, IndexError, AttributeError, UnicodeError) as exc:
+        raise DecodeError(f"malformed CBOR: {exc}") from None
+    return cast(T, result)
+
+
+def _checkers(cls: type) -> tuple[Checker, ...]:
+    found = _CHECKERS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        found = tuple(_checker_for(hints[name]) for name in _BY_CLASS[cls].names)
+        _CHECKERS[cls] = found
+    return found
+
+
+def _fail(what: str, value: object) -> DecodeError:
+    return DecodeError(f"expected {what}, got {type(value).__name__}")
+
+
+def _checker_for(tp: Any) -> Checker:
+    supertype = getattr(tp, "__supertype__", None)
+    if supertype is not None:  # NewType
+        return _checker_for(supertype)
+    if tp is object:
+        def check_any(v: Any) -> Any:
+            if type(v) not in _BY_CLASS:
+                raise _fail("a wire message", v)
+            return v
+        return check_any
+    if tp is int:
+        def check_int(v: Any) -> Any:
+            if type(v) is not int or not _INT_MIN <= v <= _INT_MAX:
+                raise _fail("int", v)
+            return v
+        return check_int
+    if tp in (bool, str, bytes):
+        def check_exact(v: Any) -> Any:
+            if type(v) is not tp:
+                raise _fail(tp.__name__, v)
+            return v
+        return check_exact
+    if tp is None or tp is type(None):
+        def check_none(v: Any) -> Any:
+            if v is not None:
+                raise _fail("null", v)
+            return v
+        return check_none
+    if isinstance(tp, type) and issubclass(tp, enum.IntEnum):
+        enum_cls = tp
+        def check_enum(v: Any) -> Any:
+            if type(v) is not int:
+                raise _fail(enum_cls.__name__, v)
+            try:
+                return enum_cls(v)
+            except ValueError:
+                raise DecodeError(f"{v} is not a valid {enum_cls.__name__}") from None
+        return check_enum
+    if isinstance(tp, type) and tp in _BY_CLASS:
+        cls = tp
+        def check_msg(v: Any) -> Any:
+            if type(v) is not cls:
+                raise _fail(cls.__name__, v)
+            return v
+        return check_msg
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        options = [_checker_for(a) for a in args]
+        def check_union(v: Any) -> Any:
+            for option in options:
+                try:
+                    return option(v)
+                except DecodeError:
+                    continue
+            raise _fail(" | ".join(getattr(a, "__name__", str(a)) for a in args), v)
+        return check_union
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            item = _checker_for(args[0])
+            def check_seq(v: Any) -> Any:
+                if type(v) not in (list, tuple):
+                    raise _fail("array", v)
+                return tuple(item(x) for x in v)
+            return check_seq
+        items = [_checker_for(a) for a in args]
+        def check_fixed(v: Any) -> Any:
+            if type(v) not in (list, tuple) or len(v) != len(items):
+                raise _fail(f"array of {len(items)}", v)
+            return tuple(c(x) for c, x in zip(items, v, strict=True))
+        return check_fixed
+    raise LocalProtocolError(f"type {tp!r} is not allowed in a wire message")
