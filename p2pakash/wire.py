@@ -110,6 +110,28 @@ def encode(obj: object) -> bytes:
     return data
 
 
+def _head(major: int, n: int) -> bytes:
+    if n < 24:
+        return bytes([major << 5 | n])
+    for extra, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if n < 1 << (8 * size):
+            return bytes([major << 5 | extra]) + n.to_bytes(size, "big")
+    raise LocalProtocolError("length out of range")
+
+
+def encode_batch(cls: type, encoded_items: list[bytes]) -> bytes:
+    """Encode a message whose only field is a tuple, from its items' encodings.
+
+    Equal to ``encode(cls(field=tuple(items)))`` but lets a sender encode each item
+    once, however many batches it goes into.
+    """
+    spec = _BY_CLASS[cls]
+    if len(spec.names) != 1:
+        raise LocalProtocolError(f"{cls.__name__} is not a single-field batch message")
+    return (_head(6, TAG_BASE + spec.tag) + _head(4, 1) + _head(4, len(encoded_items))
+            + b"".join(encoded_items))
+
+
 def digest(obj: object) -> bytes:
     """sha256 of the canonical encoding: the content ID of a message."""
     return hashlib.sha256(encode(obj)).digest()
