@@ -1,0 +1,337 @@
+"""In-memory transport for tests and the simulator: the Transport interface, no sockets.
+
+Rules and invariants:
+* No encryption and no signatures: the ``MemoryNetwork`` object knows every listener's real
+  key, so a dial hands the dialer the listener's true identity and vice versa. Nothing can
+  be forged inside one process, and skipping the crypto keeps 1,000 simulated nodes cheap.
+  The same identity checks as TCP still apply: other chain, wrong expected ID and
+  self-connection raise HandshakeError; an unknown address (nobody serving) or a
+  partitioned pair raises OSError.
+* Each direction of a connection is a bounded FIFO of ``(deliver_at, payload)``; ``send``
+  waits while it is full (back-pressure). Latency is applied on the receiving side:
+  ``receive`` takes the head and sleeps until ``deliver_at``. ``deliver_at = max(previous
+  deliver_at, now + latency)`` (+ ``len / bandwidth`` with a bandwidth), so each direction
+  is FIFO like TCP. A dial costs one round trip of virtual time.
+* Loss and partitions drop frames at send time (loss draws from the network's injected
+  ``random.Random``); frames already in flight when a partition starts are delivered.
+  Counters: ``frames_sent``/``bytes_sent`` count every frame handed to the network,
+  ``frames_dropped`` those of them lost or cut by a partition.
+* ``set_link(a, b, ...)`` overrides latency/loss for the pair in both directions (or only
+  a->b with ``directed=True``); per-direction overrides win over undirected ones.
+* A frame longer than the receiver's ``max_frame`` makes its ``receive`` raise
+  RemoteProtocolError and closes the connection. ``aclose`` lets the peer drain what was
+  already sent, then its ``receive`` raises ConnectionClosed (the end arrives after the
+  link latency, even across a partition); its ``send`` raises ConnectionClosed at once.
+* No background tasks and no stored nurseries: ``serve`` runs handlers in its own nursery;
+  everything else is waits on parking lots and ``sleep_until``, so trio's MockClock with
+  autojump gives virtual time.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Collection, Sequence
+
+import trio
+
+from p2pakash.crypto import NodeID, PrivateKey, PublicKey
+from p2pakash.errors import LocalProtocolError, RemoteProtocolError
+from p2pakash.gossip.secret import check_peer
+from p2pakash.gossip.transport import ConnectionClosed, Handler, parse_addr, run_handler
+
+log = logging.getLogger(__name__)
+
+LatencyModel = Callable[[NodeID, NodeID, random.Random], float]
+
+
+class _Pipe:
+    """One direction of a connection."""
+
+    __slots__ = ("capacity", "eof_at", "last_at", "queue", "reader_closed", "readers",
+                 "writer_closed", "writers")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.queue: deque[tuple[float, bytes]] = deque()
+        self.last_at = float("-inf")
+        self.eof_at = float("-inf")
+        self.writer_closed = False
+        self.reader_closed = False
+        self.readers = trio.lowlevel.ParkingLot()
+        self.writers = trio.lowlevel.ParkingLot()
+
+
+class MemoryNetwork:
+    """The shared medium: listeners by address, link properties, partitions, counters."""
+
+    def __init__(self, rng: random.Random, *, latency: float | LatencyModel = 0.0,
+                 loss: float = 0.0, bandwidth: float | None = None,
+                 buffer_frames: int = 1024) -> None:
+        if not 0.0 <= loss <= 1.0:
+            raise ValueError(f"loss must be within 0..1, got {loss}")
+        if bandwidth is not None and bandwidth <= 0:
+            raise ValueError(f"bandwidth must be positive (bytes per second), got {bandwidth}")
+        self.rng = rng
+        self.latency = latency
+        self.loss = loss
+        self.bandwidth = bandwidth
+        self.buffer_frames = buffer_frames
+        self.frames_sent = 0
+        self.bytes_sent = 0
+        self.frames_dropped = 0
+        self.listeners: dict[str, MemoryTransport] = {}
+        self._groups: dict[NodeID, int] | None = None
+        self._links: dict[tuple[NodeID, NodeID], tuple[float | None, float | None]] = {}
+        self._directed: dict[tuple[NodeID, NodeID], tuple[float | None, float | None]] = {}
+
+    # ------------------------------------------------------------ faults
+
+    def partition(self, groups: Sequence[Collection[NodeID]]) -> None:
+        """Only nodes of one group can talk; nodes named in no group form one more group."""
+        mapping: dict[NodeID, int] = {}
+        for index, group in enumerate(groups):
+            for node in group:
+                if mapping.get(node, index) != index:
+                    raise ValueError(f"node {node} is in two partition groups")
+                mapping[node] = index
+        self._groups = mapping
+
+    def heal(self) -> None:
+        self._groups = None
+
+    def connected(self, a: NodeID, b: NodeID) -> bool:
+        groups = self._groups
+        return groups is None or groups.get(a, -1) == groups.get(b, -1)
+
+    def set_link(self, a: NodeID, b: NodeID, *, latency: float | None = None,
+                 loss: float | None = None, directed: bool = False) -> None:
+        """Override latency and/or loss between a and b (None: keep the network default)."""
+        if loss is not None and not 0.0 <= loss <= 1.0:
+            raise ValueError(f"loss must be within 0..1, got {loss}")
+        if directed:
+            self._directed[(a, b)] = (latency, loss)
+        else:
+            self._links[(a, b)] = self._links[(b, a)] = (latency, loss)
+
+    def clear_links(self) -> None:
+        self._links.clear()
+        self._directed.clear()
+
+    def _override(self, src: NodeID, dst: NodeID) -> tuple[float | None, float | None]:
+        lat, loss = self._directed.get((src, dst), (None, None))
+        if lat is None or loss is None:
+            ulat, uloss = self._links.get((src, dst), (None, None))
+            lat = ulat if lat is None else lat
+            loss = uloss if loss is None else loss
+        return lat, loss
+
+    def link_latency(self, src: NodeID, dst: NodeID) -> float:
+        lat = self._override(src, dst)[0] if self._links or self._directed else None
+        if lat is not None:
+            return lat
+        model = self.latency
+        return model if isinstance(model, (int, float)) else model(src, dst, self.rng)
+
+    def link_loss(self, src: NodeID, dst: NodeID) -> float:
+        loss = self._override(src, dst)[1] if self._links or self._directed else None
+        return self.loss if loss is None else loss
+
+    # ------------------------------------------------------------ frames
+
+    def _carry(self, src: NodeID, dst: NodeID, pipe: _Pipe, payload: bytes) -> None:
+        self.frames_sent += 1
+        self.bytes_sent += len(payload)
+        loss = self.link_loss(src, dst)
+        if not self.connected(src, dst) or (loss > 0.0 and self.rng.random() < loss):
+            self.frames_dropped += 1
+            return
+        at = trio.current_time() + self.link_latency(src, dst)
+        if at < pipe.last_at:
+            at = pipe.last_at
+        if self.bandwidth is not None:
+            at += len(payload) / self.bandwidth
+        pipe.last_at = at
+        pipe.queue.append((at, payload))
+        pipe.readers.unpark()
+
+
+class MemoryConnection:
+    """One end of an in-memory connection (see the module rules)."""
+
+    def __init__(self, network: MemoryNetwork, *, local_id: NodeID, remote_id: NodeID,
+                 remote_pubkey: PublicKey, remote_listen_addr: str, remote_host: str,
+                 outbound: bool, max_frame: int, remote_version: str, out_pipe: _Pipe,
+                 in_pipe: _Pipe) -> None:
+        self.local_id = local_id
+        self.remote_id = remote_id
+        self.remote_pubkey = remote_pubkey
+        self.remote_listen_addr = remote_listen_addr
+        self.remote_host = remote_host
+        self.remote_version = remote_version
+        self.outbound = outbound
+        self.max_frame = max_frame
+        self._network = network
+        self._out = out_pipe
+        self._in = in_pipe
+        self._closed = False
+
+    def __repr__(self) -> str:
+        way = "to" if self.outbound else "from"
+        return f"<MemoryConnection {self.local_id[:8]} {way} {self.remote_id[:8]}>"
+
+    async def send(self, payload: bytes) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if len(payload) > self.max_frame:
+            raise LocalProtocolError(
+                f"frame of {len(payload)} bytes exceeds the limit of {self.max_frame}")
+        pipe = self._out
+        while True:
+            if self._closed:
+                raise ConnectionClosed("connection is closed")
+            if pipe.reader_closed:
+                raise ConnectionClosed("peer closed the connection")
+            if len(pipe.queue) < pipe.capacity:
+                break
+            await pipe.writers.park()
+        self._network._carry(self.local_id, self.remote_id, pipe, payload)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def receive(self) -> bytes:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        pipe = self._in
+        waited = False
+        while True:
+            if self._closed:
+                raise ConnectionClosed("connection is closed")
+            if pipe.queue:
+                at, payload = pipe.queue[0]
+                if at > trio.current_time():
+                    await trio.sleep_until(at)
+                    waited = True
+                    continue
+                pipe.queue.popleft()
+                pipe.writers.unpark()
+                if len(payload) > self.max_frame:
+                    self._close()
+                    raise RemoteProtocolError(
+                        f"frame of {len(payload)} bytes exceeds the limit of {self.max_frame}")
+                if not waited:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                return payload
+            if pipe.writer_closed:
+                if pipe.eof_at > trio.current_time():
+                    await trio.sleep_until(pipe.eof_at)
+                    continue
+                raise ConnectionClosed("peer closed the connection")
+            await pipe.readers.park()
+            waited = True
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        out, inn = self._out, self._in
+        out.writer_closed = True
+        out.eof_at = max(out.last_at,
+                         trio.current_time() + self._network.link_latency(self.local_id,
+                                                                          self.remote_id))
+        out.readers.unpark_all()
+        out.writers.unpark_all()
+        inn.reader_closed = True
+        inn.queue.clear()
+        inn.readers.unpark_all()
+        inn.writers.unpark_all()
+
+    async def aclose(self) -> None:
+        self._close()
+        await trio.lowlevel.checkpoint()
+
+
+class MemoryTransport:
+    """A node's endpoint on a ``MemoryNetwork``; ``listen`` is its synthetic address."""
+
+    def __init__(self, network: MemoryNetwork, key: PrivateKey, chain_id: str, listen: str, *,
+                 max_frame: int = 1 << 20, version: str = "p2pakash/0.1",
+                 backlog: int = 64) -> None:
+        self.host = parse_addr(listen)[0]
+        self.network = network
+        self.key = key
+        self.node_id = key.node_id
+        self.chain_id = chain_id
+        self.listen = listen
+        self.listen_addr = listen
+        self.max_frame = max_frame
+        self.version = version
+        self.backlog = backlog
+        self._inbox: trio.MemorySendChannel[MemoryConnection] | None = None
+
+    def __repr__(self) -> str:
+        return f"<MemoryTransport {self.node_id[:8]} at {self.listen}>"
+
+    async def serve(self, handler: Handler, *,
+                    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = self.network.listeners
+        if self.listen in listeners:
+            raise OSError(errno.EADDRINUSE, f"address {self.listen} is already in use")
+        send, receive = trio.open_memory_channel[MemoryConnection](self.backlog)
+        listeners[self.listen] = self
+        self._inbox = send
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started(self.listen)
+                async for conn in receive:
+                    nursery.start_soon(run_handler, handler, conn)
+        finally:
+            if listeners.get(self.listen) is self:
+                del listeners[self.listen]
+            self._inbox = None
+            while True:  # refuse whatever was accepted but never handled
+                try:
+                    receive.receive_nowait()._close()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+
+    async def dial(self, addr: str, *, expected: NodeID | None = None) -> MemoryConnection:
+        net = self.network
+        target = net.listeners.get(addr)
+        if target is None:
+            await trio.lowlevel.checkpoint()
+            raise ConnectionRefusedError(errno.ECONNREFUSED,
+                                         f"connection refused: nobody listens on {addr}")
+        a, b = self.node_id, target.node_id
+        if not net.connected(a, b):
+            await trio.lowlevel.checkpoint()
+            raise OSError(errno.EHOSTUNREACH, f"{addr} is unreachable (network partition)")
+        await trio.sleep(net.link_latency(a, b) + net.link_latency(b, a))  # connect + handshake
+        target = net.listeners.get(addr)  # look again: the world moved during the round trip
+        if target is None or target._inbox is None:
+            raise ConnectionRefusedError(errno.ECONNREFUSED,
+                                         f"connection refused: nobody listens on {addr}")
+        b = target.node_id
+        if not net.connected(a, b):
+            raise OSError(errno.EHOSTUNREACH, f"{addr} is unreachable (network partition)")
+        if target.chain_id != self.chain_id:
+            log.info("%s refused a dial from chain %r", target, self.chain_id)
+        check_peer(local_id=a, chain_id=self.chain_id, peer_chain_id=target.chain_id,
+                   peer_pubkey=target.key.public, expected=expected)
+        up, down = _Pipe(net.buffer_frames), _Pipe(net.buffer_frames)
+        mine = MemoryConnection(net, local_id=a, remote_id=b, remote_pubkey=target.key.public,
+                                remote_listen_addr=target.listen, remote_host=target.host,
+                                outbound=True, max_frame=self.max_frame,
+                                remote_version=target.version, out_pipe=up, in_pipe=down)
+        theirs = MemoryConnection(net, local_id=b, remote_id=a, remote_pubkey=self.key.public,
+                                  remote_listen_addr=self.listen, remote_host=self.host,
+                                  outbound=False, max_frame=target.max_frame,
+                                  remote_version=self.version, out_pipe=down, in_pipe=up)
+        try:
+            target._inbox.send_nowait(theirs)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ConnectionRefusedError(
+                errno.ECONNREFUSED, f"connection refused: backlog of {addr} is full") from None
+        return mine
+
+
+__all__ = ["LatencyModel", "MemoryConnection", "MemoryNetwork", "MemoryTransport"]
