@@ -104,7 +104,7 @@ def _host_port(inst: object, attribute: attrs.Attribute[Any], value: str) -> Non
 
 
 def _chain_id(inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
-    if not CHAIN_ID_RE.match(value):
+    if not CHAIN_ID_RE.fullmatch(value):
         raise _Invalid(f"expected 1-50 characters of [a-zA-Z0-9._-], got {_show(value)}",
                        attribute.name)
 

@@ -40,7 +40,7 @@ _NODE_ID = re.compile(r"^[0-9a-f]{40}$")
 
 def signing_bytes(kind: str, chain_id: str, body: bytes) -> bytes:
     """The exact bytes a signature of ``kind`` on ``chain_id`` covers."""
-    if not _KIND.match(kind):
+    if not _KIND.fullmatch(kind):
         raise LocalProtocolError(f"bad signature domain {kind!r}")
     if "\x00" in chain_id:
         raise LocalProtocolError("chain ID may not contain NUL")
@@ -115,7 +115,7 @@ def address_bytes(addr: str) -> bytes:
 
 
 def is_node_id(text: str) -> bool:
-    return bool(_NODE_ID.match(text))
+    return bool(_NODE_ID.fullmatch(text))
 
 
 def verify(public: bytes, kind: str, chain_id: str, body: bytes, signature: bytes) -> None:
