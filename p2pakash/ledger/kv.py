@@ -1,0 +1,128 @@
+"""The key-value interface the ledger runs on, an in-memory store and a write overlay.
+
+Rules and invariants:
+* Keys and values are bytes. ``iterate(prefix)`` yields (key, value) pairs in ascending
+  byte order of the key — the ledger relies on that order for determinism.
+* Writes (``set``/``delete``) become durable only at ``commit()``, which is atomic: after a
+  crash a store shows either all writes of a commit or none. ``MemoryKV`` has nothing to
+  lose, so its commit does nothing.
+* ``Overlay`` buffers writes on top of a parent KV without touching it: reads see the
+  buffered writes first; ``flush()`` pushes them into the parent (without committing the
+  parent); dropping an overlay discards them. The ledger uses one overlay per block, one
+  per transaction (so a failed transaction leaves no trace) and one per mempool copy.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from typing import Protocol
+
+
+class KV(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def set(self, key: bytes, value: bytes) -> None: ...
+
+    def delete(self, key: bytes) -> None: ...
+
+    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+    def commit(self) -> None: ...
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with ``prefix`` (None: no bound)."""
+    raw = bytearray(prefix)
+    while raw:
+        if raw[-1] < 0xFF:
+            raw[-1] += 1
+            return bytes(raw)
+        raw.pop()
+    return None
+
+
+class MemoryKV:
+    """A dict plus a sorted key list; for tests and simulations."""
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+        self._keys: list[bytes] = []
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._data.get(key)
+
+    def set(self, key: bytes, value: bytes) -> None:
+        if key not in self._data:
+            bisect.insort(self._keys, key)
+        self._data[key] = bytes(value)
+
+    def delete(self, key: bytes) -> None:
+        if self._data.pop(key, None) is not None:
+            del self._keys[bisect.bisect_left(self._keys, key)]
+
+    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        end = prefix_end(prefix)
+        lo = bisect.bisect_left(self._keys, prefix)
+        hi = len(self._keys) if end is None else bisect.bisect_left(self._keys, end)
+        for key in self._keys[lo:hi]:  # a copy: writes while iterating are safe
+            yield key, self._data[key]
+
+    def commit(self) -> None:
+        return None
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class Overlay:
+    """Buffered writes over a parent KV (None in ``writes`` marks a deletion)."""
+
+    def __init__(self, parent: KV) -> None:
+        self.parent = parent
+        self.writes: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self.writes:
+            return self.writes[key]
+        return self.parent.get(key)
+
+    def set(self, key: bytes, value: bytes) -> None:
+        self.writes[key] = bytes(value)
+
+    def delete(self, key: bytes) -> None:
+        self.writes[key] = None
+
+    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        mine = sorted((k, v) for k, v in self.writes.items() if k.startswith(prefix))
+        base = self.parent.iterate(prefix)
+        i = 0
+        nxt = next(base, None)
+        while nxt is not None or i < len(mine):
+            if nxt is not None and (i >= len(mine) or nxt[0] < mine[i][0]):
+                if nxt[0] not in self.writes:
+                    yield nxt
+                nxt = next(base, None)
+                continue
+            key, value = mine[i]
+            i += 1
+            if nxt is not None and nxt[0] == key:
+                nxt = next(base, None)
+            if value is not None:
+                yield key, value
+
+    def sorted_writes(self) -> list[tuple[bytes, bytes | None]]:
+        return sorted(self.writes.items())
+
+    def flush(self) -> None:
+        """Push the buffered writes into the parent (in key order) and forget them."""
+        for key, value in self.sorted_writes():
+            if value is None:
+                self.parent.delete(key)
+            else:
+                self.parent.set(key, value)
+        self.writes.clear()
+
+    def commit(self) -> None:
+        """An overlay's commit is a flush: durability belongs to the store underneath."""
+        self.flush()

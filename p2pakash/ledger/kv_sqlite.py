@@ -1,0 +1,94 @@
+"""The production KV: one SQLite table, WAL mode, ``synchronous=FULL``.
+
+Rules and invariants:
+* Writes go into one open transaction; ``commit()`` ends it, so one block is one SQLite
+  transaction: a crash before ``commit()`` loses the whole block and nothing else.
+* Keys are BLOBs compared with memcmp, so ``ORDER BY k`` is ascending byte order, the
+  order the ``KV`` protocol promises.
+* A file that is not a SQLite database, or cannot be written, raises StorageError naming
+  the path; the node must stop rather than run on broken state.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from p2pakash.errors import StorageError
+from p2pakash.ledger.kv import prefix_end
+
+
+class SqliteKV:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID")
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: cannot open the state database ({exc})") from None
+        self._in_tx = False
+
+    def _begin(self) -> None:
+        if not self._in_tx:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._in_tx = True
+
+    def get(self, key: bytes) -> bytes | None:
+        try:
+            row = self._db.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: read failed ({exc})") from None
+        return None if row is None else bytes(row[0])
+
+    def set(self, key: bytes, value: bytes) -> None:
+        try:
+            self._begin()
+            self._db.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: write failed ({exc})") from None
+
+    def delete(self, key: bytes) -> None:
+        try:
+            self._begin()
+            self._db.execute("DELETE FROM kv WHERE k = ?", (key,))
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: write failed ({exc})") from None
+
+    def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        end = prefix_end(prefix)
+        try:
+            if end is None:
+                rows = self._db.execute(
+                    "SELECT k, v FROM kv WHERE k >= ? ORDER BY k", (prefix,)).fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k",
+                    (prefix, end)).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: read failed ({exc})") from None
+        for k, v in rows:
+            yield bytes(k), bytes(v)
+
+    def commit(self) -> None:
+        if not self._in_tx:
+            return
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.path}: commit failed ({exc})") from None
+        self._in_tx = False
+
+    def rollback(self) -> None:
+        """Drop uncommitted writes (used when a block fails half way)."""
+        if self._in_tx:
+            self._db.execute("ROLLBACK")
+            self._in_tx = False
+
+    def close(self) -> None:
+        """Close without committing: pending writes are lost, as in a crash."""
+        self.rollback()
+        self._db.close()

@@ -1,0 +1,157 @@
+"""State records (wire tags 250-269), the key layout, and typed access over a KV.
+
+Rules and invariants:
+* Every consensus value is a wire-encoded record (canonical CBOR) — never JSON or pickle.
+* Key layout (all ASCII prefixes, then raw bytes; iteration is in byte order):
+    ``acc/<address>``                        AccountRec
+    ``val/<pubkey 32>``                      ValidatorRec
+    ``del/<validator pubkey 32><delegator>`` DelegationRec (shares)
+    ``unb/<completion ms u64><seq u64>``     UnbondingRec (so maturity is a prefix scan)
+    ``sig/<pubkey 32>``                      SigningInfo
+    ``mis/<pubkey 32><index u16>``           b"" when the validator missed that window slot
+    ``vs/<effective height u64>``            ValSet: the active set from that height on
+    ``g/<name>``                             globals: chain_id, params, supply, burned, minted
+    ``\\x00meta/<name>``                     height and app hash: *not* part of the hash
+  Other modules (the market) use their own prefixes, never these.
+* A key under ``\\x00meta/`` is bookkeeping about the state, excluded from the app hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TypeVar
+
+import attrs
+
+from p2pakash import wire
+from p2pakash.errors import StorageError
+from p2pakash.ledger.kv import KV
+from p2pakash.ledger.params import POWER_REDUCTION, Params
+
+T = TypeVar("T")
+
+META = b"\x00meta/"
+K_HEIGHT = META + b"height"
+K_APP_HASH = META + b"app_hash"
+K_CHAIN_ID = b"g/chain_id"
+K_PARAMS = b"g/params"
+K_SUPPLY = b"g/supply"
+K_BURNED = b"g/burned"
+K_MINTED = b"g/minted"
+K_UNB_SEQ = b"g/unb_seq"
+P_ACC = b"acc/"
+P_VAL = b"val/"
+P_DEL = b"del/"
+P_UNB = b"unb/"
+P_SIG = b"sig/"
+P_MISS = b"mis/"
+P_VALSET = b"vs/"
+
+
+def u64(n: int) -> bytes:
+    return n.to_bytes(8, "big")
+
+
+@wire.message(tag=250)
+@attrs.frozen(kw_only=True)
+class AccountRec:
+    balance: int
+    sequence: int
+
+
+@wire.message(tag=251)
+@attrs.frozen(kw_only=True)
+class ValidatorRec:
+    pubkey: bytes
+    moniker: str
+    tokens: int  # uakt bonded to this validator (self + delegations), after slashes
+    shares: int  # total delegation shares issued
+    jailed: bool = False
+    tombstoned: bool = False
+    jailed_until_ms: int = 0
+
+    @property
+    def power(self) -> int:
+        return self.tokens // POWER_REDUCTION
+
+
+@wire.message(tag=252)
+@attrs.frozen(kw_only=True)
+class DelegationRec:
+    shares: int
+
+
+@wire.message(tag=253)
+@attrs.frozen(kw_only=True)
+class UnbondingRec:
+    delegator: str
+    validator: bytes
+    amount: int
+    creation_height: int
+    completion_ms: int
+
+
+@wire.message(tag=254)
+@attrs.frozen(kw_only=True)
+class SigningInfo:
+    start_height: int
+    index_offset: int  # how many blocks this validator was expected to sign since start
+    missed: int  # missed blocks in the current window
+
+
+@wire.message(tag=255)
+@attrs.frozen(kw_only=True)
+class ValSet:
+    validators: tuple[tuple[bytes, int], ...]  # (pubkey, power), power descending
+
+
+class Store:
+    """Typed reads and writes of wire records over a KV."""
+
+    def __init__(self, kv: KV) -> None:
+        self.kv = kv
+
+    def get(self, key: bytes, cls: type[T]) -> T | None:
+        raw = self.kv.get(key)
+        return None if raw is None else wire.decode(raw, cls)
+
+    def put(self, key: bytes, value: object) -> None:
+        self.kv.set(key, wire.encode(value))
+
+    def delete(self, key: bytes) -> None:
+        self.kv.delete(key)
+
+    def scan(self, prefix: bytes, cls: type[T]) -> Iterator[tuple[bytes, T]]:
+        for key, raw in self.kv.iterate(prefix):
+            yield key, wire.decode(raw, cls)
+
+    def get_int(self, key: bytes) -> int:
+        value = self.get(key, int)
+        return 0 if value is None else value
+
+    def put_int(self, key: bytes, value: int) -> None:
+        self.put(key, value)
+
+    # ------------------------------------------------------------ globals
+
+    def chain_id(self) -> str:
+        value = self.get(K_CHAIN_ID, str)
+        if value is None:
+            raise StorageError("state has no chain ID: was the genesis applied?")
+        return value
+
+    def params(self) -> Params:
+        value = self.get(K_PARAMS, Params)
+        return Params() if value is None else value
+
+    # ------------------------------------------------------------ records
+
+    def validator(self, pubkey: bytes) -> ValidatorRec | None:
+        return self.get(P_VAL + pubkey, ValidatorRec)
+
+    def put_validator(self, rec: ValidatorRec) -> None:
+        self.put(P_VAL + rec.pubkey, rec)
+
+    def validators(self) -> Iterator[ValidatorRec]:
+        for _, rec in self.scan(P_VAL, ValidatorRec):
+            yield rec
