@@ -25,7 +25,8 @@ Rules and invariants:
   start and whenever the book has too few candidates;
 * a peer gets a ``Ping`` every ``ping_interval``; nothing received for ``ping_timeout``
   disconnects it with "ping timeout";
-* PEX: we ask new outbound peers and, every ``pex_interval``, one random peer; a peer may
+* PEX: while the book has room or outbound slots are free, we ask new outbound peers and,
+  every ``pex_interval``, one random peer not asked for that long; a peer may
   answer only what we asked (one ``PexAddrs`` per outstanding request), with well-formed
   addresses, else it misbehaved: disconnect and ban for ``misbehave_ban_seconds``.
   Requests from one peer are answered at most once per ``pex_interval / 3`` (the rest
@@ -275,7 +276,7 @@ class PeerManager:
                                 port=lport)
                 if self._dialable_addr(now, addr):
                     self._book.add(now, addr, source=None)
-        if outbound and (self._book.has_room() or peer in self._seeds):
+        if outbound and (self._wants_addrs() or peer in self._seeds):
             return [self._ask(now, peer, conn)]
         return []
 
@@ -379,8 +380,11 @@ class PeerManager:
         conn.pex_asked_at, conn.pex_owed = now, True
         return SendTo(peer, PexRequest())
 
+    def _wants_addrs(self) -> bool:
+        return self._book.has_room() or self.outbound_count() < self.params.max_outbound
+
     def _pex_round(self, now: float) -> list[Action]:
-        if not self._book.has_room():
+        if not self._wants_addrs():
             return []
         interval = self.params.pex_interval
         askable = [n for n in sorted(self._conns) if not self._conns[n].closing
