@@ -174,7 +174,7 @@ def test_directory_is_not_a_file(tmp_path: Path) -> None:
     ('chain_id = "c"\n[p2p]\nseeds = "abc"\n', "p2p.seeds: expected an array, got 'abc'"),
     ('chain_id = "c"\n[p2p]\nsedes = []\n', "p2p.sedes: unknown key"),
     ('chain_id = "c"\nbogus = 1\n', "bogus: unknown key"),
-    ('chain_id = "c"\n[consensus]\n', "consensus: unknown key"),
+    ('chain_id = "c"\n[no_such_section]\n', "no_such_section: unknown key"),
     ('chain_id = "c"\n[p2p]\nmax_inbound = "ten"\n',
      "p2p.max_inbound: expected an integer, got 'ten'"),
     ('chain_id = "c"\n[p2p]\nmax_inbound = 1.5\n',
