@@ -7,12 +7,17 @@ injected ``random.Random``; sets are sorted before any sampling, so one seed giv
 sequence of actions. Modelled on CometBFT's p2p switch and PEX reactor.
 
 Driver contract:
-* after ``Dial(addr)`` exactly one of ``dial_failed(addr)`` (including when ``accept``
-  refuses the new connection) or ``connected(addr.node_id, outbound=True)`` follows;
+* after ``Dial(addr)`` comes ``dial_failed(addr)``, ``connected(addr.node_id,
+  outbound=True)`` or a refusal by ``accept(addr.node_id, outbound=True)`` (which counts as
+  the dial failing; a later ``dial_failed`` for it is ignored). A dial with no answer
+  within ``dial_timeout`` is given up;
 * every authenticated connection goes through ``accept`` and, when it returns None,
   ``connected`` in the same step (no await between), and ``disconnected`` once it closes;
 * ``Disconnect`` means: send ``Goodbye(reason)`` if possible, close, then call
   ``disconnected``. Until then the peer is "closing": not in ``peers()``, not re-accepted.
+* Known limit: two nodes dialling each other at the same instant may each refuse the
+  other's second connection as "already connected" and so drop both; the jittered
+  backoff makes the retry succeed.
 
 Rules and invariants:
 * never dial or accept ourselves, a banned node or host, or a node already connected;
@@ -226,8 +231,8 @@ class PeerManager:
 
     def dial_failed(self, now: float, addr: PeerAddr, reason: str) -> list[Action]:
         """A dial to ``addr`` failed (``reason`` is for logs). Unknown dials are ignored."""
-        if self._dialing.pop(addr.node_id, None) is None:
-            return []
+        if self._dialing.pop(addr.node_id, None) is None or addr.node_id in self._conns:
+            return []  # unknown dial, or the peer reached us first: nothing failed
         self._backoff(now, addr.node_id)
         entry = self._book.mark_failure(addr.node_id)
         if (entry is not None and entry.last_success is None
@@ -237,6 +242,12 @@ class PeerManager:
 
     def accept(self, now: float, peer: NodeID, *, host: str, outbound: bool) -> str | None:
         """None to accept a new authenticated connection, else why it is refused."""
+        refusal = self._refusal(now, peer, host=host, outbound=outbound)
+        if refusal is not None and outbound and peer in self._dialing:
+            self.dial_failed(now, self._dialing[peer][0], refusal)
+        return refusal
+
+    def _refusal(self, now: float, peer: NodeID, *, host: str, outbound: bool) -> str | None:
         if peer == self.local_id:
             return REFUSE_SELF
         if self.is_banned(now, peer) or self._host_bans.get(host, -math.inf) > now:

@@ -366,6 +366,33 @@ def test_handle_ignores_other_items_and_unknown_peers() -> None:
     assert m.disconnected(2.0, nid(5)) == [] and m.dial_failed(2.0, addr(5), "x") == []
 
 
+def test_dial_racing_an_inbound_connection_is_not_a_failure() -> None:
+    m = manager(params=QUIET, persistent=[addr(1)])
+    assert dials(m.start(0.0)) == [addr(1)]
+    connect(m, 0.5, 1, outbound=False)  # it reached us first
+    assert m.accept(0.6, nid(1), host=HOST, outbound=True) == "already connected"
+    assert m.dialing() == frozenset()  # the refusal ended the dial
+    m.dial_failed(0.6, addr(1), "already connected")  # and a late report changes nothing
+    m.disconnected(10.0, nid(1))
+    assert 10.75 <= m.next_deadline() <= 11.25  # first backoff step, not the second
+
+
+def test_refused_outbound_connection_counts_as_a_failed_dial() -> None:
+    p = PeerParams(max_outbound=1, ensure_interval=1.0, pex_interval=1e6, backoff_jitter=0.0)
+    m = manager(params=p)
+    connect(m, 0.0, 2, outbound=True)
+    m.handle(0.1, nid(2), PexAddrs(addrs=(str(addr(3)),)))
+    assert dials(m.tick(1.0)) == []  # the one outbound slot is taken
+    m.disconnected(1.5, nid(2))
+    assert dials(m.tick(2.0)) == [addr(3)]
+    connect(m, 2.1, 5, outbound=True)  # fills the slot while addr(3) is being dialled
+    assert m.accept(2.2, nid(3), host=HOST, outbound=True) == "too many outbound"
+    assert m.dialing() == frozenset()  # the refusal ended the dial ...
+    m.disconnected(2.3, nid(5))
+    assert dials(m.tick(3.0)) == []  # ... and addr(3) backs off until 3.2
+    assert dials(m.tick(4.0)) == [addr(3)]
+
+
 def test_dial_timeout_frees_a_stuck_dial() -> None:
     m = manager(params=PeerParams(dial_timeout=20.0), persistent=[addr(1)])
     assert dials(m.start(0.0)) == [addr(1)]
