@@ -1,0 +1,140 @@
+"""Bounded caches of the pubsub core: the seen cache, the message cache, a token bucket.
+
+Rules and invariants (sans-IO: time arrives as ``now`` in seconds):
+* ``SeenCache`` remembers message IDs for ``ttl`` seconds in time buckets of ``bucket``
+  seconds; an ID is forgotten between ``ttl`` and ``ttl + bucket`` seconds after it was
+  added, or earlier when more than ``max_size`` IDs are held (oldest bucket first).
+  Lookups are one set membership test.
+* ``MessageCache`` holds accepted messages for ``length`` heartbeat windows; ``shift``
+  opens a new window and drops the oldest. ``gossip_ids`` lists the IDs of the newest
+  ``gossip`` windows for one topic, newest window first. At most ``max_size`` messages.
+  Each entry counts how often each peer was served it by IWANT.
+* ``TokenBucket`` refills at ``rate`` per second up to ``burst``; ``take`` spends one token.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from p2pakash.crypto import NodeID
+from p2pakash.gossip.messages import Publish
+
+
+class SeenCache:
+    __slots__ = ("_bucket", "_buckets", "_ids", "_max_size", "_ttl")
+
+    def __init__(self, *, ttl: float, bucket: float, max_size: int) -> None:
+        if ttl <= 0 or bucket <= 0 or max_size <= 0:
+            raise ValueError("SeenCache needs ttl > 0, bucket > 0 and max_size > 0")
+        self._ttl = ttl
+        self._bucket = bucket
+        self._max_size = max_size
+        self._ids: set[bytes] = set()
+        # (start time, ids added in [start, start + bucket)), oldest first
+        self._buckets: deque[tuple[float, list[bytes]]] = deque()
+
+    def __contains__(self, msg_id: bytes) -> bool:
+        return msg_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, now: float, msg_id: bytes) -> bool:
+        """Remember ``msg_id``; return False when it was already known."""
+        ids = self._ids
+        if msg_id in ids:
+            return False
+        ids.add(msg_id)
+        buckets = self._buckets
+        if not buckets or now - buckets[-1][0] >= self._bucket:
+            buckets.append((now, [msg_id]))
+        else:
+            buckets[-1][1].append(msg_id)
+        if len(ids) > self._max_size:
+            self._drop_oldest()
+        return True
+
+    def expire(self, now: float) -> int:
+        """Forget buckets older than the TTL; return how many IDs were forgotten."""
+        dropped = 0
+        buckets = self._buckets
+        limit = self._ttl + self._bucket
+        while buckets and now - buckets[0][0] >= limit:
+            dropped += self._drop_oldest()
+        return dropped
+
+    def _drop_oldest(self) -> int:
+        _, old = self._buckets.popleft()
+        self._ids.difference_update(old)
+        return len(old)
+
+
+class CacheEntry:
+    __slots__ = ("item", "msg_id", "served")
+
+    def __init__(self, msg_id: bytes, item: Publish) -> None:
+        self.msg_id = msg_id
+        self.item = item
+        self.served: dict[NodeID, int] | None = None
+
+
+class MessageCache:
+    __slots__ = ("_entries", "_gossip", "_max_size", "_windows")
+
+    def __init__(self, *, length: int, gossip: int, max_size: int) -> None:
+        if not 1 <= gossip <= length:
+            raise ValueError(f"MessageCache needs 1 <= gossip ({gossip}) <= length ({length})")
+        self._gossip = gossip
+        self._max_size = max_size
+        self._entries: dict[bytes, CacheEntry] = {}
+        # newest window first; each holds (msg_id, topic) in arrival order
+        self._windows: deque[list[tuple[bytes, str]]] = deque([[]], maxlen=length)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def put(self, msg_id: bytes, item: Publish) -> bool:
+        """Cache an accepted message; False when full or already present."""
+        if msg_id in self._entries or len(self._entries) >= self._max_size:
+            return False
+        self._entries[msg_id] = CacheEntry(msg_id, item)
+        self._windows[0].append((msg_id, item.topic))
+        return True
+
+    def get(self, msg_id: bytes) -> CacheEntry | None:
+        return self._entries.get(msg_id)
+
+    def gossip_ids(self, topic: str) -> list[bytes]:
+        out: list[bytes] = []
+        for i, window in enumerate(self._windows):
+            if i >= self._gossip:
+                break
+            out.extend(mid for mid, t in window if t == topic)
+        return out
+
+    def shift(self) -> None:
+        windows = self._windows
+        if len(windows) == windows.maxlen:
+            for mid, _ in windows[-1]:
+                del self._entries[mid]
+        windows.appendleft([])
+
+
+class TokenBucket:
+    __slots__ = ("_burst", "_last", "_rate", "tokens")
+
+    def __init__(self, *, rate: float, burst: float, now: float) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._last = now
+        self.tokens = burst
+
+    def take(self, now: float) -> bool:
+        elapsed = now - self._last
+        if elapsed > 0:
+            self.tokens = min(self._burst, self.tokens + elapsed * self._rate)
+            self._last = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False

@@ -1,0 +1,579 @@
+"""The pubsub core: a gossipsub v1.1 mesh (+ v1.2 IDONTWANT) as a sans-IO state machine.
+
+Reference: consensus_gossip.md §B1-§B3. A driver feeds events in (``add_peer``,
+``remove_peer``, ``handle``, ``publish``, ``heartbeat`` ...) and carries the returned
+actions out: ``Send`` (one gossip message to one peer), ``Deliver`` (first copy of a valid
+message to the local application) and ``Disconnect`` (a peer's score fell below
+``disconnect_threshold``; emitted once per connection).
+
+Rules and invariants:
+* No IO: time arrives as ``now`` (seconds), randomness from the injected ``random.Random``.
+  Every set is put in sorted order before the rng samples it, and meshes are
+  insertion-ordered dicts, so one seed and one event sequence give one action trace.
+* Message IDs are content hashes (``messages.message_id``). The seen cache is checked
+  BEFORE validation, so a validator runs at most once per message per node; the seen
+  cache also holds rejected and ignored messages.
+* Items from graylisted peers (cached score < ``graylist_threshold``), from peers already
+  told to disconnect and from unknown peers are ignored entirely.
+* Publish items are rate-limited per peer by a token bucket; excess is dropped and adds
+  ``rate_limit_penalty`` to the peer's behaviour penalty (P7).
+* Everything is bounded: seen cache, message cache, IDONTWANT memory, topics per peer,
+  IHAVE/IWANT sizes and counts per heartbeat, retained scores of gone peers, backoffs.
+* Own publishes are not delivered back to the local application (the caller has them).
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+
+from p2pakash.crypto import NodeID
+from p2pakash.errors import LocalProtocolError, RemoteProtocolError
+from p2pakash.gossip.caches import MessageCache, SeenCache, TokenBucket
+from p2pakash.gossip.messages import (
+    MAX_TOPIC_LEN,
+    MSG_ID_LEN,
+    Graft,
+    IDontWant,
+    IHave,
+    IWant,
+    Prune,
+    Publish,
+    Subscribe,
+    message_id,
+)
+from p2pakash.gossip.score import PeerScore, PubSubParams, choose_pruned
+
+__all__ = ["Action", "Deliver", "Disconnect", "PubSub", "PubSubParams", "PubSubStats", "Send",
+           "Validator", "Verdict"]
+
+
+class Verdict(enum.Enum):
+    ACCEPT = "accept"
+    REJECT = "reject"
+    IGNORE = "ignore"
+
+
+Validator = Callable[[NodeID, str, bytes], Verdict]
+
+
+@attrs.frozen
+class Send:
+    peer: NodeID
+    item: object
+
+
+@attrs.frozen
+class Deliver:
+    topic: str
+    data: bytes
+    msg_id: bytes
+    source: NodeID
+
+
+@attrs.frozen
+class Disconnect:
+    peer: NodeID
+    reason: str
+
+
+Action = Send | Deliver | Disconnect
+
+
+@attrs.define
+class PubSubStats:
+    published: int = 0
+    delivered: int = 0
+    duplicates: int = 0  # Publish copies received after the first
+    rejected: int = 0
+    ignored: int = 0  # validator said IGNORE
+    unsubscribed: int = 0  # Publish for a topic we do not subscribe to
+    graylisted: int = 0  # items dropped because the peer is graylisted or disconnecting
+    rate_limited: int = 0
+    iwant_served: int = 0
+    iwant_sent: int = 0  # ids asked for
+    ihave_sent: int = 0  # IHAVE messages sent
+    idontwant_sent: int = 0
+    suppressed: int = 0  # sends skipped because the peer said IDONTWANT
+    sent: int = 0  # Publish items sent (forwarding, publishing, IWANT replies)
+
+
+class _Peer:
+    __slots__ = ("bucket", "disconnecting", "dontwant", "id", "ihave_count", "iwant_asked",
+                 "outbound", "score", "topics", "value")
+
+    def __init__(self, peer: NodeID, outbound: bool, bucket: TokenBucket, score: PeerScore):
+        self.id = peer
+        self.outbound = outbound
+        self.bucket = bucket
+        self.score = score
+        self.value = 0.0  # cached score: refreshed at heartbeat and after each penalty
+        self.disconnecting = False
+        self.topics: set[str] = set()
+        self.dontwant: dict[bytes, int] = {}  # msg_id -> heartbeat number when told
+        self.ihave_count = 0
+        self.iwant_asked = 0
+
+
+def _sample(rng: random.Random, items: Iterable[NodeID], k: int) -> list[NodeID]:
+    cands = sorted(items)
+    if k <= 0:
+        return []
+    if len(cands) <= k:
+        return cands
+    return rng.sample(cands, k)
+
+
+class PubSub:
+    def __init__(self, *, local_id: NodeID, params: PubSubParams, rng: random.Random) -> None:
+        self.local_id = local_id
+        self.params = params
+        self.stats = PubSubStats()
+        self._rng = rng
+        self._validators: dict[str, Validator] = {}
+        self._mesh: dict[str, dict[NodeID, None]] = {}  # one per subscribed topic
+        self._fanout: dict[str, dict[NodeID, None]] = {}
+        self._fanout_last: dict[str, float] = {}
+        self._topic_peers: dict[str, dict[NodeID, None]] = {}
+        self._peers: dict[NodeID, _Peer] = {}
+        self._backoff: dict[tuple[NodeID, str], float] = {}  # (peer, topic) -> until
+        self._retained: dict[NodeID, tuple[PeerScore, float]] = {}
+        self._seen = SeenCache(ttl=params.seen_ttl, bucket=params.heartbeat_interval,
+                               max_size=params.seen_max)
+        self._mcache = MessageCache(length=params.mcache_len, gossip=params.mcache_gossip,
+                                    max_size=params.mcache_max)
+        self._iwant_pending: set[bytes] = set()
+        self._heartbeats = 0
+        self._handlers: dict[type, Callable[[float, _Peer, Any], list[Action]]] = {
+            Subscribe: self._on_subscribe, Graft: self._on_graft, Prune: self._on_prune,
+            IHave: self._on_ihave, IWant: self._on_iwant, IDontWant: self._on_idontwant,
+        }
+
+    # ----------------------------------------------------------------- queries
+    def mesh(self, topic: str) -> frozenset[NodeID]:
+        return frozenset(self._mesh.get(topic, ()))
+
+    def fanout(self, topic: str) -> frozenset[NodeID]:
+        return frozenset(self._fanout.get(topic, ()))
+
+    def topic_peers(self, topic: str) -> frozenset[NodeID]:
+        return frozenset(self._topic_peers.get(topic, ()))
+
+    def subscriptions(self) -> frozenset[str]:
+        return frozenset(self._mesh)
+
+    def peers(self) -> frozenset[NodeID]:
+        return frozenset(self._peers)
+
+    def score(self, peer: NodeID) -> float:
+        """The peer's score as of the last heartbeat or penalty (0.0 for unknown peers)."""
+        p = self._peers.get(peer)
+        return p.value if p is not None else 0.0
+
+    def seen(self, msg_id: bytes) -> bool:
+        return msg_id in self._seen
+
+    # ----------------------------------------------------------- local events
+    def set_validator(self, topic: str, validator: Validator) -> None:
+        self._validators[topic] = validator
+
+    def subscribe(self, now: float, topic: str) -> list[Action]:
+        _check_topic(topic)
+        if topic in self._mesh:
+            return []
+        out: list[Action] = [Send(q, Subscribe(topic=topic, subscribe=True)) for q in self._peers]
+        mesh = self._mesh[topic] = {}
+        fanout = self._fanout.pop(topic, {})
+        self._fanout_last.pop(topic, None)
+        for q in fanout:
+            if len(mesh) < self.params.d and self._graftable(now, q, topic):
+                self._graft(now, topic, q, out)
+        cands = [q for q in self._topic_peers.get(topic, ())
+                 if q not in mesh and self._graftable(now, q, topic)]
+        for q in _sample(self._rng, cands, self.params.d - len(mesh)):
+            self._graft(now, topic, q, out)
+        return out
+
+    def unsubscribe(self, now: float, topic: str) -> list[Action]:
+        mesh = self._mesh.pop(topic, None)
+        if mesh is None:
+            return []
+        out: list[Action] = [Send(q, Subscribe(topic=topic, subscribe=False)) for q in self._peers]
+        backoff = self.params.unsubscribe_backoff
+        for q in mesh:
+            self._backoff[(q, topic)] = now + backoff
+            out.append(Send(q, Prune(topic=topic, backoff=int(backoff), px=())))
+        for peer in self._peers.values():
+            peer.score.prune(topic)
+            peer.score.forget_topic(topic)
+        return out
+
+    def add_peer(self, now: float, peer: NodeID, *, outbound: bool) -> list[Action]:
+        if peer in self._peers:
+            raise LocalProtocolError(f"pubsub.add_peer: peer {peer} is already connected")
+        p = self.params
+        kept = self._retained.pop(peer, None)
+        score = kept[0] if kept is not None and kept[1] > now else PeerScore()
+        bucket = TokenBucket(rate=p.rate_limit_msgs_per_sec, burst=p.rate_limit_burst, now=now)
+        state = self._peers[peer] = _Peer(peer, outbound, bucket, score)
+        out: list[Action] = [Send(peer, Subscribe(topic=t, subscribe=True)) for t in self._mesh]
+        self._refresh(now, state, out)
+        return out
+
+    def remove_peer(self, now: float, peer: NodeID) -> list[Action]:
+        state = self._peers.pop(peer, None)
+        if state is None:
+            return []
+        self._detach(state)
+        for topic in state.topics:
+            self._drop_topic_peer(topic, peer)
+        if state.score.topics or state.score.behaviour_penalty:
+            for topic in list(state.score.topics):
+                state.score.prune(topic)
+            if len(self._retained) >= self.params.max_retained:
+                del self._retained[next(iter(self._retained))]
+            self._retained[peer] = (state.score, now + self.params.retain_score)
+        return []
+
+    def publish(self, now: float, topic: str, data: bytes) -> tuple[bytes, list[Action]]:
+        """Publish our own message; (msg_id, []) when it was seen before or not accepted."""
+        _check_topic(topic)
+        msg_id = message_id(topic, data)
+        if not self._seen.add(now, msg_id):
+            return msg_id, []
+        verdict = self._validate(self.local_id, topic, data)
+        if verdict is not Verdict.ACCEPT:
+            return msg_id, []
+        item = Publish(topic=topic, data=data)
+        self._mcache.put(msg_id, item)
+        self.stats.published += 1
+        p = self.params
+        mesh = self._mesh.get(topic)
+        if mesh is None:
+            self._fanout_last[topic] = now
+            if topic not in self._fanout:
+                cands = [q for q in self._topic_peers.get(topic, ()) if self._publishable(q)]
+                self._fanout[topic] = dict.fromkeys(_sample(self._rng, cands, p.d))
+        targets: Iterable[NodeID]
+        if p.flood_publish:
+            targets = [q for q in self._topic_peers.get(topic, ()) if self._publishable(q)]
+        else:
+            targets = mesh if mesh is not None else self._fanout[topic]
+        out: list[Action] = []
+        self._forward(msg_id, item, targets, None, out)
+        return msg_id, out
+
+    # ------------------------------------------------------------ peer events
+    def handle(self, now: float, peer: NodeID, item: object) -> list[Action]:
+        """One gossip message from a connected peer (items of unknown peers are ignored)."""
+        state = self._peers.get(peer)
+        if state is None:
+            return []
+        if state.disconnecting or state.value < self.params.graylist_threshold:
+            self.stats.graylisted += 1
+            return []
+        if type(item) is Publish:
+            return self._on_publish(now, state, item)
+        handler = self._handlers.get(type(item))
+        if handler is None:
+            raise LocalProtocolError(
+                f"pubsub.handle: {type(item).__name__} from {peer} is not a pubsub message")
+        return handler(now, state, item)
+
+    def _on_publish(self, now: float, peer: _Peer, item: Publish) -> list[Action]:
+        stats = self.stats
+        if not peer.bucket.take(now):
+            stats.rate_limited += 1
+            peer.score.behaviour_penalty += self.params.rate_limit_penalty
+            out: list[Action] = []
+            self._refresh(now, peer, out)
+            return out
+        topic = item.topic
+        mesh = self._mesh.get(topic)
+        if mesh is None:
+            stats.unsubscribed += 1
+            return []
+        data = item.data
+        msg_id = message_id(topic, data)
+        if not self._seen.add(now, msg_id):
+            stats.duplicates += 1
+            return []
+        self._iwant_pending.discard(msg_id)
+        out = []
+        source = peer.id
+        if len(data) >= self.params.idontwant_min_size and len(mesh) > 1:
+            dont = IDontWant(ids=(msg_id,))
+            for q in mesh:
+                if q != source:
+                    out.append(Send(q, dont))
+                    stats.idontwant_sent += 1
+        verdict = self._validate(source, topic, data)
+        if verdict is Verdict.ACCEPT:
+            peer.score.first_delivery(topic, self.params)
+            self._mcache.put(msg_id, item)
+            stats.delivered += 1
+            out.append(Deliver(topic, data, msg_id, source))
+            self._forward(msg_id, item, mesh, source, out)
+        elif verdict is Verdict.REJECT:
+            peer.score.invalid(topic)
+            self._refresh(now, peer, out)
+        return out
+
+    def _on_subscribe(self, now: float, peer: _Peer, item: Subscribe) -> list[Action]:
+        topic = item.topic
+        if item.subscribe:
+            if topic not in peer.topics and len(peer.topics) < self.params.max_topics_per_peer:
+                peer.topics.add(topic)
+                self._topic_peers.setdefault(topic, {})[peer.id] = None
+        elif topic in peer.topics:
+            peer.topics.discard(topic)
+            self._drop_topic_peer(topic, peer.id)
+        return []
+
+    def _on_graft(self, now: float, peer: _Peer, item: Graft) -> list[Action]:
+        topic, pid, p = item.topic, peer.id, self.params
+        mesh = self._mesh.get(topic)
+        if mesh is None or pid in mesh:
+            return [Send(pid, Prune(topic=topic, backoff=0, px=()))] if mesh is None else []
+        out: list[Action] = []
+        if self._backoff.get((pid, topic), 0.0) > now:
+            peer.score.behaviour_penalty += 1.0
+            self._refresh(now, peer, out)
+        elif peer.value >= 0 and topic in peer.topics and (len(mesh) < p.d_hi or peer.outbound):
+            mesh[pid] = None
+            peer.score.graft(now, topic)
+            return out
+        self._backoff[(pid, topic)] = now + p.prune_backoff
+        out.append(Send(pid, Prune(topic=topic, backoff=int(p.prune_backoff), px=())))
+        return out
+
+    def _on_prune(self, now: float, peer: _Peer, item: Prune) -> list[Action]:
+        topic, p = item.topic, self.params
+        mesh = self._mesh.get(topic)
+        if mesh is None:
+            return []
+        if peer.id in mesh:
+            del mesh[peer.id]
+            peer.score.prune(topic)
+        backoff = min(float(item.backoff), p.max_backoff) if item.backoff > 0 else p.prune_backoff
+        self._backoff[(peer.id, topic)] = max(now + backoff, self._backoff.get((peer.id, topic), 0))
+        return []
+
+    def _on_ihave(self, now: float, peer: _Peer, item: IHave) -> list[Action]:
+        p = self.params
+        peer.ihave_count += 1
+        if (peer.value < p.gossip_threshold or peer.ihave_count > p.max_ihave_messages
+                or item.topic not in self._mesh):
+            return []
+        budget = p.max_iwant_per_heartbeat - peer.iwant_asked
+        want: list[bytes] = []
+        seen, pending = self._seen, self._iwant_pending
+        for mid in item.ids:
+            if len(want) >= budget:
+                break
+            if len(mid) == MSG_ID_LEN and mid not in seen and mid not in pending:
+                want.append(mid)
+                pending.add(mid)
+        if not want:
+            return []
+        peer.iwant_asked += len(want)
+        self.stats.iwant_sent += len(want)
+        return [Send(peer.id, IWant(ids=tuple(want)))]
+
+    def _on_iwant(self, now: float, peer: _Peer, item: IWant) -> list[Action]:
+        if peer.value < self.params.gossip_threshold:
+            return []
+        out: list[Action] = []
+        limit, pid = self.params.gossip_retransmission, peer.id
+        for mid in item.ids:
+            entry = self._mcache.get(mid)
+            if entry is None:
+                continue
+            if entry.served is None:
+                entry.served = {}
+            n = entry.served.get(pid, 0)
+            if n >= limit:
+                continue
+            entry.served[pid] = n + 1
+            out.append(Send(pid, entry.item))
+        self.stats.iwant_served += len(out)
+        self.stats.sent += len(out)
+        return out
+
+    def _on_idontwant(self, now: float, peer: _Peer, item: IDontWant) -> list[Action]:
+        dontwant, hb = peer.dontwant, self._heartbeats
+        for mid in item.ids:
+            if len(mid) == MSG_ID_LEN and mid not in dontwant:
+                dontwant[mid] = hb
+        excess = len(dontwant) - self.params.max_idontwant
+        if excess > 0:
+            for mid in list(dontwant)[:excess]:
+                del dontwant[mid]
+        return []
+
+    # -------------------------------------------------------------- heartbeat
+    def heartbeat(self, now: float) -> list[Action]:
+        """Mesh and fanout upkeep, IHAVE gossip, cache shifts, expiry and score decay."""
+        p = self.params
+        self._heartbeats += 1
+        out: list[Action] = []
+        for peer in self._peers.values():
+            peer.score.decay(p)
+            self._refresh(now, peer, out)
+            peer.ihave_count = peer.iwant_asked = 0
+            dw = peer.dontwant
+            if dw:
+                oldest = self._heartbeats - p.idontwant_ttl_heartbeats
+                while dw:
+                    mid = next(iter(dw))
+                    if dw[mid] > oldest:
+                        break
+                    del dw[mid]
+        for topic in self._mesh:
+            self._maintain_mesh(now, topic, out)
+        self._maintain_fanout(now, out)
+        self._emit_gossip(out)
+        self._mcache.shift()
+        self._seen.expire(now)
+        self._iwant_pending.clear()
+        self._backoff = {k: t for k, t in self._backoff.items() if t > now}
+        self._retained = {k: v for k, v in self._retained.items() if v[1] > now}
+        return out
+
+    def _maintain_mesh(self, now: float, topic: str, out: list[Action]) -> None:
+        p, peers, mesh = self.params, self._peers, self._mesh[topic]
+        for q in [q for q in mesh if peers[q].value < 0]:
+            self._prune(now, topic, q, p.prune_backoff, out)
+        if len(mesh) < p.d_lo:
+            cands = [q for q in self._topic_peers.get(topic, ())
+                     if q not in mesh and self._graftable(now, q, topic)]
+            for q in _sample(self._rng, cands, p.d - len(mesh)):
+                self._graft(now, topic, q, out)
+        elif len(mesh) > p.d_hi:
+            removed = choose_pruned(self._rng, mesh, {q: peers[q].value for q in mesh},
+                                    {q for q in mesh if peers[q].outbound}, p)
+            for q in removed:
+                self._prune(now, topic, q, p.prune_backoff, out)
+        if len(mesh) >= p.d_lo:
+            short = p.d_out - sum(1 for q in mesh if peers[q].outbound)
+            if short > 0:
+                cands = [q for q in self._topic_peers.get(topic, ()) if q not in mesh
+                         and peers[q].outbound and self._graftable(now, q, topic)]
+                for q in _sample(self._rng, cands, short):
+                    self._graft(now, topic, q, out)
+
+    def _maintain_fanout(self, now: float, out: list[Action]) -> None:
+        p = self.params
+        for topic in [t for t, last in self._fanout_last.items() if last + p.fanout_ttl < now]:
+            del self._fanout_last[topic]
+            self._fanout.pop(topic, None)
+        for topic, fan in self._fanout.items():
+            for q in [q for q in fan if not self._publishable(q)]:
+                del fan[q]
+            if len(fan) < p.d:
+                cands = [q for q in self._topic_peers.get(topic, ())
+                         if q not in fan and self._publishable(q)]
+                for q in _sample(self._rng, cands, p.d - len(fan)):
+                    fan[q] = None
+
+    def _emit_gossip(self, out: list[Action]) -> None:
+        p, peers = self.params, self._peers
+        for topic, members in [*self._mesh.items(), *self._fanout.items()]:
+            ids = self._mcache.gossip_ids(topic)
+            if not ids:
+                continue
+            if len(ids) > p.max_ihave_length:
+                ids = self._rng.sample(ids, p.max_ihave_length)
+            cands = [q for q in self._topic_peers.get(topic, ()) if q not in members
+                     and peers[q].value >= p.gossip_threshold and not peers[q].disconnecting]
+            target = max(p.d_lazy, int(p.gossip_factor * len(cands)))
+            ihave = IHave(topic=topic, ids=tuple(ids))
+            for q in _sample(self._rng, cands, target):
+                out.append(Send(q, ihave))
+                self.stats.ihave_sent += 1
+
+    # ---------------------------------------------------------------- helpers
+    def _validate(self, source: NodeID, topic: str, data: bytes) -> Verdict:
+        validator = self._validators.get(topic)
+        if validator is None:
+            return Verdict.ACCEPT
+        try:
+            verdict = validator(source, topic, data)
+        except RemoteProtocolError:
+            verdict = Verdict.REJECT
+        if verdict is Verdict.REJECT:
+            self.stats.rejected += 1
+        elif verdict is Verdict.IGNORE:
+            self.stats.ignored += 1
+        return verdict
+
+    def _forward(self, msg_id: bytes, item: Publish, targets: Iterable[NodeID],
+                 source: NodeID | None, out: list[Action]) -> None:
+        peers, n = self._peers, len(out)
+        for q in targets:
+            if q != source:
+                if msg_id in peers[q].dontwant:
+                    self.stats.suppressed += 1
+                else:
+                    out.append(Send(q, item))
+        self.stats.sent += len(out) - n
+
+    def _publishable(self, q: NodeID) -> bool:
+        peer = self._peers[q]
+        return peer.value >= self.params.publish_threshold and not peer.disconnecting
+
+    def _graftable(self, now: float, q: NodeID, topic: str) -> bool:
+        peer = self._peers[q]
+        return (peer.value >= 0 and not peer.disconnecting
+                and self._backoff.get((q, topic), 0.0) <= now)
+
+    def _graft(self, now: float, topic: str, q: NodeID, out: list[Action]) -> None:
+        self._mesh[topic][q] = None
+        self._peers[q].score.graft(now, topic)
+        out.append(Send(q, Graft(topic=topic)))
+
+    def _prune(self, now: float, topic: str, q: NodeID, backoff: float,
+               out: list[Action]) -> None:
+        del self._mesh[topic][q]
+        self._peers[q].score.prune(topic)
+        self._backoff[(q, topic)] = now + backoff
+        out.append(Send(q, Prune(topic=topic, backoff=int(backoff), px=())))
+
+    def _refresh(self, now: float, peer: _Peer, out: list[Action]) -> None:
+        value = peer.value = peer.score.compute(now, self.params)
+        if value < self.params.disconnect_threshold and not peer.disconnecting:
+            peer.disconnecting = True
+            self._detach(peer)
+            out.append(Disconnect(peer.id, f"gossip score {value:.1f} below "
+                                           f"{self.params.disconnect_threshold}"))
+
+    def _detach(self, peer: _Peer) -> None:
+        """Take a peer out of every mesh and fanout (no PRUNE: it is going away)."""
+        for table in (self._mesh, self._fanout):
+            for members in table.values():
+                members.pop(peer.id, None)
+        for topic in self._mesh:
+            peer.score.prune(topic)
+
+    def _drop_topic_peer(self, topic: str, peer: NodeID) -> None:
+        members = self._topic_peers.get(topic)
+        if members is not None:
+            members.pop(peer, None)
+            if not members:
+                del self._topic_peers[topic]
+        for table in (self._mesh, self._fanout):
+            fan = table.get(topic)
+            if fan is not None:
+                fan.pop(peer, None)
+        state = self._peers.get(peer)
+        if state is not None:
+            state.score.prune(topic)
+
+
+def _check_topic(topic: str) -> None:
+    if not topic or len(topic) > MAX_TOPIC_LEN:
+        raise LocalProtocolError(f"pubsub: topic {topic!r} must be 1..{MAX_TOPIC_LEN} characters")
