@@ -36,7 +36,8 @@ Rules and invariants:
   addresses, else it misbehaved: disconnect and ban for ``misbehave_ban_seconds``.
   Requests from one peer are answered at most once per ``pex_interval / 3`` (the rest
   are ignored); answers are a random sample of known, not-failing addresses, never the
-  asker's own.
+  asker's own. ``pex_interval=inf`` turns PEX off: we never ask (and answer once per
+  connection).
 """
 
 from __future__ import annotations
@@ -287,7 +288,7 @@ class PeerManager:
                                 port=lport)
                 if self._dialable_addr(now, addr):
                     self._book.add(now, addr, source=None)
-        if outbound and (self._wants_addrs() or peer in self._seeds):
+        if outbound and self._wants_addrs():
             return [self._ask(now, peer, conn)]
         return []
 
@@ -392,6 +393,8 @@ class PeerManager:
         return SendTo(peer, PexRequest())
 
     def _wants_addrs(self) -> bool:
+        if not math.isfinite(self.params.pex_interval):
+            return False  # PEX off
         return self._book.has_room() or self.outbound_count() < self.params.max_outbound
 
     def _pex_round(self, now: float) -> list[Action]:

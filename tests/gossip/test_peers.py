@@ -246,6 +246,16 @@ def test_pex_answer_is_bounded_sample_without_asker_and_rate_limited() -> None:
     assert len(m.handle(11.0, nid(1), PexRequest())) == 1
 
 
+def test_infinite_pex_interval_turns_pex_off() -> None:
+    m = manager(params=PeerParams(pex_interval=float("inf")), seeds=[addr(1)])
+    m.start(0.0)
+    assert connect(m, 0.0, 1, outbound=True) == []
+    assert len(m.handle(1.0, nid(1), PexRequest())) == 1
+    assert m.handle(25.0, nid(1), PexRequest()) == []
+    assert all(not isinstance(a, SendTo) or isinstance(a.item, Ping)
+               for t in range(1, 100) for a in m.tick(float(t)))
+
+
 def test_unsolicited_pex_addrs_is_misbehaviour() -> None:
     m = manager()
     connect(m, 0.0, 1, outbound=False)
