@@ -20,7 +20,7 @@ from p2pakash.consensus.proposer import (
 from p2pakash.crypto import PrivateKey
 from p2pakash.errors import DecodeError
 
-KEYS = sorted((PrivateKey.from_seed(bytes([i + 1]) * 32).public for i in range(8)),
+KEYS: list[bytes] = sorted((PrivateKey.from_seed(bytes([i + 1]) * 32).public for i in range(8)),
               key=address_of)
 
 

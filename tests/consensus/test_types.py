@@ -33,7 +33,7 @@ def test_vote_signature_binds_chain_kind_and_every_field() -> None:
         verify_vote(v, "other-chain")
     for change in ({"round": 2}, {"block_hash": None}, {"type": PC}, {"timestamp_ms": 2}):
         with pytest.raises(InvalidSignature):
-            verify_vote(attrs.evolve(v, **change), CHAIN)  # type: ignore[arg-type]
+            verify_vote(attrs.evolve(v, **change), CHAIN)
     cache = VerifyCache()
     verify_vote(v, CHAIN, cache)
     verify_vote(v, CHAIN, cache)
