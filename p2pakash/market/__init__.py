@@ -1,0 +1,1 @@
+"""The market: SDL parsing (``p2pakash.market.sdl``), orders, bids and leases."""
