@@ -10,6 +10,8 @@ Rules and invariants (sans-IO: time arrives as ``now`` in seconds):
   ``gossip`` windows for one topic, newest window first. At most ``max_size`` messages.
   Each entry counts how often each peer was served it by IWANT.
 * ``TokenBucket`` refills at ``rate`` per second up to ``burst``; ``take`` spends one token.
+* ``DontWant`` remembers the IDs one peer said IDONTWANT for, each with the heartbeat
+  number it arrived in; at most ``max_size`` (oldest dropped), expired by heartbeat age.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from collections import deque
 
 from p2pakash.crypto import NodeID
-from p2pakash.gossip.messages import Publish
+from p2pakash.gossip.messages import MSG_ID_LEN, Publish
 
 
 class SeenCache:
@@ -138,3 +140,36 @@ class TokenBucket:
             self.tokens -= 1.0
             return True
         return False
+
+
+class DontWant:
+    __slots__ = ("_ids", "_max_size")
+
+    def __init__(self, *, max_size: int) -> None:
+        self._max_size = max_size
+        self._ids: dict[bytes, int] = {}  # msg_id -> heartbeat number, oldest first
+
+    def __contains__(self, msg_id: bytes) -> bool:
+        return msg_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, ids: tuple[bytes, ...], heartbeat: int) -> None:
+        known = self._ids
+        for mid in ids:
+            if len(mid) == MSG_ID_LEN and mid not in known:
+                known[mid] = heartbeat
+        excess = len(known) - self._max_size
+        if excess > 0:
+            for mid in list(known)[:excess]:
+                del known[mid]
+
+    def expire(self, oldest: int) -> None:
+        """Forget IDs told at heartbeat number ``oldest`` or before."""
+        known = self._ids
+        while known:
+            mid = next(iter(known))
+            if known[mid] > oldest:
+                break
+            del known[mid]

@@ -33,7 +33,7 @@ import attrs
 
 from p2pakash.crypto import NodeID
 from p2pakash.errors import LocalProtocolError, RemoteProtocolError
-from p2pakash.gossip.caches import MessageCache, SeenCache, TokenBucket
+from p2pakash.gossip.caches import DontWant, MessageCache, SeenCache, TokenBucket
 from p2pakash.gossip.messages import (
     MAX_TOPIC_LEN,
     MSG_ID_LEN,
@@ -106,15 +106,17 @@ class _Peer:
     __slots__ = ("bucket", "disconnecting", "dontwant", "id", "ihave_count", "iwant_asked",
                  "outbound", "score", "topics", "value")
 
-    def __init__(self, peer: NodeID, outbound: bool, bucket: TokenBucket, score: PeerScore):
+    def __init__(self, now: float, peer: NodeID, outbound: bool, score: PeerScore,
+                 p: PubSubParams):
         self.id = peer
         self.outbound = outbound
-        self.bucket = bucket
+        self.bucket = TokenBucket(rate=p.rate_limit_msgs_per_sec, burst=p.rate_limit_burst,
+                                  now=now)
         self.score = score
         self.value = 0.0  # cached score: refreshed at heartbeat and after each penalty
         self.disconnecting = False
         self.topics: set[str] = set()
-        self.dontwant: dict[bytes, int] = {}  # msg_id -> heartbeat number when told
+        self.dontwant = DontWant(max_size=p.max_idontwant)
         self.ihave_count = 0
         self.iwant_asked = 0
 
@@ -218,8 +220,7 @@ class PubSub:
         p = self.params
         kept = self._retained.pop(peer, None)
         score = kept[0] if kept is not None and kept[1] > now else PeerScore()
-        bucket = TokenBucket(rate=p.rate_limit_msgs_per_sec, burst=p.rate_limit_burst, now=now)
-        state = self._peers[peer] = _Peer(peer, outbound, bucket, score)
+        state = self._peers[peer] = _Peer(now, peer, outbound, score, p)
         out: list[Action] = [Send(peer, Subscribe(topic=t, subscribe=True)) for t in self._mesh]
         self._refresh(now, state, out)
         return out
@@ -405,14 +406,7 @@ class PubSub:
         return out
 
     def _on_idontwant(self, now: float, peer: _Peer, item: IDontWant) -> list[Action]:
-        dontwant, hb = peer.dontwant, self._heartbeats
-        for mid in item.ids:
-            if len(mid) == MSG_ID_LEN and mid not in dontwant:
-                dontwant[mid] = hb
-        excess = len(dontwant) - self.params.max_idontwant
-        if excess > 0:
-            for mid in list(dontwant)[:excess]:
-                del dontwant[mid]
+        peer.dontwant.add(item.ids, self._heartbeats)
         return []
 
     # -------------------------------------------------------------- heartbeat
@@ -425,14 +419,7 @@ class PubSub:
             peer.score.decay(p)
             self._refresh(now, peer, out)
             peer.ihave_count = peer.iwant_asked = 0
-            dw = peer.dontwant
-            if dw:
-                oldest = self._heartbeats - p.idontwant_ttl_heartbeats
-                while dw:
-                    mid = next(iter(dw))
-                    if dw[mid] > oldest:
-                        break
-                    del dw[mid]
+            peer.dontwant.expire(self._heartbeats - p.idontwant_ttl_heartbeats)
         for topic in self._mesh:
             self._maintain_mesh(now, topic, out)
         self._maintain_fanout(now, out)

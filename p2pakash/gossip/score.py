@@ -82,28 +82,28 @@ class PubSubParams:
 
     def __attrs_post_init__(self) -> None:
         checks = [
-            (0 < self.d_lo <= self.d <= self.d_hi, "needs 0 < d_lo <= d <= d_hi"),
+            (0 < self.d_lo <= self.d <= self.d_hi,
+             f"needs 0 < d_lo <= d <= d_hi, got {self.d_lo}, {self.d}, {self.d_hi}"),
             (0 <= self.d_out < self.d_lo and self.d_out <= self.d // 2,
-             "needs d_out < d_lo and d_out <= d/2"),
-            (0 <= self.d_score <= self.d, "needs 0 <= d_score <= d"),
-            (1 <= self.mcache_gossip <= self.mcache_len, "needs 1 <= mcache_gossip <= mcache_len"),
-            (0 < self.max_ihave_length <= MAX_IDS, f"needs 0 < max_ihave_length <= {MAX_IDS}"),
-            (0 < self.max_iwant_per_heartbeat <= MAX_IDS,
-             f"needs 0 < max_iwant_per_heartbeat <= {MAX_IDS}"),
-            (self.heartbeat_interval > 0 and self.seen_ttl > 0, "needs positive intervals"),
+             f"needs d_out < d_lo and d_out <= d/2, got d_out={self.d_out}"),
+            (0 <= self.d_score <= self.d, f"needs 0 <= d_score <= d, got {self.d_score}"),
+            (1 <= self.mcache_gossip <= self.mcache_len,
+             f"needs 1 <= mcache_gossip <= mcache_len, got {self.mcache_gossip}, "
+             f"{self.mcache_len}"),
+            (0 < self.max_ihave_length <= MAX_IDS and 0 < self.max_iwant_per_heartbeat <= MAX_IDS,
+             f"needs max_ihave_length and max_iwant_per_heartbeat in 1..{MAX_IDS}"),
+            (self.heartbeat_interval > 0 and self.seen_ttl > 0,
+             "needs positive heartbeat_interval and seen_ttl"),
             (self.rate_limit_burst >= 1 and self.rate_limit_msgs_per_sec > 0,
-             "needs rate_limit_burst >= 1 and a positive rate"),
+             "needs rate_limit_burst >= 1 and rate_limit_msgs_per_sec > 0"),
             (self.invalid_messages_weight <= 0 and self.behaviour_penalty_weight <= 0,
-             "needs non-positive invalid/behaviour weights"),
-            (self.gossip_threshold <= 0 and self.publish_threshold <= self.gossip_threshold
-             and self.graylist_threshold < self.publish_threshold,
-             "needs graylist < publish <= gossip <= 0 thresholds"),
+             "needs invalid_messages_weight <= 0 and behaviour_penalty_weight <= 0"),
+            (self.graylist_threshold < self.publish_threshold <= self.gossip_threshold <= 0,
+             "needs graylist_threshold < publish_threshold <= gossip_threshold <= 0"),
         ]
         for ok, what in checks:
             if not ok:
-                raise ConfigError(f"pubsub params: {what} (got {self!r})")
-
-
+                raise ConfigError(f"pubsub params: {what}")
 
 
 class TopicStats:

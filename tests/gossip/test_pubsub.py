@@ -508,3 +508,24 @@ def test_caches_are_bounded() -> None:
     bucket = TokenBucket(rate=10.0, burst=2.0, now=0.0)
     assert [bucket.take(0.0) for _ in range(3)] == [True, True, False]
     assert bucket.take(0.1) and not bucket.take(0.1)
+
+
+def test_ignore_verdict_drops_silently_and_validator_errors_count_as_reject() -> None:
+    from p2pakash.errors import DecodeError
+
+    ps = make()
+    ps.subscribe(0.0, T)
+    join(ps, [B, C])
+    ps.heartbeat(1.0)
+
+    def validator(src: NodeID, topic: str, data: bytes) -> Verdict:
+        if data == b"garbage":
+            raise DecodeError("not a transaction")
+        return Verdict.IGNORE
+    ps.set_validator(T, validator)
+    assert ps.handle(1.5, B, Publish(topic=T, data=b"stale")) == []
+    assert ps.score(B) >= 0 and ps.stats.ignored == 1
+    assert not sends(ps.handle(1.6, B, Publish(topic=T, data=b"garbage")), Publish)
+    assert ps.score(B) < 0 and ps.stats.rejected == 1
+    _, actions = ps.publish(2.0, T, b"mine")  # our own publish is validated too
+    assert actions == [] and ps.stats.published == 0
