@@ -50,3 +50,49 @@ def init(home_dir: Path, moniker: str, chain_id: str, listen: str, seeds: str,
     click.echo(f"peer: {key.node_id}@{cfg.p2p.listen}")
     click.echo(f"config: {home.config_path(home_dir)}")
     click.echo(f"key: {home.key_path(home_dir)}")
+
+
+@command.command(name="start")
+@click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="node config file")
+@click.option("--home", "home_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="node home folder (uses HOME/config.toml)")
+def start(config_file: Path | None, home_dir: Path | None) -> None:
+    """Run a node until SIGINT or SIGTERM."""
+    import trio
+
+    from p2pakash.config import load_config
+    from p2pakash.logs import setup_logging
+    from p2pakash.node import Node
+
+    if (config_file is None) == (home_dir is None):
+        raise click.UsageError("give exactly one of --config FILE or --home DIR")
+    path = config_file if config_file is not None else home.config_path(home_dir)  # type: ignore[arg-type]
+    cfg = load_config(path)
+    key = crypto.load_key(cfg.key_path)
+    setup_logging(cfg.log.level, cfg.log.format, name=cfg.moniker)
+    node = Node(cfg, key)
+
+    async def run() -> None:
+        import signal
+
+        async with trio.open_nursery() as nursery:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                try:
+                    await nursery.start(node.run)
+                except OSError as exc:
+                    raise click.ClickException(
+                        f"{path}: p2p.listen {cfg.p2p.listen}: {exc.strerror or exc}") from None
+                async for signum in signals:
+                    click.echo(f"{cfg.moniker}: {signal.Signals(signum).name}, shutting down",
+                               err=True)
+                    nursery.cancel_scope.cancel()
+                    break
+
+    try:
+        trio.run(run)
+    except BaseExceptionGroup as group:
+        click_errors = group.subgroup(click.ClickException)
+        if click_errors is not None:
+            raise click_errors.exceptions[0] from None
+        raise

@@ -1,0 +1,386 @@
+"""The gossip service: the trio driver of a transport, the peer manager and pubsub.
+
+Rules and invariants:
+* The cores (PeerManager, PubSub) are sans-IO; this module is the only place that
+  feeds them events (with ``now`` from trio's clock, virtual under MockClock) and
+  carries out their actions. Every call into a core happens on trio's single thread
+  between checkpoints, so cores need no locks.
+* One reader and one writer task per connection. The writer batches every message
+  queued for that peer into one ``Frame`` per transport frame. Per-peer outbound queues
+  are bounded: when a peer cannot keep up, messages to it are dropped and counted, never
+  buffered without limit, and the node never blocks on a slow peer.
+* A peer that sends bytes we cannot decode, breaks the frame limits, or is reported by
+  a core as misbehaving is banned for a while and disconnected; the node carries on.
+* Other layers (consensus, market) register handlers for their own message types and
+  send direct messages with ``send_to``; gossip topics are used through ``publish``,
+  ``subscribe`` and ``set_validator``.
+* No stored or injected nurseries: dials run in the nursery of ``_dialer``; inbound
+  connections run in the transport's own ``serve``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Sequence
+
+import attrs
+import trio
+
+from p2pakash import wire
+from p2pakash.crypto import NodeID
+from p2pakash.errors import HandshakeError, RemoteProtocolError
+from p2pakash.gossip import messages as m
+from p2pakash.gossip import peers as pm
+from p2pakash.gossip import pubsub as ps
+from p2pakash.gossip.addr import PeerAddr
+from p2pakash.gossip.transport import Connection, ConnectionClosed, Transport
+
+log = logging.getLogger(__name__)
+
+PUBSUB_TYPES: tuple[type, ...] = (m.Subscribe, m.Publish, m.IHave, m.IWant, m.Graft, m.Prune,
+                                  m.IDontWant)
+PEER_TYPES: tuple[type, ...] = (m.Ping, m.Pong, m.PexRequest, m.PexAddrs)
+Handler = Callable[[NodeID, object], None]
+
+
+@attrs.frozen(kw_only=True)
+class Delivered:
+    """A gossip message delivered to a local subscriber."""
+
+    topic: str
+    data: bytes
+    msg_id: bytes
+    source: NodeID
+
+
+@attrs.define
+class GossipStats:
+    frames_in: int = 0
+    frames_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    items_in: int = 0
+    items_out: int = 0
+    dropped_out: int = 0
+    dropped_local: int = 0
+    bans: int = 0
+
+
+@attrs.define(eq=False)
+class _Link:
+    conn: Connection
+    send: trio.MemorySendChannel[object]
+    recv: trio.MemoryReceiveChannel[object]
+    scope: trio.CancelScope
+    goodbye: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class GossipSettings:
+    max_frame: int = 1 << 20
+    flush_interval: float = 0.0  # seconds a batch may wait to fill; 0 = whatever is queued now
+    queue_size: int = 4096  # per-peer outbound items
+    subscriber_queue: int = 10_000
+    tick_interval: float = 0.25
+
+
+class GossipService:
+    """Runs one node's gossip layer over any Transport (TCP or in-memory)."""
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        rng: random.Random,
+        peer_params: pm.PeerParams,
+        pubsub_params: ps.PubSubParams,
+        seeds: Sequence[PeerAddr] = (),
+        persistent: Sequence[PeerAddr] = (),
+        settings: GossipSettings | None = None,
+        self_addr: str = "",
+    ) -> None:
+        self.transport = transport
+        self.node_id: NodeID = transport.node_id
+        self.settings = settings or GossipSettings()
+        self.peer_params = peer_params
+        self.peers = pm.PeerManager(local_id=self.node_id, params=peer_params, rng=rng,
+                                    seeds=seeds, persistent=persistent, self_addr=self_addr)
+        self.pubsub = ps.PubSub(local_id=self.node_id, params=pubsub_params, rng=rng)
+        self.stats = GossipStats()
+        self.listen_addr = ""
+        self._links: dict[NodeID, _Link] = {}
+        self._subscribers: dict[str, list[trio.MemorySendChannel[Delivered]]] = {}
+        self._handlers: dict[type, Handler] = {}
+        self._dial_send, self._dial_recv = trio.open_memory_channel[PeerAddr](1024)
+        self._dialing: set[NodeID] = set()
+        self._wake = trio.Event()
+        self._started = trio.Event()
+
+    # ------------------------------------------------------------ public API
+
+    @property
+    def connected(self) -> frozenset[NodeID]:
+        return frozenset(self._links)
+
+    def register(self, item_type: type, handler: Handler) -> None:
+        """Route direct messages of ``item_type`` (another layer's) to ``handler``."""
+        self._handlers[item_type] = handler
+
+    def send_to(self, peer: NodeID, item: object) -> bool:
+        """Queue a direct message for a connected peer; False when not connected or full."""
+        link = self._links.get(peer)
+        if link is None:
+            return False
+        try:
+            link.send.send_nowait(item)
+        except trio.WouldBlock:
+            self.stats.dropped_out += 1
+            return False
+        return True
+
+    def set_validator(self, topic: str, validator: ps.Validator) -> None:
+        self.pubsub.set_validator(topic, validator)
+
+    def subscribe(self, topic: str) -> trio.MemoryReceiveChannel[Delivered]:
+        send, recv = trio.open_memory_channel[Delivered](self.settings.subscriber_queue)
+        first = topic not in self._subscribers
+        self._subscribers.setdefault(topic, []).append(send)
+        if first:
+            self._apply(self.pubsub.subscribe(self._now(), topic))
+        return recv
+
+    def publish(self, topic: str, data: bytes) -> bytes:
+        """Publish to the topic; local subscribers get it too (once, like everyone else)."""
+        published = self.pubsub.stats.published
+        msg_id, actions = self.pubsub.publish(self._now(), topic, data)
+        self._apply(actions)
+        if self.pubsub.stats.published > published:
+            self._deliver(ps.Deliver(topic=topic, data=data, msg_id=msg_id, source=self.node_id))
+        return msg_id
+
+    def ban(self, peer: NodeID, reason: str) -> None:
+        self.stats.bans += 1
+        link = self._links.get(peer)
+        host = link.conn.remote_host if link else None
+        log.info("banning peer %s: %s", peer[:12], reason)
+        self._apply(self.peers.ban(self._now(), peer, reason, host=host))
+
+    async def wait_started(self) -> None:
+        await self._started.wait()
+
+    # ------------------------------------------------------------ running
+
+    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self.listen_addr = await nursery.start(self.transport.serve, self._inbound)
+            nursery.start_soon(self._dialer)
+            nursery.start_soon(self._ticker)
+            self._apply(self.peers.start(self._now()))
+            self._started.set()
+            task_status.started(self.listen_addr)
+
+    def _now(self) -> float:
+        return trio.current_time()
+
+    async def _ticker(self) -> None:
+        """Drive the cores' timers: peer manager ticks and pubsub heartbeats."""
+        interval = self.pubsub.params.heartbeat_interval
+        next_heartbeat = self._now() + interval
+        while True:
+            now = self._now()
+            if now >= next_heartbeat:
+                self._apply(self.pubsub.heartbeat(now))
+                next_heartbeat = now + interval
+            self._apply(self.peers.tick(now))
+            deadline = min(next_heartbeat, self.peers.next_deadline(),
+                           now + self.settings.tick_interval)
+            with trio.move_on_at(max(deadline, now + 0.001)):
+                await self._wake.wait()
+            self._wake = trio.Event()
+
+    async def _dialer(self) -> None:
+        async with trio.open_nursery() as nursery:
+            async for addr in self._dial_recv:
+                if addr.node_id in self._dialing or addr.node_id in self._links:
+                    continue
+                self._dialing.add(addr.node_id)
+                nursery.start_soon(self._dial, addr)
+
+    async def _dial(self, addr: PeerAddr) -> None:
+        try:
+            conn = await self.transport.dial(addr.hostport, expected=addr.node_id)
+        except (OSError, HandshakeError, RemoteProtocolError, ConnectionClosed) as exc:
+            self._dialing.discard(addr.node_id)
+            log.debug("dial %s failed: %s", addr, exc)
+            self._apply(self.peers.dial_failed(self._now(), addr, str(exc)))
+            return
+        self._dialing.discard(addr.node_id)
+        await self._serve_connection(conn)
+
+    async def _inbound(self, conn: Connection) -> None:
+        await self._serve_connection(conn)
+
+    async def _serve_connection(self, conn: Connection) -> None:
+        peer = conn.remote_id
+        refusal = self.peers.accept(self._now(), peer, host=conn.remote_host,
+                                    outbound=conn.outbound)
+        if refusal is not None:
+            log.debug("refusing %s: %s", peer[:12], refusal)
+            with trio.move_on_after(1):
+                await conn.send(wire.encode(m.Frame(items=(m.Goodbye(reason=refusal[:200]),))))
+            await conn.aclose()
+            return
+        send, recv = trio.open_memory_channel[object](self.settings.queue_size)
+        link = _Link(conn=conn, send=send, recv=recv, scope=trio.CancelScope())
+        self._links[peer] = link
+        log.info("peer connected %s %s %s", peer[:12], "out" if conn.outbound else "in",
+                 conn.remote_listen_addr or conn.remote_host)
+        try:
+            with link.scope:
+                now = self._now()
+                self._apply(self.peers.connected(now, peer, host=conn.remote_host,
+                                                 listen_addr=conn.remote_listen_addr,
+                                                 outbound=conn.outbound))
+                self._apply(self.pubsub.add_peer(now, peer, outbound=conn.outbound))
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer, link)
+                    await self._reader(link)
+                    nursery.cancel_scope.cancel()
+        finally:
+            if self._links.get(peer) is link:
+                del self._links[peer]
+            now = self._now()
+            self._apply(self.pubsub.remove_peer(now, peer))
+            self._apply(self.peers.disconnected(now, peer))
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                if link.goodbye:
+                    frame = wire.encode(m.Frame(items=(m.Goodbye(reason=link.goodbye[:200]),)))
+                    with contextlib.suppress(ConnectionClosed, OSError, trio.BrokenResourceError,
+                                             trio.ClosedResourceError):
+                        await conn.send(frame)
+                await conn.aclose()
+            log.info("peer disconnected %s%s", peer[:12],
+                     f": {link.goodbye}" if link.goodbye else "")
+
+    async def _reader(self, link: _Link) -> None:
+        conn = link.conn
+        peer = conn.remote_id
+        while True:
+            try:
+                payload = await conn.receive()
+                frame = wire.decode(payload, m.Frame, max_size=self.settings.max_frame)
+            except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError,
+                    OSError):
+                return
+            except RemoteProtocolError as exc:
+                self.ban(peer, f"protocol error: {exc}")
+                return
+            self.stats.frames_in += 1
+            self.stats.bytes_in += len(payload)
+            self.stats.items_in += len(frame.items)
+            self.peers.seen(self._now(), peer)
+            for item in frame.items:
+                self._dispatch(peer, item)
+                if peer not in self._links:
+                    return
+
+    def _dispatch(self, peer: NodeID, item: object) -> None:
+        now = self._now()
+        if isinstance(item, PUBSUB_TYPES):
+            self._apply(self.pubsub.handle(now, peer, item))
+        elif isinstance(item, PEER_TYPES):
+            self._apply(self.peers.handle(now, peer, item))
+        elif isinstance(item, m.Goodbye):
+            log.info("peer %s says goodbye: %s", peer[:12], item.reason)
+            self._close(peer, "")
+        else:
+            handler = self._handlers.get(type(item))
+            if handler is None:
+                self.ban(peer, f"unexpected message {type(item).__name__}")
+                return
+            try:
+                handler(peer, item)
+            except RemoteProtocolError as exc:
+                self.ban(peer, f"{type(item).__name__}: {exc}")
+
+    async def _writer(self, link: _Link) -> None:
+        flush = self.settings.flush_interval
+        limit = self.settings.max_frame - 16
+        pending: list[object] = []
+        async for first in link.recv:
+            pending.append(first)
+            if flush > 0:
+                await trio.sleep(flush)
+            else:
+                await trio.lowlevel.checkpoint()
+            while True:
+                try:
+                    pending.append(link.recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            # Encode each item once; split into frames under the size limit.
+            batch: list[bytes] = []
+            size = 0
+            for item in pending:
+                data = wire.encode(item)
+                if len(data) > limit:
+                    self.stats.dropped_out += 1
+                    continue
+                if batch and size + len(data) > limit:
+                    await self._send_frame(link, batch)
+                    batch, size = [], 0
+                batch.append(data)
+                size += len(data)
+            if batch:
+                await self._send_frame(link, batch)
+            pending.clear()
+
+    async def _send_frame(self, link: _Link, items: list[bytes]) -> None:
+        data = wire.encode_batch(m.Frame, items)
+        try:
+            await link.conn.send(data)
+        except (ConnectionClosed, OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            link.scope.cancel()
+            return
+        self.stats.frames_out += 1
+        self.stats.bytes_out += len(data)
+        self.stats.items_out += len(items)
+
+    def _close(self, peer: NodeID, reason: str) -> None:
+        link = self._links.get(peer)
+        if link is not None:
+            link.goodbye = reason
+            link.scope.cancel()
+
+    # ------------------------------------------------------------ actions
+
+    def _apply(self, actions: Sequence[object]) -> None:
+        for action in actions:
+            if isinstance(action, (ps.Send, pm.SendTo)):
+                self.send_to(action.peer, action.item)
+            elif isinstance(action, ps.Deliver):
+                self._deliver(action)
+            elif isinstance(action, ps.Disconnect):
+                self.ban(action.peer, action.reason)
+            elif isinstance(action, pm.Dial):
+                with contextlib.suppress(trio.WouldBlock):
+                    self._dial_send.send_nowait(action.addr)
+            elif isinstance(action, pm.Disconnect):
+                self._close(action.peer, action.reason)
+            else:
+                raise TypeError(f"unknown action {action!r}")
+        if actions:
+            self._wake.set()
+
+    def _deliver(self, action: ps.Deliver) -> None:
+        item = Delivered(topic=action.topic, data=action.data, msg_id=action.msg_id,
+                         source=action.source)
+        for channel in self._subscribers.get(action.topic, ()):
+            try:
+                channel.send_nowait(item)
+            except trio.WouldBlock:
+                self.stats.dropped_local += 1
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                continue
