@@ -51,7 +51,7 @@ __all__ = [
     "groups_json",
     "manifest_json",
     "parse_cpu",
-    "parse_size",
     "parse_sdl",
+    "parse_size",
     "version_hash",
 ]

@@ -45,7 +45,7 @@ NEXT_CASES = ("error", "timeout", "500", "502", "503", "504", "403", "404", "429
 
 @attrs.frozen(kw_only=True)
 class Requirements:
-    signed_by: SignedBy = SignedBy()
+    signed_by: SignedBy = attrs.field(factory=SignedBy)
     attributes: Attributes | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -88,7 +88,7 @@ def group_specs_json(groups: tuple[GroupSpec, ...]) -> list[dict[str, Any]]:
 
 
 def endpoint_sequence_numbers(sdl: SDLInput) -> dict[str, int]:
-    names = []
+    names: list[str] = []
     for svc_name in sorted({d.service for d in sdl.deployments}):
         svc = sdl.service(svc_name)
         for expose in svc.expose if svc else ():
@@ -104,14 +104,15 @@ def manifest_exposes(exposes: tuple[Expose, ...], seq: dict[str, int]
         if proto not in ("TCP", "UDP", ""):
             raise SDLError("unknown service protocol")
         http = _http_options(expose)
-        common = {"port": expose.port, "external_port": expose.external_port,
-                  "proto": proto or "TCP", "hosts": expose.accept, "http_options": http}
+        base = mf.ServiceExpose(port=expose.port, external_port=expose.external_port,
+                                proto=proto or "TCP", service="", is_global=False,
+                                hosts=expose.accept, http_options=http)
         for to in expose.to:
             number = seq.get(to.ip, 0) if to.is_global and to.ip else 0
-            result.append(mf.ServiceExpose(service=to.service, is_global=to.is_global,
-                                           ip=to.ip, endpoint_sequence_number=number, **common))
+            result.append(attrs.evolve(base, service=to.service, is_global=to.is_global,
+                                       ip=to.ip, endpoint_sequence_number=number))
         if not expose.to:
-            result.append(mf.ServiceExpose(service="", is_global=False, **common))
+            result.append(base)
     return tuple(sorted(result, key=mf.ServiceExpose.sort_key))
 
 

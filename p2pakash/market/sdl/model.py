@@ -97,7 +97,7 @@ class ComputeProfile:
 class PlacementProfile:
     name: str
     attributes: Attributes | None = None
-    signed_by: SignedBy = SignedBy()
+    signed_by: SignedBy = attrs.field(factory=SignedBy)
     pricing: tuple[tuple[str, Price], ...] = ()
 
     def price_for(self, profile: str) -> Price | None:

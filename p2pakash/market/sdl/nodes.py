@@ -68,7 +68,8 @@ def compose(text: str) -> Node | None:
         where = f"line {mark.line + 1}: " if mark is not None else ""
         raise SDLError(f"yaml: {where}{exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
-        raise SDLError(f"yaml: {str(exc).splitlines()[0] if str(exc) else 'invalid input'}") from None
+        first_line = str(exc).splitlines()[0] if str(exc) else "invalid input"
+        raise SDLError(f"yaml: {first_line}") from None
 
 
 def _compose(events: Iterator[yaml.Event]) -> Node | None:
@@ -96,7 +97,8 @@ def _compose(events: Iterator[yaml.Event]) -> Node | None:
         elif isinstance(event, yaml.ScalarEvent):
             tag = event.tag
             if tag is None or tag == "!":
-                tag = _RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit)
+                tag = _RESOLVER.resolve(  # type: ignore[no-untyped-call]
+                    yaml.ScalarNode, event.value, event.implicit)
             node = Node("scalar", tag, line, text=event.value)
         elif isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
             kind = "seq" if isinstance(event, yaml.SequenceStartEvent) else "map"

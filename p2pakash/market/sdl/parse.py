@@ -261,7 +261,8 @@ def _cpu(node: Node, path: str) -> tuple[int, Attributes]:
 
 
 def _gpu(node: Node, path: str) -> tuple[int, Attributes]:
-    units, attributes = 0, ()
+    units = 0
+    attributes_found: Attributes = ()
     for key, value in mapping(node, path):
         if key == "units":
             try:
@@ -270,12 +271,12 @@ def _gpu(node: Node, path: str) -> tuple[int, Attributes]:
                 raise fail(value, f"{path}.units", str(exc)) from None
         elif key == "attributes":
             if not value.is_null:
-                attributes = _gpu_attributes(value, f"{path}.attributes")
+                attributes_found = _gpu_attributes(value, f"{path}.attributes")
         else:
             raise fail(value, path, f"sdl: unsupported field ({key}) for GPU resource")
-    if units > 0 and not attributes:
+    if units > 0 and not attributes_found:
         raise fail(node, path, "sdl: GPU attributes must be present if units > 0")
-    return units, attributes
+    return units, attributes_found
 
 
 def _gpu_attributes(node: Node, path: str) -> Attributes:

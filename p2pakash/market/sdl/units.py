@@ -35,7 +35,7 @@ MEMORY_SUFFIXES: dict[str, int] = {k: v for k, v in UNIT_SUFFIXES.items() if k.e
 MAX_UINT64 = 2**64 - 1
 MAX_UINT32 = 2**32 - 1
 DEC_PRECISION = 18
-DEC_ONE = 10**DEC_PRECISION
+DEC_ONE: int = 10**DEC_PRECISION
 
 # Go's strconv.ParseFloat accepts decimal and hex floats, inf and nan; we accept the
 # finite decimal forms (hex floats and underscores are not used in SDLs).
@@ -72,7 +72,7 @@ def _go_size(text: str, suffixes: dict[str, int]) -> int:
 def _ceil_decimal(digits: str, multiplier: int) -> int:
     whole, _, frac = digits.partition(".")
     numerator = int((whole + frac) or "0") * multiplier
-    denominator = 10 ** len(frac)
+    denominator: int = 10 ** len(frac)
     return -(-numerator // denominator)
 
 
@@ -146,8 +146,7 @@ def parse_dec(text: str) -> int:
     match = _DEC.fullmatch(text)
     if match is None:
         raise ValueError(f"failed to set decimal string: {text!r}")
-    sign, whole, frac = match.groups()
-    frac = frac or ""
+    sign, whole, frac = str(match[1]), str(match[2]), str(match[3] or "")
     if len(frac) > DEC_PRECISION:
         raise ValueError(
             f"value '{text}' exceeds max precision by {len(frac) - DEC_PRECISION} decimal "
