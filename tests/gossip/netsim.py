@@ -21,8 +21,8 @@ import hashlib
 import heapq
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from p2pakash.crypto import NodeID
 from p2pakash.gossip.messages import Publish, message_id
@@ -76,8 +76,11 @@ def item_size(item: object) -> int:
     return 16 + len(data) + 33 * len(ids)
 
 
-class NetSim:
-    def __init__(self, cores: dict[NodeID, Core], *, rng: random.Random,
+C = TypeVar("C", bound=Core)
+
+
+class NetSim(Generic[C]):
+    def __init__(self, cores: Mapping[NodeID, C], *, rng: random.Random,
                  delay: tuple[float, float] = (0.002, 0.030), loss: float = 0.0,
                  heartbeat_interval: float = 1.0, bandwidth: float | None = None,
                  record: bool = False) -> None:

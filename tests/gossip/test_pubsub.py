@@ -55,12 +55,12 @@ def join(ps: PubSub, peers: list[NodeID], now: float = 0.0, *, outbound: bool = 
 
 def build(n: int, seed: int, *, loss: float = 0.0, record: bool = False, degree: float = 6.5,
           settle: float = 5.0, bandwidth: float | None = None,
-          **kw: Any) -> tuple[NetSim, list[NodeID]]:
+          **kw: Any) -> tuple[NetSim[PubSub], list[NodeID]]:
     rng = random.Random(seed)
     ids = node_ids(n)
     params = PubSubParams(**kw)
     cores = {i: PubSub(local_id=i, params=params, rng=random.Random(f"{seed}/{i}")) for i in ids}
-    sim = NetSim(cores, rng=rng, loss=loss, record=record, bandwidth=bandwidth)  # type: ignore[arg-type]
+    sim = NetSim(cores, rng=rng, loss=loss, record=record, bandwidth=bandwidth)
     for i in ids:
         sim.call(i, functools.partial(cores[i].subscribe, topic=T))
     sim.connect_graph(ids, random_graph(rng, n, degree=degree, max_degree=int(degree) + 4))
@@ -68,8 +68,8 @@ def build(n: int, seed: int, *, loss: float = 0.0, record: bool = False, degree:
     return sim, ids
 
 
-def publish(sim: NetSim, node: NodeID, data: bytes) -> bytes:
-    core: PubSub = sim.cores[node]  # type: ignore[assignment]
+def publish(sim: NetSim[PubSub], node: NodeID, data: bytes) -> bytes:
+    core: PubSub = sim.cores[node]
     result: list[bytes] = []
 
     def go(now: float) -> list[Any]:
@@ -80,7 +80,7 @@ def publish(sim: NetSim, node: NodeID, data: bytes) -> bytes:
     return result[0]
 
 
-def everyone_has(sim: NetSim, ids: list[NodeID], publisher: NodeID, mid: bytes) -> bool:
+def everyone_has(sim: NetSim[PubSub], ids: list[NodeID], publisher: NodeID, mid: bytes) -> bool:
     return sim.reached(mid) | {publisher} == set(ids)
 
 
@@ -107,13 +107,13 @@ def test_mesh_degrees_converge_into_bounds() -> None:
     sim, ids = build(50, seed=2, settle=10.0)
     p = PubSubParams()
     for n in ids:
-        ps: PubSub = sim.cores[n]  # type: ignore[assignment]
+        ps: PubSub = sim.cores[n]
         mesh = ps.mesh(T)
         assert len(mesh) <= p.d_hi
         assert len(mesh) >= min(p.d_lo, len(sim.neighbours(n)))
         assert mesh <= set(sim.neighbours(n))
         for q in mesh:  # links are symmetric once the mesh is quiet
-            assert n in sim.cores[q].mesh(T)  # type: ignore[attr-defined]
+            assert n in sim.cores[q].mesh(T)
 
 
 def test_ten_percent_loss_repaired_by_ihave_iwant() -> None:
@@ -125,7 +125,7 @@ def test_ten_percent_loss_repaired_by_ihave_iwant() -> None:
     sim.run_for(3.5)
     for src, mid in mids:
         assert everyone_has(sim, ids, src, mid)
-    cores: list[PubSub] = list(sim.cores.values())  # type: ignore[arg-type]
+    cores: list[PubSub] = list(sim.cores.values())
     assert sum(c.stats.iwant_served for c in cores) > 0
     assert eager <= sum(len(sim.reached(mid)) for _, mid in mids)
 
@@ -176,7 +176,7 @@ def test_idontwant_cuts_copies_of_large_messages() -> None:
 def test_invalid_publisher_is_disconnected_by_its_neighbours() -> None:
     sim, ids = build(20, seed=7)
     for i in ids:
-        sim.cores[i].set_validator(  # type: ignore[attr-defined]
+        sim.cores[i].set_validator(
             T, lambda src, topic, data: Verdict.REJECT if data.startswith(b"bad")
             else Verdict.ACCEPT)
     evil = ids[0]
