@@ -3,10 +3,18 @@
 Rules and invariants:
 * Votes arrive already signature-checked (the driver verifies); the keeper checks only
   height and membership, and counts each validator at most once per (round, type).
-* A second vote of a validator for the same (round, type) is a DUPLICATE when it names
-  the same block (ignored; a timestamp may differ) and an EQUIVOCATION when it names
-  another: the first vote stays counted and the keeper hands out DuplicateVoteEvidence,
-  once per (validator, round, type).
+* Counting follows the paper: "2f+1 PREVOTE(h, r, id(v))" counts the distinct senders of
+  that message, so a validator that equivocates counts toward *each* value it voted for
+  (safe while faulty power < 1/3: two 2/3 quorums for different values would share a
+  correct validator), while "2f+1 PREVOTE(h, r, *)" and f+1 count each validator once.
+  Counting every value keeps views converging (the gossip property): dropping an
+  equivocator's second vote would let two correct nodes count it differently for ever.
+* A second vote of a validator for the same (round, type) and the same value is a
+  DUPLICATE (ignored; the timestamp may differ). One for another value is an
+  EQUIVOCATION: it is counted, and the first such pair becomes DuplicateVoteEvidence, once
+  per (validator, round, type). At most ``MAX_VALUES_PER_SLOT`` values are kept per
+  (validator, round, type); further ones are DROPPED (block sync with a verified commit
+  is then the way to catch up).
 * Memory is bounded against a validator flooding rounds. Rounds up to the current round
   are kept in full (L28 needs the POL of an earlier round, L49 decides in any round), and
   correct validators only reach a round through timeouts or f+1 of it, so their number
@@ -14,7 +22,7 @@ Rules and invariants:
   keeps at most ``max_future_rounds`` (its highest ones, the ones that can make us skip
   forward, L55): a vote for a higher round evicts that validator's lowest future round,
   a vote below all of them is DROPPED. So a height holds at most
-  n * 2 * (current_round + 1 + max_future_rounds) votes.
+  n * 2 * MAX_VALUES_PER_SLOT * (current_round + 1 + max_future_rounds) votes.
 * Quorum arithmetic is exact integers on the validator set (``two_thirds``/``one_third``).
 """
 
@@ -29,6 +37,7 @@ from p2pakash.consensus.types import Commit, CommitSig, DuplicateVoteEvidence, V
 from p2pakash.errors import LocalProtocolError
 
 DEFAULT_MAX_FUTURE_ROUNDS = 4
+MAX_VALUES_PER_SLOT = 3
 
 
 class AddStatus(enum.Enum):
@@ -37,7 +46,7 @@ class AddStatus(enum.Enum):
     EQUIVOCATION = "equivocation"
     UNKNOWN_VALIDATOR = "unknown-validator"
     WRONG_HEIGHT = "wrong-height"
-    DROPPED = "dropped"  # a far-future round beyond this validator's allowance
+    DROPPED = "dropped"  # beyond a validator's allowance of future rounds or values
 
 
 @attrs.frozen(kw_only=True)
@@ -56,7 +65,7 @@ class _Tally:
     __slots__ = ("by_hash", "by_validator", "total")
 
     def __init__(self) -> None:
-        self.by_validator: dict[bytes, Vote] = {}
+        self.by_validator: dict[bytes, list[Vote]] = {}  # first vote first
         self.by_hash: dict[bytes | None, int] = {}
         self.total = 0
 
@@ -101,24 +110,28 @@ class VoteKeeper:
             return AddResult(status=AddStatus.UNKNOWN_VALIDATOR)
         tally = self._tallies.get((vote.round, vote.type))
         existing = None if tally is None else tally.by_validator.get(vote.validator)
+        evidence = None
         if existing is not None:
-            if existing.block_hash == vote.block_hash:
+            if any(v.block_hash == vote.block_hash for v in existing):
                 return AddResult(status=AddStatus.DUPLICATE)
+            if len(existing) >= MAX_VALUES_PER_SLOT:
+                return AddResult(status=AddStatus.DROPPED)
             key = (vote.validator, vote.round, vote.type)
-            if key in self._reported:
-                return AddResult(status=AddStatus.EQUIVOCATION)
-            self._reported.add(key)
-            return AddResult(status=AddStatus.EQUIVOCATION,
-                             evidence=DuplicateVoteEvidence.of(existing, vote))
-        if vote.round > self._round and not self._admit_future(vote.validator, vote.round):
+            if key not in self._reported:
+                self._reported.add(key)
+                evidence = DuplicateVoteEvidence.of(existing[0], vote)
+        elif vote.round > self._round and not self._admit_future(vote.validator, vote.round):
             return AddResult(status=AddStatus.DROPPED)
         if tally is None:
             tally = self._tallies[(vote.round, vote.type)] = _Tally()
-        tally.by_validator[vote.validator] = vote
         tally.by_hash[vote.block_hash] = tally.by_hash.get(vote.block_hash, 0) + member.power
-        tally.total += member.power
-        self._voters.setdefault(vote.round, {})[vote.validator] = member.power
-        return AddResult(status=AddStatus.ADDED)
+        if existing is None:
+            tally.by_validator[vote.validator] = [vote]
+            tally.total += member.power
+            self._voters.setdefault(vote.round, {})[vote.validator] = member.power
+            return AddResult(status=AddStatus.ADDED)
+        existing.append(vote)
+        return AddResult(status=AddStatus.EQUIVOCATION, evidence=evidence)
 
     def _admit_future(self, validator: bytes, round: int) -> bool:
         rounds = self._future.setdefault(validator, set())
@@ -142,9 +155,10 @@ class VoteKeeper:
             if old is None:
                 continue
             power = self.validator_set.power_of(validator)
-            tally.by_hash[old.block_hash] -= power
-            if tally.by_hash[old.block_hash] == 0:
-                del tally.by_hash[old.block_hash]
+            for v in old:
+                tally.by_hash[v.block_hash] -= power
+                if tally.by_hash[v.block_hash] == 0:
+                    del tally.by_hash[v.block_hash]
             tally.total -= power
         voters = self._voters.get(round)
         if voters is not None:
@@ -186,7 +200,7 @@ class VoteKeeper:
 
     def votes(self, round: int, type: VoteType) -> tuple[Vote, ...]:
         tally = self._tallies.get((round, type))
-        return () if tally is None else tuple(tally.by_validator.values())
+        return () if tally is None else tuple(v for vs in tally.by_validator.values() for v in vs)
 
     def commit_for(self, round: int, block_hash: bytes) -> Commit:
         """The precommits for ``block_hash`` at ``round`` as a Commit, in set order."""
@@ -196,8 +210,9 @@ class VoteKeeper:
         tally = self._tallies[(round, VoteType.PRECOMMIT)]
         sigs = []
         for validator in self.validator_set.validators:
-            vote = tally.by_validator.get(validator.pubkey)
-            if vote is not None and vote.block_hash == block_hash:
+            vote = next((v for v in tally.by_validator.get(validator.pubkey, ())
+                         if v.block_hash == block_hash), None)
+            if vote is not None:
                 sigs.append(CommitSig(validator=vote.validator, timestamp_ms=vote.timestamp_ms,
                                       signature=vote.signature))
         return Commit(height=self.height, round=round, block_hash=block_hash,

@@ -7,6 +7,9 @@ KEYS[1] unless a test says otherwise. Own votes are fed back like the driver doe
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import random
 from collections.abc import Sequence
 
 import pytest
@@ -18,6 +21,7 @@ from p2pakash.consensus.core import (
     BroadcastVote,
     Core,
     Decide,
+    Event,
     EvidenceFound,
     NeedValue,
     NewHeight,
@@ -30,7 +34,8 @@ from p2pakash.consensus.core import (
     ValueReady,
     VoteEvent,
 )
-from p2pakash.consensus.types import Block, VoteType, verify_commit
+from p2pakash.consensus.proposer import ValidatorSet
+from p2pakash.consensus.types import Block, VoteType, sign_proposal, verify_commit
 from p2pakash.crypto import PrivateKey
 from tests.consensus import CHAIN, KEYS, make_block, make_set, proposal, vote
 
@@ -404,3 +409,157 @@ def test_events_round_trip_the_wire_for_the_wal() -> None:
                   TimeoutEvent(kind=TimeoutKind.PREVOTE, height=1, round=2),
                   ValueReady(height=1, round=0, block=A)):
         assert wire.decode(wire.encode(event), object) == event
+
+
+# ---------------------------------------------------------------- four cores wired together
+
+
+class Net:
+    """A deterministic in-test driver: signs, broadcasts to everyone (self included),
+    buffers next-height messages, runs timers in virtual time."""
+
+    def __init__(self, n: int = 4, silent: Sequence[int] = (), equivocator: int | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.n = n
+        self.live = [i for i in range(n) if i not in silent]
+        self.vs0 = make_set(*[1] * n)
+        self.cores = {i: Core(KEYS[i].public) for i in self.live}
+        self.equivocator = equivocator
+        self.rng = rng
+        self.now = 0.0
+        self.seq = 0
+        self.queue: list[tuple[int, Event]] = []
+        self.timers: list[tuple[float, int, int, TimeoutEvent]] = []
+        self.pending: dict[int, list[Event]] = {i: [] for i in self.live}
+        self.decided: dict[int, list[Block]] = {i: [] for i in self.live}
+        self.evidence: list[EvidenceFound] = []
+
+    def vset(self, height: int) -> ValidatorSet:
+        return self.vs0 if height == 1 else self.vs0.advance(height - 1)
+
+    def run(self, heights: int, max_time: float = 60.0) -> None:
+        for i in self.live:
+            self.handle(i, NewHeight(height=1, validator_set=self.vset(1)))
+        for _ in range(200_000):
+            if all(len(d) >= heights for d in self.decided.values()):
+                return
+            if self.queue:
+                k = self.rng.randrange(len(self.queue)) if self.rng else 0
+                self.deliver(*self.queue.pop(k))
+            elif self.timers and self.timers[0][0] <= max_time:
+                when, _, i, event = heapq.heappop(self.timers)
+                self.now = when
+                self.handle(i, event)
+            else:
+                return
+        raise AssertionError("the network did not settle within the step bound")
+
+    def deliver(self, i: int, event: Event) -> None:
+        height = event.vote.height if isinstance(event, VoteEvent) else (
+            event.proposal.height if isinstance(event, ProposalEvent) else 0)
+        if height > self.cores[i].height:
+            self.pending[i].append(event)  # the driver keeps next-height messages
+        else:
+            self.handle(i, event)
+
+    def broadcast(self, event: Event) -> None:
+        self.queue.extend((j, event) for j in self.live)
+
+    def handle(self, i: int, event: Event) -> None:
+        core = self.cores[i]
+        if isinstance(event, TimeoutEvent) and event.kind is TimeoutKind.COMMIT:
+            if core.decision is not None and core.height == event.height:
+                self.handle(i, NewHeight(height=core.height + 1,
+                                         validator_set=self.vset(core.height + 1)))
+            return
+        for action in core.step(event):
+            self.act(i, core, action)
+        if isinstance(event, NewHeight):
+            waiting, self.pending[i] = self.pending[i], []
+            for e in waiting:
+                self.deliver(i, e)
+
+    def act(self, i: int, core: Core, action: Action) -> None:
+        key = KEYS[i]
+        if isinstance(action, NeedValue):
+            prev = self.decided[i][-1].hash() if self.decided[i] else b""
+            block = make_block(action.height, self.vset(action.height), key,
+                               tag=b"r%d-" % action.round, last_block_hash=prev)
+            self.queue.append((i, ValueReady(height=action.height, round=action.round,
+                                             block=block)))
+        elif isinstance(action, BroadcastProposal):
+            p = sign_proposal(key, CHAIN, height=action.height, round=action.round,
+                              pol_round=action.pol_round, block=action.block,
+                              timestamp_ms=int(self.now * 1000))
+            self.broadcast(ProposalEvent(proposal=p, valid=True))
+        elif isinstance(action, BroadcastVote):
+            self.broadcast(VoteEvent(vote=vote(key, action.type, action.height, action.round,
+                                               action.block_hash)))
+            if i == self.equivocator:
+                other = None if action.block_hash is not None else bytes(32)
+                self.broadcast(VoteEvent(vote=vote(key, action.type, action.height,
+                                                   action.round, other)))
+        elif isinstance(action, ScheduleTimeout):
+            self.seq += 1
+            heapq.heappush(self.timers, (self.now + action.duration_s, self.seq, i, TimeoutEvent(
+                kind=action.kind, height=action.height, round=action.round)))
+        elif isinstance(action, Decide):
+            assert action.height == len(self.decided[i]) + 1
+            verify_commit(action.commit, self.vset(action.height), CHAIN, action.block.hash())
+            self.decided[i].append(action.block)
+        elif isinstance(action, EvidenceFound):
+            self.evidence.append(action)
+
+    def agreed_chain(self) -> list[Block]:
+        chains = list(self.decided.values())
+        shortest = min(len(c) for c in chains)
+        for h in range(shortest):
+            assert len({c[h].hash() for c in chains}) == 1, f"disagreement at height {h + 1}"
+        chain = chains[0][:shortest]
+        for prev, block in itertools.pairwise(chain):
+            assert block.header.last_block_hash == prev.hash()
+        return chain
+
+
+def test_four_cores_decide_twenty_heights_with_the_same_blocks() -> None:
+    net = Net()
+    net.run(heights=20)
+    assert len(net.agreed_chain()) == 20
+    assert all(len(d) == 20 for d in net.decided.values())
+    assert net.evidence == []
+    assert net.now < 20 * 0.5  # round 0 every time: commit timeouts plus no waiting
+
+
+def test_one_silent_validator_of_four_still_decides() -> None:
+    net = Net(silent=[3])
+    net.run(heights=20)
+    assert len(net.agreed_chain()) == 20
+    # the silent one is proposer of round 0 at every 4th height: those need round 1
+    assert {b.header.proposer for b in net.agreed_chain()} == {KEYS[i].public for i in range(3)}
+
+
+def test_two_silent_validators_of_four_decide_nothing() -> None:
+    net = Net(silent=[2, 3])
+    net.run(heights=1, max_time=30.0)
+    assert all(d == [] for d in net.decided.values())
+    # after the propose timeout both prevote nil; 2 of 4 is no 2f+1 of any kind, so no
+    # rule (L34, L44) can fire and no further timeout is ever scheduled: they wait
+    assert all((c.round, c.round_step) == (0, Step.PREVOTE) for c in net.cores.values())
+    assert net.timers == []
+
+
+def test_equivocating_validator_yields_duplicate_vote_evidence() -> None:
+    net = Net(equivocator=3)
+    net.run(heights=5)
+    assert len(net.agreed_chain()) == 5
+    assert net.evidence
+    for found in net.evidence:
+        assert found.evidence.validator == KEYS[3].public
+        found.evidence.verify(net.vset(found.evidence.height), CHAIN)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_delivery_order_keeps_agreement(seed: int) -> None:
+    net = Net(rng=random.Random(seed), equivocator=seed % 4 if seed % 2 else None)
+    net.run(heights=8)
+    assert len(net.agreed_chain()) == 8
