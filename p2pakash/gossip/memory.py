@@ -108,13 +108,15 @@ class MemoryNetwork:
 
     def set_link(self, a: NodeID, b: NodeID, *, latency: float | None = None,
                  loss: float | None = None, directed: bool = False) -> None:
-        """Override latency and/or loss between a and b (None: keep the network default)."""
+        """Override latency and/or loss between a and b; None keeps what is set now."""
         if loss is not None and not 0.0 <= loss <= 1.0:
             raise ValueError(f"loss must be within 0..1, got {loss}")
-        if directed:
-            self._directed[(a, b)] = (latency, loss)
-        else:
-            self._links[(a, b)] = self._links[(b, a)] = (latency, loss)
+        table = self._directed if directed else self._links
+        old_latency, old_loss = table.get((a, b), (None, None))
+        entry = (old_latency if latency is None else latency, old_loss if loss is None else loss)
+        table[(a, b)] = entry
+        if not directed:
+            table[(b, a)] = entry
 
     def clear_links(self) -> None:
         self._links.clear()
