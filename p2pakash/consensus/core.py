@@ -19,6 +19,8 @@
   precommits (``decision_commit``) and emits ScheduleTimeout(COMMIT): the core ignores
   that timeout; when it fires the driver applies the block and sends NewHeight(h+1)
   (the paper's "h <- h+1; reset; StartRound(0)").
+* Actions come out in order; the driver carries them out in that order (a vote is signed
+  and persisted by the signing guard before it leaves the process).
 * The paper's ``step_p`` is ``Core.round_step`` (``Core.step`` is the input method).
 * A core with ``local=None`` (or not in the height's set) follows without proposing or voting.
 """

@@ -23,6 +23,7 @@ Rules and invariants:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from collections.abc import Iterable, Sequence
@@ -54,6 +55,7 @@ def _trunc_div(a: int, b: int) -> int:
     return q if (a >= 0) == (b > 0) else -q
 
 
+@functools.lru_cache(maxsize=65536)
 def address_of(pubkey: bytes) -> bytes:
     """The 20-byte validator address: sha256(pubkey)[:20], the bytes of its node ID."""
     return hashlib.sha256(pubkey).digest()[:20]
