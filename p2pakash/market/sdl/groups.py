@@ -236,10 +236,14 @@ def validate_groups(groups: tuple[GroupSpec, ...]) -> None:
         raise SDLError("invalid deployment groups: no groups (the deployment section is empty)")
     denom = groups[0].resources[0].price.denom if groups[0].resources else ""
     for group in groups:
+        group_denom = group.resources[0].price.denom if group.resources else ""
         for unit in group.resources:
-            if unit.price.denom != denom:
-                raise SDLError(f"invalid price: inconsistent group denomination: "
-                               f"{denom} != {unit.price.denom}")
+            if unit.price.denom != group_denom:
+                raise SDLError(f"group {group.name}: multi-denomination group: "
+                               f"({unit.price.denom} == {group_denom} fails)")
+        if group_denom != denom:
+            raise SDLError(f"invalid price: inconsistent group denomination: "
+                           f"{denom} != {group_denom}")
         if len(group.resources) > MAX_GROUP_UNITS:
             raise SDLError(f"group {group.name}: too many units "
                            f"({len(group.resources)} > {MAX_GROUP_UNITS})")
