@@ -67,7 +67,12 @@ class TcpConnection:
         if len(payload) > self.max_frame:
             raise LocalProtocolError(
                 f"frame of {len(payload)} bytes exceeds the limit of {self.max_frame}")
-        async with self._send_lock:
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()  # uncontended: send_all below is the checkpoint
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             if self._closed:
                 raise ConnectionClosed("connection is closed")
             try:
@@ -81,6 +86,8 @@ class TcpConnection:
                 await self.aclose()
                 raise ConnectionClosed(f"send failed: {exc or type(exc).__name__}") from None
             self.frames_sent += 1
+        finally:
+            lock.release()
 
     async def receive(self) -> bytes:
         reader = self._reader

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import nacl.bindings
 import pytest
 
 from p2pakash import wire
@@ -182,3 +183,28 @@ def test_auth_round_trip_and_checks() -> None:
     with pytest.raises(HandshakeError, match="bad Auth"):
         secret.check_auth(b"\x00garbage", chain_id=CHAIN, challenge=ka.challenge,
                           local_id=bob.node_id, expected=None)
+
+
+def test_frames_agree_with_pynacl_bindings() -> None:
+    ka, kb = _pair()
+    sealer = secret.FrameSealer(ka.send_key, counter=7)
+    for payload in (b"", b"a", bytes(range(256)) * 40):
+        data = sealer.seal(payload)
+        assert int.from_bytes(data[:4], "big") == len(data) - 4 == len(payload) + 16
+        nonce = b"\x00" * 4 + (sealer.counter - 1).to_bytes(8, "little")
+        assert nacl.bindings.crypto_aead_chacha20poly1305_ietf_decrypt(
+            data[4:], None, nonce, kb.recv_key) == payload
+    reader = _reader(kb)
+    for counter, payload in enumerate((b"", b"z" * 3000)):
+        nonce = b"\x00" * 4 + counter.to_bytes(8, "little")
+        ct = nacl.bindings.crypto_aead_chacha20poly1305_ietf_encrypt(payload, None, nonce,
+                                                                      ka.send_key)
+        reader.feed(len(ct).to_bytes(4, "big") + ct)
+        assert reader.next_frame() == payload
+
+
+def test_bad_keys_refused() -> None:
+    with pytest.raises(LocalProtocolError, match="32 bytes"):
+        secret.FrameSealer(b"short")
+    with pytest.raises(LocalProtocolError, match="32 bytes"):
+        secret.FrameReader(b"short", max_frame=10)
