@@ -34,6 +34,7 @@ from p2pakash.gossip.transport import ConnectionClosed, Handler, join_addr, pars
 log = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 65536
+AUTH_FRAME_LIMIT = 4096
 _ACCEPT_RETRY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 
@@ -92,6 +93,8 @@ class TcpConnection:
     async def receive(self) -> bytes:
         reader = self._reader
         while True:
+            if self._closed:
+                raise ConnectionClosed("connection is closed")
             try:
                 frame = reader.next_frame()
             except RemoteProtocolError:
@@ -101,8 +104,6 @@ class TcpConnection:
                 self.frames_received += 1
                 await trio.lowlevel.checkpoint()
                 return frame
-            if self._closed:
-                raise ConnectionClosed("connection is closed")
             try:
                 data = await self._stream.receive_some(max(RECEIVE_SIZE, reader.wanted()))
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -188,8 +189,9 @@ class TcpTransport:
             secret.check_magic_prefix(buf)
         peer_public = secret.parse_hello(bytes(buf[:secret.HELLO_SIZE]))
         keys = secret.derive_session(ephemeral, peer_public)
+        # the Auth frames travel under their own limit, whatever max_frame is configured
         conn = TcpConnection(stream, keys, local_id=self.node_id, outbound=outbound,
-                             remote_host=remote_host, max_frame=self.max_frame,
+                             remote_host=remote_host, max_frame=AUTH_FRAME_LIMIT,
                              initial=bytes(buf[secret.HELLO_SIZE:]))
         await conn.send(secret.make_auth(self.key, self.chain_id, keys.challenge,
                                          listen_addr=self.advertised_addr, version=self.version))
@@ -200,6 +202,7 @@ class TcpTransport:
         conn.remote_pubkey = PublicKey(auth.pubkey)
         conn.remote_listen_addr = auth.listen_addr
         conn.remote_version = auth.version
+        conn.max_frame = conn._reader.max_frame = self.max_frame
         return conn
 
     # ------------------------------------------------------------ dial
@@ -299,4 +302,4 @@ def _peer_host(stream: trio.SocketStream, default: str) -> str:
     return str(name[0]) if isinstance(name, tuple) else default
 
 
-__all__ = ["RECEIVE_SIZE", "TcpConnection", "TcpTransport"]
+__all__ = ["AUTH_FRAME_LIMIT", "RECEIVE_SIZE", "TcpConnection", "TcpTransport"]

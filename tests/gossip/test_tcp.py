@@ -259,3 +259,19 @@ async def test_close_is_seen_as_connection_closed(nursery: trio.Nursery) -> None
         await conn.send(b"after close")
     with pytest.raises(ConnectionClosed):
         await inbound.receive()
+
+
+async def test_bad_frame_from_server_side_then_closed(nursery: trio.Nursery) -> None:
+    server = await _start(nursery, _key(1))
+    conn = await TcpTransport(_key(2), CHAIN, None, max_frame=100).dial(server.addr)
+    inbound = await server.conns.receive()
+    with trio.fail_after(LIMIT):
+        await inbound.send(b"small")
+        await inbound.send(b"big" * 100)
+        assert await conn.receive() == b"small"
+        with pytest.raises(RemoteProtocolError, match="316 bytes exceeds the limit of 116"):
+            await conn.receive()
+        with pytest.raises(ConnectionClosed):
+            await conn.receive()
+        with pytest.raises(ConnectionClosed):
+            await conn.send(b"x")
