@@ -222,6 +222,9 @@ class PeerManager:
                 conn.next_ping = now + self.params.ping_interval
                 actions.append(SendTo(node, Ping(nonce=conn.ping_nonce)))
         actions += self._dial_all(now, [self._persistent[n] for n in sorted(self._persistent)])
+        if not self._conns and not self._dialing:
+            # Alone: retry the seeds on their own backoff rather than waiting for ensure.
+            actions += self._dial_all(now, [self._seeds[n] for n in sorted(self._seeds)])
         if now >= self._next_ensure:
             self._next_ensure = now + self.params.ensure_interval
             actions += self._ensure(now)
@@ -438,7 +441,7 @@ class PeerManager:
         for addr in addrs:
             if self._dialable_addr(now, addr):
                 self._book.add(now, addr, source=peer)
-        return []
+        return self._ensure(now)  # dial what we just learned now, not at the next ensure tick
 
     def _misbehaved(self, now: float, peer: NodeID, reason: str) -> list[Action]:
         return self.ban(now, peer, reason, seconds=self.params.misbehave_ban_seconds)

@@ -327,13 +327,16 @@ class PubSub:
     def _on_subscribe(self, now: float, peer: _Peer, item: Subscribe) -> list[Action]:
         topic = item.topic
         if item.subscribe:
-            if topic not in peer.topics and len(peer.topics) < self.params.max_topics_per_peer:
-                peer.topics.add(topic)
-                self._topic_peers.setdefault(topic, {})[peer.id] = None
+            self._learn_topic(peer, topic)
         elif topic in peer.topics:
             peer.topics.discard(topic)
             self._drop_topic_peer(topic, peer.id)
         return []
+
+    def _learn_topic(self, peer: _Peer, topic: str) -> None:
+        if topic not in peer.topics and len(peer.topics) < self.params.max_topics_per_peer:
+            peer.topics.add(topic)
+            self._topic_peers.setdefault(topic, {})[peer.id] = None
 
     def _on_graft(self, now: float, peer: _Peer, item: Graft) -> list[Action]:
         topic, pid, p = item.topic, peer.id, self.params
@@ -424,6 +427,12 @@ class PubSub:
             self._maintain_mesh(now, topic, out)
         self._maintain_fanout(now, out)
         self._emit_gossip(out)
+        if self._heartbeats % p.announce_every == 0:
+            # Links are reliable streams, but a simulated lossy link (or a peer that missed
+            # our first announcement) must not leave a topic unknown for good.
+            subs = [Subscribe(topic=t, subscribe=True) for t in sorted(self._mesh)]
+            for pid in sorted(self._peers):
+                out += [Send(pid, sub) for sub in subs]
         self._mcache.shift()
         self._seen.expire(now)
         self._iwant_pending.clear()
@@ -475,11 +484,18 @@ class PubSub:
                 continue
             if len(ids) > p.max_ihave_length:
                 ids = self._rng.sample(ids, p.max_ihave_length)
-            cands = [q for q in self._topic_peers.get(topic, ()) if q not in members
-                     and peers[q].value >= p.gossip_threshold and not peers[q].disconnecting]
+            ok = [q for q in self._topic_peers.get(topic, ())
+                  if peers[q].value >= p.gossip_threshold and not peers[q].disconnecting]
+            cands = [q for q in ok if q not in members]
             target = max(p.d_lazy, int(p.gossip_factor * len(cands)))
+            chosen = _sample(self._rng, cands, target)
+            if len(chosen) < p.d_lazy:
+                # Sparse graph: every neighbour is a mesh peer, so nobody would gossip to
+                # us about a message whose only copies were lost. Gossip to mesh peers too.
+                chosen += _sample(self._rng, [q for q in ok if q in members],
+                                  p.d_lazy - len(chosen))
             ihave = IHave(topic=topic, ids=tuple(ids))
-            for q in _sample(self._rng, cands, target):
+            for q in chosen:
                 out.append(Send(q, ihave))
                 self.stats.ihave_sent += 1
 

@@ -36,6 +36,7 @@ class PubSubParams:
     d_out: int = 2
     d_score: int = 4
     heartbeat_interval: float = 1.0
+    announce_every: int = 10  # heartbeats between re-announcing our subscriptions
     mcache_len: int = 5
     mcache_gossip: int = 3
     mcache_max: int = 100_000

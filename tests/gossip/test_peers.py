@@ -161,10 +161,11 @@ def test_never_dials_self_connected_or_dialling() -> None:
                 seeds=[addr(0), addr(1)])
     assert dials(m.start(0.0)) == [addr(1)]  # a seed that is ourselves is dropped
     m.connected(0.1, nid(1), host=HOST, listen_addr="", outbound=True)
-    m.handle(0.2, nid(1), PexAddrs(addrs=(str(addr(0)), str(addr(2)), f"{nid(9)}@{HOST}:26600",
-                                          str(addr(1)))))
+    out = m.handle(0.2, nid(1), PexAddrs(addrs=(str(addr(0)), str(addr(2)),
+                                                f"{nid(9)}@{HOST}:26600", str(addr(1)))))
     assert [str(a) for a in m.known()] == [str(addr(1)), str(addr(2))]
-    assert dials(m.tick(5.0)) == [addr(2)]
+    assert dials(out) == [addr(2)]  # what PEX taught us is dialled at once
+    assert dials(m.tick(5.0)) == []
     assert dials(m.tick(10.0)) == []
 
 
@@ -268,7 +269,7 @@ def test_second_pex_addrs_for_one_request_is_misbehaviour() -> None:
     m = manager()
     out = connect(m, 0.0, 1, outbound=True)
     assert out == [SendTo(nid(1), PexRequest())]
-    assert m.handle(1.0, nid(1), PexAddrs(addrs=(str(addr(2)),))) == []
+    assert m.handle(1.0, nid(1), PexAddrs(addrs=(str(addr(2)),))) == [Dial(addr(2))]
     out = m.handle(1.5, nid(1), PexAddrs(addrs=(str(addr(3)),)))
     assert out == [Disconnect(nid(1), "unsolicited PexAddrs")]
     assert m.known() == [addr(2)]
@@ -299,7 +300,8 @@ def test_pex_floods_do_not_grow_the_book_unboundedly() -> None:
             now = rnd * 30.0 + peer
             assert connect(m, now, peer, outbound=True) == [SendTo(nid(peer), PexRequest())]
             batch = tuple(str(addr(next(counter))) for _ in range(MAX_ADDRS))
-            assert m.handle(now, nid(peer), PexAddrs(addrs=batch)) == []
+            out = m.handle(now, nid(peer), PexAddrs(addrs=batch))
+            assert all(isinstance(a, Dial) for a in out)
             m.disconnected(now, nid(peer))
             assert len(m.known()) <= 50
     assert len(m.known()) == 50
@@ -339,8 +341,9 @@ def test_failing_addresses_back_off_and_are_forgotten() -> None:
     p = PeerParams(forget_after_failures=3, ensure_interval=1.0, backoff_max=4.0)
     m = manager(params=p)
     connect(m, 0.0, 1, outbound=True)
-    m.handle(0.5, nid(1), PexAddrs(addrs=(str(addr(2)),)))
-    attempts = 0
+    assert dials(m.handle(0.5, nid(1), PexAddrs(addrs=(str(addr(2)),)))) == [addr(2)]
+    m.dial_failed(0.5, addr(2), "refused")
+    attempts = 1
     for step in range(1, 60):
         for d in dials(m.tick(float(step))):
             assert d == addr(2)
@@ -355,9 +358,11 @@ def test_seeds_are_dialled_only_when_the_book_runs_dry() -> None:
     assert dials(m.start(0.0)) == [addr(9)]
     m.dial_failed(0.0, addr(9), "refused")  # the seed is due again at 100
     assert connect(m, 1.0, 4, outbound=True) == [SendTo(nid(4), PexRequest())]
-    m.handle(1.5, nid(4), PexAddrs(addrs=(str(addr(1)), str(addr(2)), str(addr(3)))))
-    tried = []
-    for t in (5.0, 10.0, 15.0):
+    tried = dials(m.handle(1.5, nid(4), PexAddrs(addrs=(str(addr(1)), str(addr(2)),
+                                                         str(addr(3))))))
+    assert len(tried) == 1  # one free outbound slot: one learned address dialled at once
+    m.dial_failed(1.5, tried[0], "refused")
+    for t in (5.0, 10.0):
         got = dials(m.tick(t))
         assert len(got) == 1 and got[0] in {addr(1), addr(2), addr(3)}
         tried += got
