@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from p2pakash.ledger import UAKT_PER_AKT as AKT
-from p2pakash.ledger import Code, Delegate, Misbehaviour, Params, TxRejected, Undelegate, Unjail
+from p2pakash.ledger import (
+    Code,
+    Delegate,
+    Event,
+    Misbehaviour,
+    Params,
+    TxRejected,
+    Undelegate,
+    Unjail,
+)
 from p2pakash.ledger.bank import BONDED_POOL, module_address
 from tests.ledger.helpers import USERS, VALS, Chain, new_ledger, total_balances
 
@@ -17,8 +26,8 @@ def _all_but(*absent: bytes) -> tuple[bytes, ...]:
     return tuple(v.public for v in VALS if v.public not in absent)
 
 
-def _miss(chain: Chain, n: int, who: bytes = V2) -> list[object]:
-    events = []
+def _miss(chain: Chain, n: int, who: bytes = V2) -> list[Event]:
+    events: list[Event] = []
     for _ in range(n):
         events += list(chain.block(signers=_all_but(who)).events)
     return events
