@@ -29,7 +29,8 @@ import trio
 from p2pakash.crypto import NodeID, PrivateKey, PublicKey
 from p2pakash.errors import HandshakeError, LocalProtocolError, RemoteProtocolError
 from p2pakash.gossip import secret
-from p2pakash.gossip.transport import ConnectionClosed, Handler, join_addr, parse_addr, run_handler
+from p2pakash.gossip.addr import join_host_port as join_addr
+from p2pakash.gossip.transport import ConnectionClosed, Handler, parse_addr, run_handler
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ import trio
 
 from p2pakash.crypto import NodeID, PublicKey
 from p2pakash.errors import P2PAkashError, RemoteProtocolError
+from p2pakash.gossip.addr import split_host_port
 
 log = logging.getLogger(__name__)
 
@@ -65,21 +66,14 @@ class Transport(Protocol):
 
 def parse_addr(addr: str, *, allow_zero_port: bool = False) -> tuple[str, int]:
     """``host:port`` (``[v6]:port``) -> (host, port); OSError(EINVAL) naming what is wrong."""
-    if addr.startswith("["):
-        host, sep, rest = addr[1:].partition("]")
-        ok = bool(sep) and rest.startswith(":")
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = addr.rpartition(":")
-        ok = bool(sep) and ":" not in host
-    lowest = 0 if allow_zero_port else 1
-    if not ok or not host or not port_text.isdigit() or not lowest <= int(port_text) <= 65535:
-        raise OSError(errno.EINVAL, f"bad address {addr!r}: expected 'host:port'")
-    return host, int(port_text)
-
-
-def join_addr(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    text = addr
+    if allow_zero_port and (addr.endswith(":0") and not addr.endswith("::0")):
+        text = addr[:-2] + ":1"  # accept port 0 (an ephemeral port) for listening
+    try:
+        host, port = split_host_port(text)
+    except ValueError as exc:
+        raise OSError(errno.EINVAL, f"bad address {addr!r}: {exc}") from None
+    return host, 0 if text is not addr else port
 
 
 async def run_handler(handler: Handler, conn: Connection) -> None:
