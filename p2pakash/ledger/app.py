@@ -126,7 +126,7 @@ class Ledger:
             bank.add(store, operator, val.stake)
             rec = ValidatorRec(pubkey=val.pubkey, moniker=val.moniker, tokens=0, shares=0)
             staking.bond(store, rec, operator, val.stake)
-            store.put(P_SIG + val.pubkey, SigningInfo(start_height=1, index_offset=0, missed=0))
+            store.put(P_SIG + val.pubkey, SigningInfo(start_height=1, missed=0))
         store.put_int(K_SUPPLY, genesis.supply())
         store.put_int(K_BURNED, 0)
         store.put_int(K_MINTED, 0)
@@ -327,7 +327,11 @@ class Ledger:
         staking.mature_unbondings(ctx)
         for fn in end_blockers():
             fn(ctx)
+        before = dict(staking.latest_set(store).validators)
         updates = staking.end_block_updates(ctx)
+        for pubkey, power in updates:
+            if power and pubkey not in before:  # a fresh window for a validator joining the set
+                slashing.reset_window(ctx, pubkey)
         app_hash = chain_hash(self.app_hash(), block.height, overlay.sorted_writes())
         store.put_int(K_HEIGHT, block.height)
         store.put(K_APP_HASH, app_hash)

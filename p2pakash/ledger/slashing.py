@@ -3,11 +3,13 @@
 Rules and invariants:
 * Downtime: for block H (H >= 2) every validator of the set that signed height H-1 is
   marked signed or missed by whether its key is among ``BlockInput.signers`` (the
-  ``last_commit``). Over a sliding window of ``signed_blocks_window`` (100) slots, a
+  ``last_commit``). Over a sliding window of ``signed_blocks_window`` (100) heights, a
   validator that missed *more* than ``max_missed`` (50) is slashed ``slash_downtime_bps``
   (1 %), jailed until block time + ``downtime_jail_s`` (600 s), and its window is reset.
-  Deviation from Cosmos: no grace period of one full window after a validator starts —
-  more than 50 misses is more than half of the last 100 blocks whatever the start.
+  Deviations from Cosmos: no grace period of one full window after a validator starts
+  (more than 50 misses is more than half of the last 100 blocks whatever the start), and
+  window slots are indexed by height rather than by a per-validator counter, so a block
+  where everyone signs writes nothing (Cosmos rewrites every signing info every block).
   Jailed or tombstoned validators are not tracked.
 * Double sign: a ``Misbehaviour`` for a known, not yet tombstoned validator, at a height
   not above the current one and younger than the unbonding period, slashes
@@ -30,19 +32,20 @@ from p2pakash.ledger.txs import Code, TxRejected, Unjail
 JAILED_FOREVER_MS = 2**63 - 1
 
 
-def _miss_key(pubkey: bytes, index: int) -> bytes:
-    return P_MISS + pubkey + index.to_bytes(2, "big")
+def _miss_key(pubkey: bytes, slot: int) -> bytes:
+    return P_MISS + pubkey + slot.to_bytes(2, "big")
 
 
 def _signing_info(ctx: Context, pubkey: bytes) -> SigningInfo:
     info = ctx.store.get(P_SIG + pubkey, SigningInfo)
-    return SigningInfo(start_height=ctx.height, index_offset=0, missed=0) if info is None else info
+    return SigningInfo(start_height=ctx.height, missed=0) if info is None else info
 
 
-def _reset_window(ctx: Context, pubkey: bytes) -> None:
+def reset_window(ctx: Context, pubkey: bytes) -> None:
+    """Forget a validator's misses (on jail, unjail and entry into the active set)."""
     for key, _ in list(ctx.store.kv.iterate(P_MISS + pubkey)):
         ctx.store.delete(key)
-    ctx.store.put(P_SIG + pubkey, SigningInfo(start_height=ctx.height, index_offset=0, missed=0))
+    ctx.store.put(P_SIG + pubkey, SigningInfo(start_height=ctx.height, missed=0))
 
 
 def _jail(rec: ValidatorRec, until_ms: int, *, tombstone: bool = False) -> ValidatorRec:
@@ -52,37 +55,48 @@ def _jail(rec: ValidatorRec, until_ms: int, *, tombstone: bool = False) -> Valid
 
 
 def handle_signatures(ctx: Context, signers: tuple[bytes, ...]) -> None:
-    """Track ``last_commit`` signatures of block ``ctx.height`` (they sign height-1)."""
+    """Track ``last_commit`` signatures of block ``ctx.height`` (they sign height-1).
+
+    Slot h % window holds whether the validator missed height h. A validator is tracked
+    for every height it is in the set (its window is reset when it joins, is jailed or is
+    unjailed), so each slot is overwritten once per window: the set bits are exactly its
+    misses among the last ``window`` heights. A signature over an unset slot writes nothing.
+    """
     if ctx.height < 2:
         return
     signed = set(signers)
-    window = ctx.params.signed_blocks_window
+    slot = (ctx.height - 1) % ctx.params.signed_blocks_window
     for pubkey, _power in staking.set_at(ctx.store, ctx.height - 1).validators:
+        key = _miss_key(pubkey, slot)
+        was_missed = ctx.store.kv.get(key) is not None
+        is_missed = pubkey not in signed
+        if not was_missed and not is_missed:
+            continue  # the common case: no reads beyond one key, no writes
         rec = ctx.store.validator(pubkey)
         if rec is None or rec.jailed or rec.tombstoned:
             continue
         info = _signing_info(ctx, pubkey)
-        key = _miss_key(pubkey, info.index_offset % window)
-        was_missed = ctx.store.kv.get(key) is not None
         missed = info.missed
-        if pubkey in signed and was_missed:
-            ctx.store.delete(key)
-            missed -= 1
-        elif pubkey not in signed and not was_missed:
+        if is_missed:
+            ctx.emit("liveness", validator=pubkey, missed_blocks=missed + (not was_missed),
+                     height=ctx.height - 1)
+        if was_missed == is_missed:
+            continue
+        if is_missed:
             ctx.store.kv.set(key, b"")
             missed += 1
-        if pubkey not in signed:
-            ctx.emit("liveness", validator=pubkey, missed_blocks=missed, height=ctx.height)
+        else:
+            ctx.store.delete(key)
+            missed -= 1
         if missed > ctx.params.max_missed:
             rec, burned = staking.slash(ctx, rec, ctx.params.slash_downtime_bps)
             until = ctx.time_ms + ctx.params.downtime_jail_s * 1000
             ctx.store.put_validator(_jail(rec, until))
-            _reset_window(ctx, pubkey)
+            reset_window(ctx, pubkey)
             ctx.emit("jail", validator=pubkey, reason="missing_signature",
                      jailed_until_ms=until, burned=burned)
             continue
-        ctx.store.put(P_SIG + pubkey, SigningInfo(
-            start_height=info.start_height, index_offset=info.index_offset + 1, missed=missed))
+        ctx.store.put(P_SIG + pubkey, SigningInfo(start_height=info.start_height, missed=missed))
 
 
 def handle_misbehaviour(ctx: Context, pubkey: bytes, height: int, time_ms: int) -> None:
@@ -128,5 +142,5 @@ def unjail(ctx: Context, msg: Unjail) -> None:
                          f" {ctx.params.min_self_stake}")
     ctx.store.put_validator(ValidatorRec(
         pubkey=rec.pubkey, moniker=rec.moniker, tokens=rec.tokens, shares=rec.shares))
-    _reset_window(ctx, rec.pubkey)
+    reset_window(ctx, rec.pubkey)
     ctx.emit("unjail", validator=rec.pubkey)

@@ -105,8 +105,7 @@ def create_validator(ctx: Context, msg: CreateValidator) -> None:
                          f" {ctx.params.min_self_stake} uakt")
     rec = ValidatorRec(pubkey=msg.pubkey, moniker=msg.moniker, tokens=0, shares=0)
     bond(ctx.store, rec, ctx.sender, msg.self_stake)
-    ctx.store.put(P_SIG + msg.pubkey, SigningInfo(start_height=ctx.height, index_offset=0,
-                                                  missed=0))
+    ctx.store.put(P_SIG + msg.pubkey, SigningInfo(start_height=ctx.height, missed=0))
     ctx.emit("create_validator", validator=msg.pubkey, operator=ctx.sender,
              self_stake=msg.self_stake, moniker=msg.moniker)
 

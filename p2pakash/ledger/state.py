@@ -8,12 +8,15 @@ Rules and invariants:
     ``del/<validator pubkey 32><delegator>`` DelegationRec (shares)
     ``unb/<completion ms u64><seq u64>``     UnbondingRec (so maturity is a prefix scan)
     ``sig/<pubkey 32>``                      SigningInfo
-    ``mis/<pubkey 32><index u16>``           b"" when the validator missed that window slot
+    ``mis/<pubkey 32><slot u16>``            b"": missed height h (slot = h % window)
     ``vs/<effective height u64>``            ValSet: the active set from that height on
     ``g/<name>``                             globals: chain_id, params, supply, burned, minted
     ``\\x00meta/<name>``                     height and app hash: *not* part of the hash
   Other modules (the market) use their own prefixes, never these.
 * A key under ``\\x00meta/`` is bookkeeping about the state, excluded from the app hash.
+* Decoded records are memoised process-wide by (class, bytes): records are immutable and
+  decoding is a pure function, so every ledger of a simulation shares one bounded cache
+  and a state read costs a dict lookup instead of a CBOR decode and canonical re-encode.
 """
 
 from __future__ import annotations
@@ -94,15 +97,29 @@ class UnbondingRec:
 @wire.message(tag=254)
 @attrs.frozen(kw_only=True)
 class SigningInfo:
-    start_height: int
-    index_offset: int  # how many blocks this validator was expected to sign since start
-    missed: int  # missed blocks in the current window
+    start_height: int  # when tracking (re)started: creation, unjail or entry into the set
+    missed: int  # missed blocks among the window's slots
 
 
 @wire.message(tag=255)
 @attrs.frozen(kw_only=True)
 class ValSet:
     validators: tuple[tuple[bytes, int], ...]  # (pubkey, power), power descending
+
+
+_DECODED: dict[tuple[type, bytes], object] = {}
+DECODE_CACHE_SIZE = 1 << 16
+
+
+def decode_record(raw: bytes, cls: type[T]) -> T:
+    key = (cls, raw)
+    found = _DECODED.get(key)
+    if found is None:
+        found = wire.decode(raw, cls)
+        if len(_DECODED) >= DECODE_CACHE_SIZE:
+            del _DECODED[next(iter(_DECODED))]
+        _DECODED[key] = found
+    return found  # type: ignore[return-value]
 
 
 class Store:
@@ -113,7 +130,7 @@ class Store:
 
     def get(self, key: bytes, cls: type[T]) -> T | None:
         raw = self.kv.get(key)
-        return None if raw is None else wire.decode(raw, cls)
+        return None if raw is None else decode_record(raw, cls)
 
     def put(self, key: bytes, value: object) -> None:
         self.kv.set(key, wire.encode(value))
@@ -123,7 +140,7 @@ class Store:
 
     def scan(self, prefix: bytes, cls: type[T]) -> Iterator[tuple[bytes, T]]:
         for key, raw in self.kv.iterate(prefix):
-            yield key, wire.decode(raw, cls)
+            yield key, decode_record(raw, cls)
 
     def get_int(self, key: bytes) -> int:
         value = self.get(key, int)

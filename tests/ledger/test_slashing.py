@@ -138,3 +138,23 @@ def test_old_future_and_unknown_evidence_is_ignored() -> None:
     assert reasons == ["evidence older than the unbonding period",
                        "infraction height 50 outside 1..2", "unknown validator"]
     assert chain.ledger.burned() == 0
+
+
+def test_leaving_and_rejoining_the_set_starts_a_fresh_window() -> None:
+    chain = Chain(new_ledger())
+    chain.block()
+    _miss(chain, 45)
+    chain.run(chain.tx(VALS[2], Undelegate(validator=V2, amount=9_500_000)))  # power 0: out
+    for _ in range(3):
+        chain.block()
+    assert V2 not in dict(chain.ledger.validator_set_at(chain.ledger.height() + 1))
+    chain.run(chain.tx(A, Delegate(validator=V2, amount=9_500_000)))  # back in
+    for _ in range(2):
+        chain.block()
+    assert V2 in dict(chain.ledger.validator_set_at(chain.ledger.height()))
+    _miss(chain, 50)  # 45 old misses + 50 would jail; the old ones were forgotten
+    rec = chain.ledger.validator(V2)
+    assert rec is not None and not rec.jailed
+    _miss(chain, 1)
+    rec = chain.ledger.validator(V2)
+    assert rec is not None and rec.jailed
