@@ -84,13 +84,24 @@ class Node:
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
                   ) -> None:
-        async with trio.open_nursery() as nursery:
-            listen = await nursery.start(self.gossip.run)
-            notes_in = self.gossip.subscribe(notes.TOPIC)
-            nursery.start_soon(self._log_notes, notes_in)
-            log.info("node %s (%s) listening on %s, chain %s", self.cfg.moniker,
-                     self.key.node_id, listen, self.cfg.chain_id)
-            task_status.started(listen)
+        started = False
+        try:
+            async with trio.open_nursery() as nursery:
+                listen = await nursery.start(self.gossip.run)
+                notes_in = self.gossip.subscribe(notes.TOPIC)
+                nursery.start_soon(self._log_notes, notes_in)
+                log.info("node %s (%s) listening on %s, chain %s", self.cfg.moniker,
+                         self.key.node_id, listen, self.cfg.chain_id)
+                started = True
+                task_status.started(listen)
+        except BaseExceptionGroup as group:
+            # Before start-up completes, failing to listen (port in use, address not
+            # available) is the caller's to report in one line: raise the OSError bare,
+            # not wrapped in one exception group per nursery it crossed.
+            error = _sole_error(group)
+            if not started and isinstance(error, OSError):
+                raise error from None
+            raise
 
     async def _log_notes(self, channel: trio.MemoryReceiveChannel[object]) -> None:
         async for item in channel:
@@ -100,3 +111,11 @@ class Node:
             except DecodeError:
                 continue
             log.info("note from %s: %s", note.author_address, note.text)
+
+
+def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one leaf of nested single-member exception groups (else the group itself)."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
