@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from p2pakash import wire
 from p2pakash.errors import SDLError
 from p2pakash.market.sdl import manifest as mf
 from p2pakash.market.sdl.model import DEFAULT_NEXT_CASES, Expose, SDLInput
@@ -43,6 +44,7 @@ MAX_GROUP_UNITS = 20
 NEXT_CASES = ("error", "timeout", "500", "502", "503", "504", "403", "404", "429", "off")
 
 
+@wire.message(tag=356)
 @attrs.frozen(kw_only=True)
 class Requirements:
     signed_by: SignedBy = attrs.field(factory=SignedBy)

@@ -2,7 +2,9 @@
 
 Rules and invariants:
 * Values are frozen attrs holding only int, str, bool, None, IntEnum and tuples, so they
-  can be embedded in signed wire messages later without conversion.
+  can be embedded in signed wire messages without conversion: Attribute, SignedBy,
+  Endpoint, StorageVolume, GPU and Resources are wire messages (tags 350-355; orders carry
+  them). ``Price`` is not: ``amount_atto`` exceeds 64 bits (see ``market/orders.py``).
 * ``Price`` keeps the amount exactly as Akash's LegacyDec does: an integer count of
   10^-18 of the denom (``amount_atto``). ``amount`` is its 18-decimal text, ``whole`` the
   integer part (micro-denom per block for ``uakt``/``uact``).
@@ -19,11 +21,13 @@ from typing import Any
 
 import attrs
 
+from p2pakash import wire
 from p2pakash.market.sdl.units import format_dec, parse_dec
 
 DENOM_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9/:._-]{2,127}")
 
 
+@wire.message(tag=350)
 @attrs.frozen(kw_only=True)
 class Attribute:
     key: str
@@ -37,6 +41,7 @@ def attributes_json(attributes: Attributes) -> list[dict[str, str]]:
     return [{"key": a.key, "value": a.value} for a in attributes]
 
 
+@wire.message(tag=351)
 @attrs.frozen(kw_only=True)
 class SignedBy:
     """Auditors whose signatures a provider's attributes need. None is Go's nil list."""
@@ -77,6 +82,7 @@ class EndpointKind(enum.IntEnum):
     LEASED_IP = 2
 
 
+@wire.message(tag=352)
 @attrs.frozen(kw_only=True)
 class Endpoint:
     kind: EndpointKind
@@ -90,6 +96,7 @@ class Endpoint:
         return out
 
 
+@wire.message(tag=353)
 @attrs.frozen(kw_only=True)
 class StorageVolume:
     name: str
@@ -103,6 +110,7 @@ class StorageVolume:
         return out
 
 
+@wire.message(tag=354)
 @attrs.frozen(kw_only=True)
 class GPU:
     """GPU units and attribute keys like ``vendor/nvidia/model/a100/ram/80Gi`` = ``true``."""
@@ -117,6 +125,7 @@ class GPU:
         return out
 
 
+@wire.message(tag=355)
 @attrs.frozen(kw_only=True)
 class Resources:
     """One resource unit's shape: CPU in millicpu, memory and storage in bytes."""
