@@ -50,7 +50,7 @@ from p2pakash import wire
 from p2pakash.crypto import PrivateKey, VerifyCache
 from p2pakash.gossip.addr import PeerAddr
 from p2pakash.gossip.memory import MemoryNetwork, MemoryTransport
-from p2pakash.gossip.notes import Note, make_note, note_validator
+from p2pakash.gossip.notes import make_note, note_validator
 from p2pakash.gossip.peers import PeerParams
 from p2pakash.gossip.pubsub import PubSubParams
 from p2pakash.gossip.service import Delivered, GossipService
@@ -67,7 +67,7 @@ def pct(xs: Sequence[float], p: float) -> float:
     s = sorted(xs)
     if not s:
         return float("nan")
-    k = min(len(s) - 1, max(0, int(round(p / 100.0 * (len(s) - 1)))))
+    k = min(len(s) - 1, max(0, round(p / 100.0 * (len(s) - 1))))
     return s[k]
 
 
