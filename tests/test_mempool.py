@@ -14,8 +14,8 @@ from p2pakash.gossip.pubsub import Verdict
 from p2pakash.ledger import UAKT_PER_AKT as AKT
 from p2pakash.ledger import Code, Ledger, MemoryKV, Send, Tx, sign_tx
 from p2pakash.mempool import Mempool, Status, tx_validator
-from tests.ledger.helpers import CHAIN, USERS, Chain, genesis, new_ledger
 from tests import test_imports_pure
+from tests.ledger.helpers import CHAIN, USERS, Chain, genesis, new_ledger
 
 ALICE, BOB, CAROL = USERS[0], USERS[1], USERS[2]
 
@@ -38,7 +38,8 @@ def pool(ledger: Ledger) -> Mempool:
 
 
 def test_mempool_module_is_sans_io() -> None:
-    test_imports_pure.test_core_module_is_sans_io(Path(__file__).parent.parent / "p2pakash" / "mempool.py")
+    path = Path(__file__).parent.parent / "p2pakash" / "mempool.py"
+    test_imports_pure.test_core_module_is_sans_io(path)
 
 
 def test_sequences_chain_within_the_pool(pool: Mempool) -> None:
