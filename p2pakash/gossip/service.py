@@ -161,11 +161,14 @@ class GossipService:
         return msg_id
 
     def ban(self, peer: NodeID, reason: str) -> None:
+        """Disconnect ``peer`` and refuse its node ID for ``ban_seconds``.
+
+        The ban is by node ID only, as CometBFT marks a bad peer: honest peers that share
+        the offender's IP (one machine, a NAT, a local test network) keep their links.
+        """
         self.stats.bans += 1
-        link = self._links.get(peer)
-        host = link.conn.remote_host if link else None
         log.info("banning peer %s: %s", peer[:12], reason)
-        self._apply(self.peers.ban(self._now(), peer, reason, host=host))
+        self._apply(self.peers.ban(self._now(), peer, reason))
 
     async def wait_started(self) -> None:
         await self._started.wait()
