@@ -1,0 +1,185 @@
+"""The block store: blocks, commits, the chain state row and committed evidence in SQLite.
+
+Rules and invariants:
+* WAL journal mode, ``synchronous=FULL``; every ``save_*`` is one SQLite transaction.
+  ``path=None`` is an in-memory database (tests, simulations) with the same code.
+* Commit order (the caller's duty, reference §A4): ``save_block`` (block + commit) ->
+  the ledger applies it -> ``save_state``. So the state row's height S, the ledger's
+  height L and the highest stored block B always satisfy S <= L <= B <= S + 1, and a
+  crash between the steps is healed on restart by re-applying block S + 1.
+* Everything read back is checked: a row that does not decode, a block whose hash is not
+  the stored hash, a commit for another block, or a file that is not a SQLite database
+  raises StorageError naming the file and the height: the node stops rather than run
+  on wrong state.
+* Validator sets are kept for every height at which their membership changed
+  (``valsets``), so evidence and commits of older heights can be checked.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import TypeVar
+
+from p2pakash import wire
+from p2pakash.consensus.messages import ChainState
+from p2pakash.consensus.proposer import ValidatorSet
+from p2pakash.consensus.types import Block, Commit
+from p2pakash.errors import DecodeError, StorageError
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS blocks (height INTEGER PRIMARY KEY, hash BLOB NOT NULL,
+                                   data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS commits (height INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS valsets (height INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS evidence (hash BLOB PRIMARY KEY, height INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
+"""
+
+
+class BlockStore:
+    def __init__(self, path: Path | None) -> None:
+        self.where = ":memory:" if path is None else str(path)
+        try:
+            self._db = sqlite3.connect(self.where, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            row = self._db.execute("PRAGMA quick_check").fetchone()
+            if row is None or row[0] != "ok":
+                raise StorageError(f"{self.where}: block store failed its integrity check "
+                                   f"({row[0] if row else 'no answer'})")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.where}: cannot open the block store ({exc})") from None
+
+    # ------------------------------------------------------------ helpers
+
+    def _query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.where}: block store read failed ({exc})") from None
+
+    def _write(self, statements: list[tuple[str, tuple[object, ...]]]) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, args in statements:
+                    self._db.execute(sql, args)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StorageError(f"{self.where}: block store write failed ({exc})") from None
+
+    def _decode(self, data: object, cls: type[T], what: str) -> T:
+        try:
+            return wire.decode(bytes(data), cls)  # type: ignore[arg-type]
+        except (DecodeError, TypeError) as exc:
+            raise StorageError(f"{self.where}: corrupted {what} ({exc}); the block store "
+                               "cannot be trusted, stop and resync") from None
+
+    # ------------------------------------------------------------ blocks
+
+    def save_block(self, block: Block, commit: Commit) -> None:
+        """Store ``block`` and its commit (one transaction)."""
+        if commit.height != block.height or commit.block_hash != block.hash():
+            raise StorageError(f"refusing to store block {block.height} with a commit for "
+                               "another block")
+        h = block.height
+        self._write([
+            ("INSERT OR REPLACE INTO blocks (height, hash, data) VALUES (?, ?, ?)",
+             (h, block.hash(), wire.encode(block))),
+            ("INSERT OR REPLACE INTO commits (height, data) VALUES (?, ?)",
+             (h, wire.encode(commit))),
+            *[("INSERT OR IGNORE INTO evidence (hash, height) VALUES (?, ?)",
+               (wire.digest(ev), h)) for ev in block.evidence],
+        ])
+
+    def save_commit(self, commit: Commit) -> None:
+        """Replace the stored commit of a stored block (e.g. with more precommits)."""
+        stored = self.block_hash(commit.height)
+        if stored != commit.block_hash:
+            raise StorageError(f"refusing a commit for height {commit.height}: not for the "
+                               "stored block")
+        self._write([("INSERT OR REPLACE INTO commits (height, data) VALUES (?, ?)",
+                      (commit.height, wire.encode(commit)))])
+
+    def height(self) -> int:
+        """The highest stored block (0: none)."""
+        rows = self._query("SELECT MAX(height) FROM blocks")
+        value = rows[0][0] if rows else None
+        return int(value) if isinstance(value, int) else 0
+
+    def base(self) -> int:
+        rows = self._query("SELECT MIN(height) FROM blocks")
+        value = rows[0][0] if rows else None
+        return int(value) if isinstance(value, int) else 0
+
+    def block_hash(self, height: int) -> bytes | None:
+        rows = self._query("SELECT hash FROM blocks WHERE height = ?", (height,))
+        return bytes(rows[0][0]) if rows else None  # type: ignore[arg-type]
+
+    def block(self, height: int) -> Block | None:
+        rows = self._query("SELECT hash, data FROM blocks WHERE height = ?", (height,))
+        if not rows:
+            return None
+        stored_hash, data = rows[0]
+        block = self._decode(data, Block, f"block {height}")
+        if block.height != height or block.hash() != stored_hash:
+            raise StorageError(f"{self.where}: block {height} does not match its stored hash; "
+                               "the block store is corrupted, stop and resync")
+        return block
+
+    def commit(self, height: int) -> Commit | None:
+        rows = self._query("SELECT data FROM commits WHERE height = ?", (height,))
+        if not rows:
+            return None
+        commit = self._decode(rows[0][0], Commit, f"commit {height}")
+        if commit.height != height:
+            raise StorageError(f"{self.where}: commit row {height} holds height {commit.height}")
+        return commit
+
+    def has_evidence(self, evidence_hash: bytes) -> bool:
+        return bool(self._query("SELECT 1 FROM evidence WHERE hash = ?", (evidence_hash,)))
+
+    # ------------------------------------------------------------ state
+
+    def state(self) -> ChainState | None:
+        rows = self._query("SELECT data FROM state WHERE id = 1")
+        return self._decode(rows[0][0], ChainState, "chain state") if rows else None
+
+    def save_state(self, state: ChainState) -> None:
+        """Persist the state row and the validator sets it introduces (one transaction)."""
+        statements: list[tuple[str, tuple[object, ...]]] = [
+            ("INSERT OR REPLACE INTO state (id, data) VALUES (1, ?)", (wire.encode(state),))]
+        sets = [(state.height + 1, state.validators), (state.height + 2, state.next_validators)]
+        for height, vs in sets:
+            current = self.validator_set(height)
+            if current is None or current.hash() != vs.hash():
+                statements.append(("INSERT OR REPLACE INTO valsets (height, data) VALUES (?, ?)",
+                                   (height, wire.encode(vs))))
+        self._write(statements)
+
+    def validator_set(self, height: int) -> ValidatorSet | None:
+        """The validator set (membership and power) that signed ``height``."""
+        rows = self._query("SELECT data FROM valsets WHERE height <= ? ORDER BY height DESC "
+                           "LIMIT 1", (height,))
+        return self._decode(rows[0][0], ValidatorSet, f"validator set {height}") if rows else None
+
+    def get_meta(self, key: str) -> bytes | None:
+        rows = self._query("SELECT v FROM meta WHERE k = ?", (key,))
+        return bytes(rows[0][0]) if rows else None  # type: ignore[arg-type]
+
+    def set_meta(self, key: str, value: bytes) -> None:
+        self._write([("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (key, value))])
+
+    def close(self) -> None:
+        try:
+            self._db.close()
+        except sqlite3.Error:
+            pass

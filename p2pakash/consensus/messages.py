@@ -1,0 +1,80 @@
+"""Driver-level consensus messages (tags 130-139): block sync, chain state, WAL markers.
+
+Rules and invariants:
+* Proposals and votes travel as the wire bytes of ``Proposal``/``Vote`` (types.py) on the
+  gossip topics ``PROPOSAL_TOPIC`` and ``VOTE_TOPIC``; nothing here wraps them.
+* Block sync uses direct messages: ``StatusRequest`` -> ``Status`` (the sender's latest
+  committed height and the lowest height it still stores); ``BlockRequest(h)`` ->
+  ``BlockResponse(h, block, commit)`` where ``commit`` holds more than 2/3 of the
+  precommits of height h for that block (``block``/``commit`` None: not stored).
+* ``EndHeight`` closes a height in the WAL; ``ChainState`` is the state row of the block
+  store: what the node needs to start height ``height + 1``.
+* Tags 130-139 belong to this module; 140-199 stay free (mempool and later layers).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from p2pakash import wire
+from p2pakash.consensus.proposer import ValidatorSet
+from p2pakash.consensus.types import Block, Commit
+
+PROPOSAL_TOPIC = "consensus/proposal"
+VOTE_TOPIC = "consensus/vote"
+
+
+@wire.message(tag=130)
+@attrs.frozen(kw_only=True)
+class StatusRequest:
+    """Ask a peer for its ``Status``."""
+
+    nonce: int = 0
+
+
+@wire.message(tag=131)
+@attrs.frozen(kw_only=True)
+class Status:
+    height: int  # latest committed block (0: only genesis)
+    base: int  # lowest stored block (1 unless pruned; 0 when none)
+
+
+@wire.message(tag=132)
+@attrs.frozen(kw_only=True)
+class BlockRequest:
+    height: int
+
+
+@wire.message(tag=133)
+@attrs.frozen(kw_only=True)
+class BlockResponse:
+    height: int
+    block: Block | None
+    commit: Commit | None
+
+
+@wire.message(tag=134)
+@attrs.frozen(kw_only=True)
+class EndHeight:
+    """WAL marker: everything of ``height`` is decided and the block is stored."""
+
+    height: int
+
+
+@wire.message(tag=135)
+@attrs.frozen(kw_only=True)
+class ChainState:
+    """The chain after block ``height`` (0 = genesis): enough to start height + 1.
+
+    ``validators`` sign height + 1, ``next_validators`` height + 2 (validator updates
+    of block H land in the set for H + 2), ``last_validators`` signed ``height`` (None at
+    genesis). Proposer priorities are included: they are consensus state."""
+
+    chain_id: str
+    height: int
+    app_hash: bytes
+    last_block_hash: bytes
+    last_time_ms: int
+    last_validators: ValidatorSet | None
+    validators: ValidatorSet
+    next_validators: ValidatorSet
