@@ -15,7 +15,9 @@ Rules and invariants:
 * Global exposes are published on ``publish_ip`` with a host port podman chooses; status
   reports ``{"<port>/<proto>": host_port}``. Non-global exposes are not published.
 * A replica that cannot be pulled, created or started is FAILED with the reason; the reason
-  is remembered in memory until teardown (podman keeps no record of a failed start).
+  is remembered in memory until teardown (podman keeps no record of a failed start). One
+  that exited non-zero is FAILED with its exit code and its last line of output (where
+  catatonit, the init, says why an exec failed). Ports are reported only while running.
   Errors talking to the service itself raise ExecutorError.
 """
 
@@ -194,6 +196,9 @@ class PodmanExecutor:
                 error = f"exited with code {exit_code}"
                 if details.get("OOMKilled") or exit_code == 137:
                     error += " (killed; out of memory?)"
+                last = await self._call(functools.partial(self._logs, container["Id"], 1), "logs")
+                if last:
+                    error += f": {last[-1][1][:300]}"
         if error:
             mapped = ContainerState.FAILED
         elif state in ("exited", "stopped"):
@@ -201,7 +206,8 @@ class PodmanExecutor:
         else:
             mapped = _STATE_MAP.get(state, ContainerState.UNKNOWN)
         ports = {f"{p['container_port']}/{p.get('protocol', 'tcp')}": int(p["host_port"])
-                 for p in container.get("Ports") or () if p.get("host_port")}
+                 for p in container.get("Ports") or () if p.get("host_port")
+                 if mapped == ContainerState.RUNNING}
         return ContainerStatus(service=name, replica=replica, container_id=container["Id"],
                                state=mapped, exit_code=exit_code, ports=ports, error=error)
 
