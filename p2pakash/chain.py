@@ -43,7 +43,7 @@ from p2pakash.consensus.blockstore import BlockStore
 from p2pakash.consensus.core import TimeoutParams
 from p2pakash.consensus.driver import ConsensusDriver, Message
 from p2pakash.consensus.guard import SigningGuard
-from p2pakash.consensus.messages import PROPOSAL_TOPIC, VOTE_TOPIC, ChainState
+from p2pakash.consensus.messages import PROPOSAL_TOPIC, VOTE_TOPIC, ChainState, VoteBundle
 from p2pakash.consensus.proposer import Validator, ValidatorSet
 from p2pakash.consensus.sync import BlockSync
 from p2pakash.consensus.types import (
@@ -429,6 +429,34 @@ class ChainService:
         topic = PROPOSAL_TOPIC if isinstance(message, Proposal) else VOTE_TOPIC
         self.gossip.publish(topic, wire.encode(message))
 
+    def rebroadcast(self, bundle: VoteBundle) -> None:
+        if bundle.votes or bundle.proposals:
+            for peer in sorted(self.gossip.connected):
+                self.gossip.send_to(peer, bundle)
+
+    def _on_bundle(self, peer: NodeID, item: object) -> None:
+        """A peer's resent proposals and votes: check like gossip, then to the driver."""
+        assert isinstance(item, VoteBundle)
+        cur = self._window()
+        if not cur - 1 <= item.height <= cur + 1:
+            return
+        messages: list[Message] = []
+        for p in item.proposals:
+            vs = self._set_for(p.height)
+            if vs is not None and vs.get(p.proposer) is not None:
+                verify_proposal(p, self.chain_id, self.verify_cache)  # bad: the peer is banned
+                messages.append(p)
+        for v in item.votes:
+            vs = self._set_for(v.height)
+            if vs is not None and vs.get(v.validator) is not None:
+                verify_vote(v, self.chain_id, self.verify_cache)
+                messages.append(v)
+        for message in messages:
+            try:
+                self._inbox_send.send_nowait(message)
+            except trio.WouldBlock:
+                self.dropped_inputs += 1
+
     # ------------------------------------------------------------ block sync target
 
     def stored(self, height: int) -> tuple[Block | None, Commit | None]:
@@ -535,6 +563,7 @@ class ChainService:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
         self.sync.register()
+        self.gossip.register(VoteBundle, self._on_bundle)
         self.gossip.set_validator(PROPOSAL_TOPIC, self._validate_proposal)
         self.gossip.set_validator(VOTE_TOPIC, self._validate_vote)
         async with trio.open_nursery() as nursery:

@@ -17,9 +17,10 @@ Rules and invariants:
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from p2pakash import wire
 from p2pakash.consensus.messages import ChainState
@@ -57,7 +58,7 @@ class BlockStore:
 
     # ------------------------------------------------------------ helpers
 
-    def _query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def _query(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
         try:
             return self._db.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
@@ -76,9 +77,9 @@ class BlockStore:
         except sqlite3.Error as exc:
             raise StorageError(f"{self.where}: block store write failed ({exc})") from None
 
-    def _decode(self, data: object, cls: type[T], what: str) -> T:
+    def _decode(self, data: Any, cls: type[T], what: str) -> T:
         try:
-            return wire.decode(bytes(data), cls)  # type: ignore[arg-type]
+            return wire.decode(bytes(data), cls)
         except (DecodeError, TypeError) as exc:
             raise StorageError(f"{self.where}: corrupted {what} ({exc}); the block store "
                                "cannot be trusted, stop and resync") from None
@@ -122,7 +123,7 @@ class BlockStore:
 
     def block_hash(self, height: int) -> bytes | None:
         rows = self._query("SELECT hash FROM blocks WHERE height = ?", (height,))
-        return bytes(rows[0][0]) if rows else None  # type: ignore[arg-type]
+        return bytes(rows[0][0]) if rows else None
 
     def block(self, height: int) -> Block | None:
         rows = self._query("SELECT hash, data FROM blocks WHERE height = ?", (height,))
@@ -173,13 +174,11 @@ class BlockStore:
 
     def get_meta(self, key: str) -> bytes | None:
         rows = self._query("SELECT v FROM meta WHERE k = ?", (key,))
-        return bytes(rows[0][0]) if rows else None  # type: ignore[arg-type]
+        return bytes(rows[0][0]) if rows else None
 
     def set_meta(self, key: str, value: bytes) -> None:
         self._write([("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (key, value))])
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(sqlite3.Error):
             self._db.close()
-        except sqlite3.Error:
-            pass

@@ -17,6 +17,10 @@ Rules and invariants:
   height starts (``NewHeight``).
 * Messages for the next height are buffered (bounded) until it starts; other heights
   are dropped (block sync catches a node up).
+* When (height, round, step) has not moved for ``stall_interval`` seconds, the driver
+  hands the app a ``VoteBundle`` of its current rounds to resend directly to peers (and
+  again every interval while stalled): gossip never repeats a message, so this is what
+  revives a round after lost messages, a healed partition or a restart.
 * On start of a height its WAL records are replayed into a fresh core. During replay
   nothing is written to the WAL twice; own messages are re-signed through the guard,
   which hands back the stored signature for the last (h, r, step) and refuses older
@@ -54,8 +58,16 @@ from p2pakash.consensus.core import (
     VoteEvent,
 )
 from p2pakash.consensus.guard import SigningGuard, SignRefused
+from p2pakash.consensus.messages import MAX_BUNDLE_PROPOSALS, MAX_BUNDLE_VOTES, VoteBundle
 from p2pakash.consensus.proposer import ValidatorSet
-from p2pakash.consensus.types import Block, Commit, DuplicateVoteEvidence, Proposal, Vote
+from p2pakash.consensus.types import (
+    Block,
+    Commit,
+    DuplicateVoteEvidence,
+    Proposal,
+    Vote,
+    VoteType,
+)
 from p2pakash.consensus.wal import WAL
 
 log = logging.getLogger(__name__)
@@ -84,6 +96,8 @@ class App(Protocol):
 
     def broadcast(self, message: Message) -> None: ...
 
+    def rebroadcast(self, bundle: VoteBundle) -> None: ...
+
     def now_ms(self) -> int: ...
 
 
@@ -99,7 +113,8 @@ def event_height(event: object) -> int:
 
 class ConsensusDriver:
     def __init__(self, app: App, *, local: bytes | None, guard: SigningGuard | None,
-                 wal: WAL | None, params: TimeoutParams, name: str = "") -> None:
+                 wal: WAL | None, params: TimeoutParams, stall_interval: float = 1.0,
+                 name: str = "") -> None:
         self.app = app
         self.guard = guard
         self.wal = wal
@@ -112,6 +127,10 @@ class ConsensusDriver:
         self._replaying = False
         self._pending_need: NeedValue | None = None
         self.refusals = 0  # signing requests the guard refused (replay or a bug)
+        self.stall_interval = stall_interval
+        self._progress: tuple[int, int, int] = (0, 0, 0)
+        self._next_stall = math.inf
+        self.rebroadcasts = 0
 
     # ------------------------------------------------------------ running
 
@@ -121,8 +140,10 @@ class ConsensusDriver:
         self._start_height(self.app.committed_height() + 1)
         task_status.started()
         while True:
-            self._fire_due(trio.current_time())
-            deadline = self._timers[0][0] if self._timers else math.inf
+            now = trio.current_time()
+            self._fire_due(now)
+            self._check_stall(now)
+            deadline = min(self._timers[0][0] if self._timers else math.inf, self._next_stall)
             with trio.move_on_at(deadline):
                 message = await inbox.receive()
                 self.on_message(message)
@@ -145,6 +166,31 @@ class ConsensusDriver:
                 self._feed(VoteEvent(vote=message))
         elif height == self.core.height + 1 and len(self._buffer) < MAX_BUFFERED:
             self._buffer.append(message)
+
+    def _check_stall(self, now: float) -> None:
+        core = self.core
+        progress = (core.height, core.round, int(core.round_step))
+        if progress != self._progress:
+            self._progress = progress
+            self._next_stall = now + self.stall_interval
+        elif now >= self._next_stall:
+            self._next_stall = now + self.stall_interval
+            self.rebroadcasts += 1
+            self.app.rebroadcast(self.bundle())
+
+    def bundle(self) -> VoteBundle:
+        """Proposals and votes of the current round, the one before it and the valid round."""
+        core = self.core
+        keeper = core.votes
+        rounds = sorted({core.round, core.round - 1, core.valid_round} - {-1})
+        proposals = [p for p in (core.proposal(r) for r in rounds) if p is not None]
+        votes: list[Vote] = []
+        if keeper is not None:
+            for r in rounds:
+                for t in (VoteType.PREVOTE, VoteType.PRECOMMIT):
+                    votes.extend(keeper.votes(r, t))
+        return VoteBundle(height=core.height, proposals=tuple(proposals[:MAX_BUNDLE_PROPOSALS]),
+                          votes=tuple(votes[:MAX_BUNDLE_VOTES]))
 
     # ------------------------------------------------------------ heights
 

@@ -7,6 +7,9 @@ Rules and invariants:
   committed height and the lowest height it still stores); ``BlockRequest(h)`` ->
   ``BlockResponse(h, block, commit)`` where ``commit`` holds more than 2/3 of the
   precommits of height h for that block (``block``/``commit`` None: not stored).
+* ``VoteBundle`` is sent directly to each peer when a node's round makes no progress:
+  the proposals and votes of its current rounds, so a peer that missed them (a healed
+  partition, a restart) gets them again — gossip dedupes and will not resend them.
 * ``EndHeight`` closes a height in the WAL; ``ChainState`` is the state row of the block
   store: what the node needs to start height ``height + 1``.
 * Tags 130-139 belong to this module; 140-199 stay free (mempool and later layers).
@@ -18,10 +21,20 @@ import attrs
 
 from p2pakash import wire
 from p2pakash.consensus.proposer import ValidatorSet
-from p2pakash.consensus.types import Block, Commit
+from p2pakash.consensus.types import Block, Commit, Proposal, Vote
 
 PROPOSAL_TOPIC = "consensus/proposal"
 VOTE_TOPIC = "consensus/vote"
+MAX_BUNDLE_VOTES = 4_000
+MAX_BUNDLE_PROPOSALS = 4
+
+
+def _at_most(limit: int) -> attrs._ValidatorType[tuple[object, ...]]:
+    def check(inst: object, attribute: attrs.Attribute[tuple[object, ...]],
+              value: tuple[object, ...]) -> None:
+        if len(value) > limit:
+            raise ValueError(f"{attribute.name} holds more than {limit} items")
+    return check
 
 
 @wire.message(tag=130)
@@ -78,3 +91,13 @@ class ChainState:
     last_validators: ValidatorSet | None
     validators: ValidatorSet
     next_validators: ValidatorSet
+
+
+@wire.message(tag=136)
+@attrs.frozen(kw_only=True)
+class VoteBundle:
+    """The sender's proposals and votes of ``height`` for its latest rounds."""
+
+    height: int
+    proposals: tuple[Proposal, ...] = attrs.field(validator=_at_most(MAX_BUNDLE_PROPOSALS))
+    votes: tuple[Vote, ...] = attrs.field(validator=_at_most(MAX_BUNDLE_VOTES))

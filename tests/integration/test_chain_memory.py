@@ -22,7 +22,7 @@ from p2pakash.chain import ChainService
 from p2pakash.consensus.core import TimeoutParams
 from p2pakash.consensus.messages import VOTE_TOPIC
 from p2pakash.consensus.types import VoteType, sign_vote
-from p2pakash.crypto import PrivateKey, VerifyCache
+from p2pakash.crypto import NodeID, PrivateKey, VerifyCache
 from p2pakash.gossip.addr import PeerAddr
 from p2pakash.gossip.memory import MemoryNetwork, MemoryTransport
 from p2pakash.gossip.peers import PeerParams
@@ -127,7 +127,7 @@ class ChainNet:
     def running(self) -> list[ChainService]:
         return [m.c for m in self.members if m.running]
 
-    def ids(self, *indices: int) -> list[str]:
+    def ids(self, *indices: int) -> list[NodeID]:
         return [self.members[i].key.node_id for i in indices]
 
 
@@ -219,9 +219,10 @@ async def test_double_signer_is_caught_slashed_and_jailed(autojump_clock: trio.a
         assert stake_before is not None
         # A byzantine key (no signing guard) signs two different prevotes per height.
         rng = random.Random(7)
-        caught = lambda: any(  # noqa: E731
-            blk is not None and blk.evidence
-            for blk in (honest.block(h) for h in range(1, honest.height + 1)))
+
+        def caught() -> bool:
+            return any(blk is not None and blk.evidence
+                       for blk in (honest.block(h) for h in range(1, honest.height + 1)))
         with trio.fail_after(60):
             while not caught():
                 h = honest.height + 1
@@ -230,7 +231,7 @@ async def test_double_signer_is_caught_slashed_and_jailed(autojump_clock: trio.a
                                      block_hash=rng.randbytes(32), timestamp_ms=1)
                     assert bad.gossip is not None
                     bad.gossip.publish(VOTE_TOPIC, wire.encode(vote))
-                await wait_for(lambda h=h: honest.height >= h, limit=30)  # type: ignore[misc]
+                await wait_for(lambda: honest.height >= h, limit=30)  # noqa: B023
         rec = honest.ledger.validator(bad.key.public)
         assert rec is not None and rec.jailed and rec.tombstoned
         assert rec.tokens == stake_before.tokens - stake_before.tokens * 5 // 100
