@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup test lint typecheck pytest demo bench fuzz clean
+.PHONY: setup test lint typecheck pytest demo bench fuzz clean podman
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,7 +23,12 @@ typecheck: setup
 pytest: setup
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
-test: lint typecheck pytest
+# podman: as root, install podman, runc and busybox-static when podman is missing (the
+# podman tests then run; they skip with a reason otherwise). See scripts/setup-podman.sh.
+podman:
+	sh scripts/setup-podman.sh
+
+test: podman lint typecheck pytest
 
 demo: setup
 	$(PY) -m p2pakash.demo

@@ -21,8 +21,13 @@ if ! have apt-get; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 echo "setup-podman: installing podman runc busybox-static"
-apt-get update -q >/dev/null
 # runc, not crun: crun refuses cgroups v1 hybrid hosts (see shared/reference/podman.md).
 # Recommends stay on: they bring catatonit (the --init binary) and netavark.
-apt-get install -y -q podman runc busybox-static >/dev/null
-echo "setup-podman: $(podman --version)"
+# A failed install is reported, not fatal: the podman tests then skip and say why
+# (set P2PAKASH_REQUIRE_PODMAN=1 to make them fail instead).
+if apt-get update -q >/dev/null && apt-get install -y -q podman runc busybox-static >/dev/null
+then
+    echo "setup-podman: $(podman --version)"
+else
+    echo "setup-podman: apt-get could not install podman; podman tests will skip" >&2
+fi
