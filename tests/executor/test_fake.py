@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
 from p2pakash.errors import ExecutorError
@@ -130,3 +133,21 @@ async def test_fake_logs_bad_tail_and_unknown_container() -> None:
         await executor.logs(LEASE, tail=-1)
     with pytest.raises(ExecutorError, match="no container for lease"):
         engine.emit(LEASE, "web", 0, "x")
+
+
+def test_base_and_fake_are_sans_io() -> None:
+    """The simulator drives the fake executor under virtual time: no I/O, clocks or threads."""
+    import p2pakash.executor as package
+
+    forbidden = {"trio", "socket", "time", "asyncio", "podman", "subprocess", "random",
+                 "threading", "p2pakash.executor.podman", "p2pakash.executor.podman_setup"}
+    for name in ("base.py", "fake.py"):
+        tree = ast.parse((Path(package.__file__).parent / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found = {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                found = {node.module or ""}
+            else:
+                continue
+            assert not found & forbidden, f"{name} imports {found & forbidden}"

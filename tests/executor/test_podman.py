@@ -76,6 +76,7 @@ async def _settled(executor: PodmanExecutor, lease: str) -> ContainerStatus:
     raise AssertionError(f"{lease} kept running")
 
 
+@pytest.mark.podman
 async def test_deploy_limits_http_logs_teardown(executor: PodmanExecutor,
                                                 client: PodmanClient) -> None:
     lease = PREFIX + "akash1tenant/7/1/1"
@@ -111,6 +112,7 @@ async def test_deploy_limits_http_logs_teardown(executor: PodmanExecutor,
     await executor.teardown(lease)  # idempotent
 
 
+@pytest.mark.podman
 async def test_restart_adopts_by_label_without_duplicates(
         podman_service: PodmanService, executor: PodmanExecutor, client: PodmanClient) -> None:
     lease = PREFIX + "adopt"
@@ -142,6 +144,7 @@ async def test_restart_adopts_by_label_without_duplicates(
         restarted.close()
 
 
+@pytest.mark.podman
 async def test_bad_image_and_bad_command_fail_with_reason(
         podman_service: PodmanService, executor: PodmanExecutor, client: PodmanClient) -> None:
     lease = PREFIX + "bad"
@@ -170,6 +173,7 @@ async def test_bad_image_and_bad_command_fail_with_reason(
     assert _lease_containers(client, lease) == []
 
 
+@pytest.mark.podman
 @pytest.mark.skipif(any(os.path.isdir(d) and os.listdir(d) for d in ("/etc/cdi", "/var/run/cdi")),
                     reason="this host has CDI specs: GPUs may resolve")
 async def test_gpu_lease_passes_cdi_devices_to_podman(executor: PodmanExecutor) -> None:
@@ -184,6 +188,7 @@ async def test_gpu_lease_passes_cdi_devices_to_podman(executor: PodmanExecutor) 
     assert await executor.status(lease) == []
 
 
+@pytest.mark.podman
 async def test_exited_replica_reports_exit_code(executor: PodmanExecutor) -> None:
     lease = PREFIX + "exit"
     manifest = group(web_sdl(args='["echo bye; exit 3"]'))
