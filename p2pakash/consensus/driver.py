@@ -131,6 +131,7 @@ class ConsensusDriver:
         self._progress: tuple[int, int, int] = (0, 0, 0)
         self._next_stall = math.inf
         self.rebroadcasts = 0
+        self.replayed = 0  # WAL records fed back on (re)start of a height
 
     # ------------------------------------------------------------ running
 
@@ -207,6 +208,7 @@ class ConsensusDriver:
                 if event_height(record) == height:
                     self._feed(record, record=False)  # type: ignore[arg-type]
                     replayed += 1
+            self.replayed += replayed
             if replayed:
                 log.info("%s replayed %d WAL records of height %d", self.name, replayed, height)
         finally:
