@@ -131,6 +131,10 @@ class Mempool:
         entry = self._txs.get(hash_)
         return None if entry is None else entry.tx
 
+    def pending_from(self, sender: str) -> int:
+        """How many pending txs ``sender`` signed (they hold its next sequences)."""
+        return sum(1 for entry in self._txs.values() if entry.tx.body.sender == sender)
+
     def seen(self, hash_: TxHash) -> bool:
         """Pending, or admitted/committed recently enough to be in the cache."""
         return hash_ in self._txs or hash_ in self._cache

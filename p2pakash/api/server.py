@@ -1,0 +1,116 @@
+"""The API service: hypercorn on trio serving ``ApiApp``, fed by the chain's block stream.
+
+Rules and invariants:
+* ``ApiService.run`` follows the service convention: it subscribes to the chain's blocks
+  BEFORE serving, backfills the tx index from the block store for heights it missed (a
+  restart; results unknown), binds the listen address and reports ``"host:port"`` as
+  actually bound (port 0 picks a free one) through ``task_status``. Failing to bind raises
+  the OSError before ``started``.
+* Each committed block is indexed (SQLite, one transaction per block) and then pushed to
+  the SSE subscribers, in height order, by one task.
+* Everything the service opens (the index, the server sockets) closes when ``run`` ends.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from p2pakash.api.app import ApiApp, ChainView, EventHub, NodeInfo, block_event_json, sse_frame
+from p2pakash.api.txindex import TxIndex
+from p2pakash.consensus.types import Block
+from p2pakash.ledger.blocks import BlockResult
+from p2pakash.mempool import Mempool
+
+log = logging.getLogger(__name__)
+
+
+class ChainSource(ChainView, Protocol):
+    def subscribe_blocks(self) -> trio.MemoryReceiveChannel[tuple[Block, BlockResult]]: ...
+
+
+class ApiService:
+    def __init__(self, *, chain: ChainSource, mempool: Mempool, info: NodeInfo,
+                 listen: str = "127.0.0.1:26680", allow_remote_writes: bool = False,
+                 data_dir: Path | None = None, publish: Callable[[bytes], object] | None = None,
+                 peers: Callable[[], int] = lambda: 0, clock: Callable[[], float] = time.time,
+                 keepalive: float = 15.0) -> None:
+        self.chain = chain
+        self.mempool = mempool
+        self.info = info
+        self.listen = listen
+        self.allow_remote_writes = allow_remote_writes
+        self.data_dir = data_dir
+        self.publish = publish
+        self.peers = peers
+        self.clock = clock
+        self.keepalive = keepalive
+        self.hub = EventHub()
+        self.bound = ""  # "host:port" once serving
+        self.app: ApiApp | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        self.bound = ""
+        blocks = self.chain.subscribe_blocks()
+        txindex = TxIndex.in_dir(self.data_dir)
+        try:
+            self._backfill(txindex)
+            self.app = ApiApp(chain=self.chain, mempool=self.mempool, info=self.info,
+                              txindex=txindex, hub=self.hub, publish=self.publish,
+                              peers=self.peers, allow_remote_writes=self.allow_remote_writes,
+                              clock=self.clock, keepalive=self.keepalive)
+            config = Config()
+            config.bind = [self.listen]
+            config.accesslog = None
+            config.errorlog = logging.getLogger("p2pakash.api.hypercorn")
+            config.graceful_timeout = 1.0
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._follow, blocks, txindex)
+                    app: Any = self.app  # hypercorn's ASGI types are narrower than our dicts
+                    binds = await nursery.start(functools.partial(serve, app, config))
+                    self.bound = binds[0].split("://", 1)[-1]
+                    log.info("API listening on http://%s", self.bound)
+                    task_status.started(self.bound)
+            except BaseExceptionGroup as group:
+                error = _sole_error(group)
+                if not self.bound and isinstance(error, OSError):
+                    raise error from None  # cannot listen: the caller reports one line
+                raise
+        finally:
+            txindex.close()
+
+    def _backfill(self, txindex: TxIndex) -> None:
+        top = self.chain.height
+        start = txindex.last_height + 1
+        for height in range(start, top + 1):
+            block = self.chain.block(height)
+            if block is not None:
+                txindex.add_block(height, block.txs, None)
+        if top >= start:
+            log.info("tx index: backfilled heights %d..%d from the block store", start, top)
+
+    async def _follow(self, blocks: trio.MemoryReceiveChannel[tuple[Block, BlockResult]],
+                      txindex: TxIndex) -> None:
+        async with blocks:
+            async for block, result in blocks:
+                txindex.add_block(block.height, block.txs, result.tx_results)
+                self.hub.publish(sse_frame("block", block_event_json(block, result),
+                                           block.height))
+
+
+def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one leaf of nested single-member exception groups (else the group itself)."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
