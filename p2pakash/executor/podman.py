@@ -144,7 +144,9 @@ class PodmanExecutor:
                     nursery.start_soon(self._call,
                                        functools.partial(self._remove, container["Id"]), "remove")
             self._failures.pop(lease_id, None)
-        self._locks.pop(lease_id, None)
+        lock = self._locks.get(lease_id)
+        if lock is not None and not lock.locked() and not lock.statistics().tasks_waiting:
+            del self._locks[lease_id]
 
     async def adopt(self) -> list[str]:
         def running() -> list[dict[str, Any]]:
