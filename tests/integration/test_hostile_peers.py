@@ -11,6 +11,7 @@ every wait bounded by ``trio.fail_after``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
@@ -365,12 +366,15 @@ async def test_publish_flood_is_rate_limited_and_the_flooder_dropped(
         hostile = await Hostile.connect(target.addr, _key("hostile-d"))
         await wait_for(lambda: hostile.id in target.node.gossip.connected, "hostile accepted")
         flood = [m.Publish(topic=FLOOD_TOPIC, data=rng.randbytes(32)) for _ in range(10_000)]
-        for start in range(0, len(flood), 1000):
-            await hostile.send_items(flood[start:start + 1000])
+        sent = 0
+        with contextlib.suppress(trio.BrokenResourceError):  # cut off mid-flood: the point
+            for start in range(0, len(flood), 1000):
+                await hostile.send_items(flood[start:start + 1000])
+                sent += 1000
         honest[1].publish_note("during the flood", 6)
-        items = await hostile.read_until_closed()
-        [reason] = _goodbyes(items)
-        assert reason.startswith("gossip score") and "below -80" in reason
+        # a Goodbye may be lost to a reset (we kept sending after being cut off)
+        for reason in _goodbyes(await hostile.read_until_closed()):
+            assert reason.startswith("gossip score") and "below -80" in reason
         stats = target.node.gossip.pubsub.stats
         burst = 2 * target.node.cfg.gossip.max_msgs_per_sec
         assert stats.rate_limited > 0
@@ -378,7 +382,7 @@ async def test_publish_flood_is_rate_limited_and_the_flooder_dropped(
         assert f"banning peer {hostile.id[:12]}: gossip score" in caplog.text
         # the flood got no further than the token bucket allowed (burst + a little refill)
         assert 0 < len(target.flood_inbox) <= burst + 200
-        assert len(target.flood_inbox) + stats.rate_limited <= len(flood)
+        assert len(target.flood_inbox) + stats.rate_limited <= sent + 1000
         await wait_for(lambda: all("during the flood" in h.texts() for h in honest),
                        "the note published during the flood")
         await assert_honest_delivery(honest, "after the flood", nonce=7)
@@ -431,3 +435,27 @@ async def test_forged_notes_drop_the_score_and_the_connection() -> None:
         for h in honest:  # no forgery reached anyone, nor was any forwarded
             assert not [t for t in h.texts() if t.startswith("forged")]
             assert h.node.gossip.pubsub.stats.rejected == (3 if h is target else 0)
+
+
+# ---------------------------------------------------------------- relays under load
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "pubsub.py charges the per-peer Publish token bucket (and its score penalty) to honest "
+    "relays: a hub forwarding what it accepted from two busy peers exceeds its neighbour's "
+    "burst and is banned, cutting that neighbour off"))
+async def test_a_relay_for_two_busy_publishers_is_not_banned_by_its_neighbour() -> None:
+    # A=1 and B=2 each publish one burst's worth of valid notes through the hub H=0; the
+    # leaf C=3 hears both bursts from H alone. Nobody misbehaves: no one may be banned.
+    async with honest_network(4, links=[(1, 0), (2, 0), (3, 0)]) as honest:
+        hub, a, b, leaf = honest
+        per_publisher = int(2 * hub.node.cfg.gossip.max_msgs_per_sec)  # one full burst
+        for i in range(per_publisher):
+            a.publish_note(f"a{i}", nonce=i)
+            b.publish_note(f"b{i}", nonce=i)
+        expected = 2 * per_publisher
+        with trio.move_on_after(LIMIT):
+            while len(leaf.inbox) < expected and hub.id in leaf.node.gossip.connected:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        assert [h.node.gossip.stats.bans for h in honest] == [0, 0, 0, 0], _state(honest)[:2000]
+        assert len(leaf.inbox) == expected
