@@ -89,6 +89,7 @@ class Mempool:
         self.max_tx_bytes = max_tx_bytes
         self.cache_size = cache_size
         self.height = 0  # of the last block passed to ``update``
+        self.last_dropped: list[tuple[TxHash, str]] = []  # by the last ``update``'s recheck
         self._check = check
         self._new_check = new_check
         self._txs: dict[TxHash, _Entry] = {}  # insertion order is FIFO order
@@ -185,13 +186,13 @@ class Mempool:
             total += len(entry.raw)
         return out
 
-    def update(self, height: int, committed: Sequence[TxBytes],
-               new_check: CheckFn | None = None) -> list[tuple[TxHash, str]]:
-        """Block ``height`` committed ``committed``: drop them, recheck the rest.
+    def update(self, height: int, txs: Sequence[TxBytes], new_check: CheckFn | None = None
+               ) -> None:
+        """Block ``height`` committed ``txs``: drop them from the pool, recheck the rest.
 
         ``new_check`` checks against a fresh copy of the state after the block; without it
-        the ``new_check`` factory given at construction makes one. Returns the (hash,
-        reason) of every pending tx the recheck dropped."""
+        the ``new_check`` factory given at construction makes one. ``last_dropped`` then
+        holds the (hash, reason) of every pending tx the recheck dropped."""
         if new_check is None:
             if self._new_check is None:
                 raise LocalProtocolError(
@@ -199,7 +200,7 @@ class Mempool:
                     " the mempool with a new_check factory")
             new_check = self._new_check()
         self.height = height
-        for raw in committed:
+        for raw in txs:
             h = tx_hash(raw)
             entry = self._txs.pop(h, None)
             if entry is not None:
@@ -215,7 +216,7 @@ class Mempool:
                 self._bytes -= len(entry.raw)
                 self._cache.pop(h, None)
                 dropped.append((h, str(exc)))
-        return dropped
+        self.last_dropped = dropped
 
     def _remember(self, h: TxHash) -> None:
         self._cache[h] = None

@@ -187,7 +187,8 @@ def test_update_removes_committed_and_rechecks(ledger: Ledger, pool: Mempool) ->
     # Another node's block spends nearly all of BOB's funds with other bytes at seq 0.
     competitor = send(BOB, 0, amount=100 * AKT - 1)
     chain.block(a0, competitor)
-    dropped = pool.update(1, [a0, competitor])
+    pool.update(1, [a0, competitor])
+    dropped = pool.last_dropped
     assert [h for h, _ in dropped] == [wire.decode(b0, Tx).hash()]
     assert "wrong sequence" in dropped[0][1]
     assert pool.reap() == [a1] and pool.height == 1
