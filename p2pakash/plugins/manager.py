@@ -2,10 +2,11 @@
 
 Rules and invariants:
 * Load order: built-ins (the pricing plugin ``pricing`` names if it is a built-in, the
-  probes in ``gpu_probes``, cheapest-bid selection), then the ``p2pakash`` entry-point group
-  (an entry point may name a module, an object, or a class instantiated without arguments),
-  then the modules in ``plugins`` (``"pkg.mod"`` or ``"pkg.mod:attr"``), then extras given
-  by the caller. Names are unique; a clash is a PluginError naming both.
+  probes in ``gpu_probes``, asked in that order; cheapest-bid selection), then the
+  ``p2pakash`` entry-point group (an entry point may name a module, an object, or a class
+  instantiated without arguments), then the modules in ``plugins`` (``"pkg.mod"`` or
+  ``"pkg.mod:attr"``), then extras given by the caller. Names are unique; a clash is a
+  PluginError naming both.
 * Like pytest, a callable named ``p2pakash_*`` is a hook implementation even without the
   ``@hookimpl`` marker, so ``check_pending`` refuses a misspelt hook by plugin name.
   Hook wrappers are refused on the hooks the manager calls itself.
@@ -132,6 +133,7 @@ class PluginManager:
             if probe not in BUILTIN_PROBES:
                 raise ConfigError(f"{self.config.source}: gpu_probes: unknown probe {probe!r} "
                                   f"(built-ins: {', '.join(BUILTIN_PROBES)})")
+        for probe in reversed(self.config.gpu_probes):  # pluggy calls the last one first
             self.register(BUILTIN_PROBES[probe](), probe)
         self.register(CheapestBid(), SELECT_NAME)
 
