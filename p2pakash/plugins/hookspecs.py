@@ -20,13 +20,12 @@ from typing import Any
 
 import pluggy
 
+from p2pakash.market.orders import Bid, Order
 from p2pakash.market.sdl.groups import GroupSpec
 from p2pakash.plugins.types import (
     AllocatedResources,
-    BidLike,
     Decline,
     GPURecord,
-    OrderLike,
     PluginConfig,
     PriceQuote,
     ProviderContext,
@@ -71,18 +70,22 @@ def p2pakash_executor(config: PluginConfig) -> Any:
 
 
 @hookspec(firstresult=True)
-def p2pakash_select_bid(order: OrderLike, bids: Sequence[BidLike]) -> BidLike | None:
-    """Tenant side: the bid to accept among ``bids`` for ``order`` (one of them), or None."""
+def p2pakash_select_bid(order: Order, bids: Sequence[Bid]) -> Bid | None:
+    """Tenant side: the bid to accept among ``bids`` (all for one group of ``order``), or None.
+
+    Must return one of ``bids``. The built-in (``select-cheapest``, trylast) picks the lowest
+    ``bid.body.price``, ties broken by the lower provider address.
+    """
 
 
 @hookspec
-def p2pakash_order_seen(order: OrderLike) -> None:
+def p2pakash_order_seen(order: Order) -> None:
     """An open order reached this node (before any matching)."""
 
 
 @hookspec
 def p2pakash_lease_created(lease: Any) -> None:
-    """A lease involving this node was created on chain."""
+    """A lease involving this node was created on chain (the ledger's lease record)."""
 
 
 @hookspec

@@ -31,6 +31,7 @@ from typing import Any
 import pluggy
 
 from p2pakash.errors import ConfigError, PluginError
+from p2pakash.market.orders import Bid, Order
 from p2pakash.market.sdl.groups import GroupSpec
 from p2pakash.plugins import hookspecs
 from p2pakash.plugins.gpu_nvml import NvmlProbe
@@ -45,10 +46,8 @@ from p2pakash.plugins.types import (
     BELOW_COST,
     NO_PRICE,
     AllocatedResources,
-    BidLike,
     Decline,
     GPURecord,
-    OrderLike,
     PluginConfig,
     PriceQuote,
     ProviderContext,
@@ -281,14 +280,14 @@ class PluginManager:
         """The first container runtime a plugin offers, or None."""
         return self._first("p2pakash_executor", {"config": self.config})
 
-    def select_bid(self, order: OrderLike, bids: Sequence[BidLike]) -> BidLike | None:
+    def select_bid(self, order: Order, bids: Sequence[Bid]) -> Bid | None:
         """The bid to accept (one of ``bids``), or None."""
         chosen = self._first("p2pakash_select_bid", {"order": order, "bids": bids},
                              check=lambda answer: any(answer is b or answer == b for b in bids),
                              expected="one of the offered bids")
         return chosen  # type: ignore[no-any-return]
 
-    def order_seen(self, order: OrderLike) -> list[PluginError]:
+    def order_seen(self, order: Order) -> list[PluginError]:
         return self._notify("p2pakash_order_seen", {"order": order})
 
     def lease_created(self, lease: object) -> list[PluginError]:

@@ -76,8 +76,10 @@ class UndercutPricing:
                               f"{table['floor_factor']!r}")
         self.step, self.floor_factor = step, factor
 
-    def record_competing_bid(self, order_id: str, price: int | Price) -> None:
-        """Remember a competitor's bid price (per block, whole group) for ``order_id``."""
+    def record_competing_bid(self, order_id: object, price: int | Price) -> None:
+        """Remember a competitor's bid price (per block, whole group) for ``order_id``
+        (an ``OrderID`` or its text; kept as ``str(order_id)``)."""
+        order_id = str(order_id)
         atto = price.amount_atto if isinstance(price, Price) else price * ATTO
         if atto <= 0:
             return
@@ -89,14 +91,14 @@ class UndercutPricing:
             while len(self._best) > self.max_orders:
                 self._best.popitem(last=False)
 
-    def best_competing(self, order_id: str) -> int | None:
+    def best_competing(self, order_id: object) -> int | None:
         """The lowest competing price seen for ``order_id`` in 10^-18 units, if any."""
         with self._lock:
-            return self._best.get(order_id)
+            return self._best.get(str(order_id))
 
-    def forget(self, order_id: str) -> None:
+    def forget(self, order_id: object) -> None:
         with self._lock:
-            self._best.pop(order_id, None)
+            self._best.pop(str(order_id), None)
 
     def price(self, group: GroupSpec, resources: AllocatedResources,
               order_id: str) -> PriceQuote | Decline:

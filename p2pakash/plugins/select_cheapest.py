@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from p2pakash.market.orders import Bid, Order
 from p2pakash.plugins.hookspecs import hookimpl
-from p2pakash.plugins.types import BidLike, OrderLike
 
 NAME = "select-cheapest"
 
 
-def cheapest(bids: Sequence[BidLike]) -> BidLike | None:
-    """The bid with the lowest price (exact, 10^-18 units), then the lowest address."""
+def cheapest(bids: Sequence[Bid]) -> Bid | None:
+    """The bid with the lowest price (uakt per block), then the lowest provider address."""
     if not bids:
         return None
-    return min(bids, key=lambda bid: (bid.price.amount_atto, str(bid.provider)))
+    return min(bids, key=lambda bid: (bid.body.price, bid.provider))
 
 
 class CheapestBid:
     @hookimpl(trylast=True)
-    def p2pakash_select_bid(self, order: OrderLike, bids: Sequence[BidLike]) -> BidLike | None:
+    def p2pakash_select_bid(self, order: Order, bids: Sequence[Bid]) -> Bid | None:
         return cheapest(bids)

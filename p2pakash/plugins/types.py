@@ -8,14 +8,14 @@ Rules and invariants:
 * ``Decline`` carries a short machine ``reason_code`` (snake_case) and one human line.
 * ``AllocatedResources`` is the group's units after reservation (GPU attributes rewritten
   to the concrete model the provider would give); pricing reads it, never the raw group.
-* Order and bid values live in ``p2pakash.market``; hooks see them through the small
-  ``OrderLike``/``BidLike`` protocols below so plugins depend on attributes, not classes.
+* Orders and bids are ``p2pakash.market.orders.Order``/``Bid``; ``ProviderContext.order_id``
+  is ``str(OrderID)`` ("owner/dseq/gseq/oseq").
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 
@@ -210,20 +210,3 @@ def _str_list(value: object, where: str) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
         raise ConfigError(f"{where}: expected a list of names, got {value!r}")
     return tuple(value)
-
-
-class OrderLike(Protocol):
-    """What hooks may read from an order (``p2pakash.market.orders.Order``)."""
-
-    @property
-    def group(self) -> GroupSpec: ...
-
-
-class BidLike(Protocol):
-    """What ``p2pakash_select_bid`` reads from a bid: its price and provider address."""
-
-    @property
-    def provider(self) -> str: ...
-
-    @property
-    def price(self) -> Price: ...
