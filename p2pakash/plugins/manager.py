@@ -122,7 +122,8 @@ class PluginManager:
         try:
             self.pm.register(plugin, name=name)
         except (pluggy.PluginValidationError, ValueError) as exc:
-            raise PluginError(f"plugin {name!r}: {exc}") from None
+            text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            raise PluginError(f"plugin {name!r}: {text}") from None
 
     def load_builtins(self) -> None:
         pricing = BUILTIN_PRICING.get(self.config.pricing)
