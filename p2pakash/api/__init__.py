@@ -6,8 +6,8 @@ See ``docs/api.md`` for the endpoints; ``server.ApiService`` is what the node st
 from __future__ import annotations
 
 from p2pakash.api.app import ApiApp, ChainView, EventHub, NodeInfo
-from p2pakash.api.server import ApiService, ChainSource
+from p2pakash.api.server import ApiService, ChainSource, TxGossip
 from p2pakash.api.txindex import TxIndex, TxRecord
 
 __all__ = ["ApiApp", "ApiService", "ChainSource", "ChainView", "EventHub", "NodeInfo",
-           "TxIndex", "TxRecord"]
+           "TxGossip", "TxIndex", "TxRecord"]

@@ -9,6 +9,8 @@ Rules and invariants:
 * Each committed block is indexed (SQLite, one transaction per block) and then pushed to
   the SSE subscribers, in height order, by one task.
 * Everything the service opens (the index, the server sockets) closes when ``run`` ends.
+* ``TxGossip`` joins the ``txs`` topic for the mempool; ``TxGossip.publish`` is what the
+  API calls for each tx it admitted.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from hypercorn.trio import serve
 from p2pakash.api.app import ApiApp, ChainView, EventHub, NodeInfo, block_event_json, sse_frame
 from p2pakash.api.txindex import TxIndex
 from p2pakash.consensus.types import Block
+from p2pakash.gossip.service import GossipService
 from p2pakash.ledger.blocks import BlockResult
-from p2pakash.mempool import Mempool
+from p2pakash.mempool import TOPIC as TX_TOPIC
+from p2pakash.mempool import Mempool, tx_validator
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +110,29 @@ class ApiService:
                 txindex.add_block(block.height, block.txs, result.tx_results)
                 self.hub.publish(sse_frame("block", block_event_json(block, result),
                                            block.height))
+
+
+class TxGossip:
+    """The ``txs`` gossip topic: peers' txs enter the mempool through the topic validator
+    (admitted -> forwarded, malformed or forged -> the peer is penalised), and txs the API
+    admitted are published. Delivered copies need no more work: the validator admitted them.
+    """
+
+    def __init__(self, gossip: GossipService, mempool: Mempool) -> None:
+        self.gossip = gossip
+        self.mempool = mempool
+
+    def publish(self, tx_bytes: bytes) -> None:
+        self.gossip.publish(TX_TOPIC, tx_bytes)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        self.gossip.set_validator(TX_TOPIC, tx_validator(self.mempool, self.gossip.node_id))
+        channel = self.gossip.subscribe(TX_TOPIC)
+        task_status.started()
+        async with channel:
+            async for _ in channel:
+                pass
 
 
 def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
