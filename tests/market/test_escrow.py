@@ -179,7 +179,8 @@ def test_lease_pays_exactly_until_overdraw_then_closes(deposit: int, price: int,
                 assert rec.reason is lm.LeaseCloseReason.INSUFFICIENT_FUNDS
                 assert closed_at == created + funded // price + 1  # the block it overdrew
                 assert earned == funded and received == funded  # all of it, to the provider
-                assert any(e.type == "lease_closed" for e in result.events)
+                events = [*result.events, *(e for r in result.tx_results for e in r.events)]
+                assert [e.get("reason") for e in events if e.type == "lease_closed"] == ["20000"]
             break
         assert ledger.supply() == supply == total_balances(ledger)
         assert ledger.account(lm.ESCROW).balance == funded - received
