@@ -131,15 +131,24 @@ class TokenBucket:
         self._last = now
         self.tokens = burst
 
-    def take(self, now: float) -> bool:
+    def has(self, now: float) -> bool:
+        """Refill for the time passed; True while at least one token is left."""
         elapsed = now - self._last
         if elapsed > 0:
             self.tokens = min(self._burst, self.tokens + elapsed * self._rate)
             self._last = now
-        if self.tokens >= 1.0:
+        return self.tokens >= 1.0
+
+    def take(self, now: float) -> bool:
+        if self.has(now):
             self.tokens -= 1.0
             return True
         return False
+
+    def charge(self, now: float) -> None:
+        """Spend one token (may go down to zero; never below)."""
+        if self.has(now):
+            self.tokens -= 1.0
 
 
 class DontWant:

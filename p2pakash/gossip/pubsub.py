@@ -15,8 +15,12 @@ Rules and invariants:
   cache also holds rejected and ignored messages.
 * Items from graylisted peers (cached score < ``graylist_threshold``), from peers already
   told to disconnect and from unknown peers are ignored entirely.
-* Publish items are rate-limited per peer by a token bucket; excess is dropped and adds
-  ``rate_limit_penalty`` to the peer's behaviour penalty (P7).
+* Publish items that turn out useless (ignored, rejected, or for a topic we are not in) cost
+  the sending peer a token from its bucket; with the bucket empty, its Publish items are
+  dropped before validation and add ``rate_limit_penalty`` to its behaviour penalty (P7).
+  Valid messages cost nothing: an honest relay legitimately forwards bursts from many
+  publishers, and the volume of valid messages is the topic validators' business (orders
+  need an on-chain deposit, bids a registered provider, txs a fee and a sequence number).
 * Everything is bounded: seen cache, message cache, IDONTWANT memory, topics per peer,
   IHAVE/IWANT sizes and counts per heartbeat, retained scores of gone peers, backoffs.
 * Own publishes are not delivered back to the local application (the caller has them).
@@ -287,7 +291,7 @@ class PubSub:
 
     def _on_publish(self, now: float, peer: _Peer, item: Publish) -> list[Action]:
         stats = self.stats
-        if not peer.bucket.take(now):
+        if not peer.bucket.has(now):
             stats.rate_limited += 1
             peer.score.behaviour_penalty += self.params.rate_limit_penalty
             out: list[Action] = []
@@ -297,6 +301,7 @@ class PubSub:
         mesh = self._mesh.get(topic)
         if mesh is None:
             stats.unsubscribed += 1
+            peer.bucket.charge(now)
             return []
         data = item.data
         msg_id = message_id(topic, data)
@@ -319,9 +324,11 @@ class PubSub:
             stats.delivered += 1
             out.append(Deliver(topic, data, msg_id, source))
             self._forward(msg_id, item, mesh, source, out)
-        elif verdict is Verdict.REJECT:
-            peer.score.invalid(topic)
-            self._refresh(now, peer, out)
+        else:
+            peer.bucket.charge(now)
+            if verdict is Verdict.REJECT:
+                peer.score.invalid(topic)
+                self._refresh(now, peer, out)
         return out
 
     def _on_subscribe(self, now: float, peer: _Peer, item: Subscribe) -> list[Action]:

@@ -284,27 +284,46 @@ def test_graylisted_peer_ignored_until_its_score_decays() -> None:
     assert [a for a in ps.handle(70.0, B, Publish(topic=T, data=b"fine")) if type(a) is Deliver]
 
 
-def test_rate_limit_drops_a_flood_while_others_deliver() -> None:
+def _c_only(peer: str, topic: str, data: bytes) -> Verdict:
+    """Accept C's messages; ignore everything else (junk such as expired orders)."""
+    return Verdict.ACCEPT if data.startswith(b"c") else Verdict.IGNORE
+
+
+def test_rate_limit_drops_a_flood_of_junk_while_others_deliver() -> None:
     ps = make(graylist_threshold=-1e12, disconnect_threshold=-1e12, publish_threshold=-1e11)
     ps.subscribe(0.0, T)
+    ps.set_validator(T, _c_only)
     join(ps, [B, C])
-    from_b = from_c = 0
+    from_c = 0
     for k in range(10_000):
         now = k / 10_000
-        got = ps.handle(now, B, Publish(topic=T, data=b"b%d" % k))
-        from_b += sum(type(a) is Deliver for a in got)
+        ps.handle(now, B, Publish(topic=T, data=b"b%d" % k))
         if k % 100 == 0:
             from_c += sum(type(a) is Deliver
                           for a in ps.handle(now, C, Publish(topic=T, data=b"c%d" % k)))
-    assert 2900 <= from_b <= 3100  # burst 2000 + 1000/s for one second
-    assert ps.stats.rate_limited == 10_000 - from_b
+    validated = ps.stats.ignored
+    assert 2900 <= validated <= 3100  # burst 2000 + 1000/s for one second
+    assert ps.stats.rate_limited == 10_000 - validated  # dropped before validation
     assert from_c == 100
     assert ps.score(B) < -1000 and ps.score(C) >= 0
+
+
+def test_valid_messages_are_not_rate_limited() -> None:
+    # An honest relay forwards bursts from many publishers: valid messages cost no tokens.
+    ps = make()
+    ps.subscribe(0.0, T)
+    join(ps, [B, C])
+    delivered = 0
+    for k in range(10_000):
+        got = ps.handle(k / 10_000, B, Publish(topic=T, data=b"b%d" % k))
+        delivered += sum(type(a) is Deliver for a in got)
+    assert delivered == 10_000 and ps.stats.rate_limited == 0 and ps.score(B) >= 0
 
 
 def test_rate_limit_flood_with_default_thresholds_disconnects_the_flooder() -> None:
     ps = make()
     ps.subscribe(0.0, T)
+    ps.set_validator(T, _c_only)
     join(ps, [B, C])
     out: list[Any] = []
     for k in range(10_000):

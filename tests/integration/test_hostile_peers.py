@@ -29,6 +29,7 @@ from p2pakash.errors import HandshakeError
 from p2pakash.gossip import messages as m
 from p2pakash.gossip import notes, secret
 from p2pakash.gossip.addr import PeerAddr
+from p2pakash.gossip.pubsub import Verdict
 from p2pakash.gossip.service import Delivered
 from p2pakash.gossip.tcp import TcpTransport
 from p2pakash.node import Node
@@ -88,6 +89,10 @@ async def _collect(channel: trio.MemoryReceiveChannel[Delivered], box: list[Deli
         box.append(item)
 
 
+def _ok_or_ignore(peer: str, topic: str, data: bytes) -> Verdict:
+    return Verdict.ACCEPT if data.startswith(b"ok:") else Verdict.IGNORE
+
+
 @asynccontextmanager
 async def honest_network(n: int = 3, *, links: Sequence[tuple[int, int]] | None = None,
                          handshake_timeout: float = HANDSHAKE_TIMEOUT
@@ -114,6 +119,9 @@ async def honest_network(n: int = 3, *, links: Sequence[tuple[int, int]] | None 
             await nursery.start(h.node.run)
             nursery.start_soon(_collect, h.node.gossip.subscribe(notes.TOPIC), h.inbox)
             if i == 0:
+                # Like an order topic's validator facing expired or unfunded orders: junk
+                # is ignored (not rejected), so only the rate limit stops a flood of it.
+                h.node.gossip.set_validator(FLOOD_TOPIC, _ok_or_ignore)
                 nursery.start_soon(_collect, h.node.gossip.subscribe(FLOOD_TOPIC),
                                    h.flood_inbox)
             honest.append(h)
@@ -394,9 +402,11 @@ async def test_publish_flood_is_rate_limited_and_the_flooder_dropped(
         assert stats.rate_limited > 0
         await assert_banned(target, hostile, bans_before=0)
         assert f"banning peer {hostile.id[:12]}: gossip score" in caplog.text
-        # the flood got no further than the token bucket allowed (burst + a little refill)
-        assert 0 < len(target.flood_inbox) <= burst + 200
-        assert len(target.flood_inbox) + stats.rate_limited <= sent + 1000
+        # the flood got no further than the token bucket allowed (burst + a little refill):
+        # the rest was dropped before validation
+        assert target.flood_inbox == []
+        assert 0 < stats.ignored <= burst + 200
+        assert stats.ignored + stats.rate_limited <= sent + 1000
         await wait_for(lambda: all("during the flood" in h.texts() for h in honest),
                        "the note published during the flood")
         await assert_honest_delivery(honest, "after the flood", nonce=7)
@@ -454,10 +464,6 @@ async def test_forged_notes_drop_the_score_and_the_connection() -> None:
 # ---------------------------------------------------------------- relays under load
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pubsub.py charges the per-peer Publish token bucket (and its score penalty) to honest "
-    "relays: a hub forwarding what it accepted from two busy peers exceeds its neighbour's "
-    "burst and is banned, cutting that neighbour off"))
 async def test_a_relay_for_two_busy_publishers_is_not_banned_by_its_neighbour() -> None:
     # A=1 and B=2 each publish one burst's worth of valid notes through the hub H=0; the
     # leaf C=3 hears both bursts from H alone. Nobody misbehaves: no one may be banned.
