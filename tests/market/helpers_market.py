@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from p2pakash import crypto
@@ -88,7 +90,7 @@ def order(owner: crypto.PrivateKey, *, dseq: int = 7, deposit: int = 5_000_000,
 
 def bid(provider: crypto.PrivateKey, o: Order, *, price: int = 2000, gseq: int = 1,
         expiry_ms: int = 2_000_000, attributes: tuple[Attribute, ...] = GPU_PROVIDER_ATTRS,
-        chain: str = CHAIN, **changes: object) -> Bid:
+        chain: str = CHAIN, **changes: Any) -> Bid:
     group = o.group(gseq)
     offer = matching.offer_for(group, attributes)
     assert offer is not None

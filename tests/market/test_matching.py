@@ -90,7 +90,7 @@ def test_placement_attributes() -> None:
 def test_signed_by_all_of_and_any_of() -> None:
     a1, a2, a3 = (key(i).address for i in (30, 31, 32))
     signed = (A("region", "us-west"), A("tier", "1"))
-    audits = {a1: signed, a2: (A("tier", "1"),)}
+    audits: dict[str, tuple[Attribute, ...]] = {a1: signed, a2: (A("tier", "1"),)}
     assert m.match_placement(_req(all_of=(a1,)), GPU_PROVIDER_ATTRS, audits) is None
     miss = m.match_placement(_req(all_of=(a1, a2)), GPU_PROVIDER_ATTRS, audits)
     assert miss is not None and miss.reason is DeclineReason.SIGNED_BY_MISSING

@@ -148,7 +148,7 @@ def test_bid_rules() -> None:
                             ({"order_digest": b""}, "order_digest"),
                             ({"provider": "akash1bad"}, "bid provider")):
         with pytest.raises(InvalidMarketMessage, match=message):
-            check_bid(attrs.evolve(b.body, **change))  # type: ignore[arg-type]
+            check_bid(attrs.evolve(b.body, **change))
 
 
 def test_group_lookup_names_the_missing_group() -> None:
