@@ -29,6 +29,8 @@ Every loop is bounded in count and time.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import gc
 import hashlib
 import json
 import math
@@ -53,7 +55,7 @@ from p2pakash.gossip.memory import MemoryNetwork, MemoryTransport
 from p2pakash.gossip.notes import make_note, note_validator
 from p2pakash.gossip.peers import PeerParams
 from p2pakash.gossip.pubsub import PubSubParams
-from p2pakash.gossip.service import Delivered, GossipService
+from p2pakash.gossip.service import Delivered, GossipService, GossipSettings
 from p2pakash.gossip.tcp import TcpTransport
 from p2pakash.gossip.transport import Transport
 
@@ -141,7 +143,7 @@ class Bench:
 
     def __init__(self, n: int, edges: Sequence[tuple[int, int]],
                  make_transport: Callable[[int, PrivateKey], Transport],
-                 fixed_addr: Callable[[int], str] | None = None) -> None:
+                 settings: GossipSettings | None = None) -> None:
         self.n = n
         self.keys = [node_key(i) for i in range(n)]
         self.dials: list[list[int]] = [[] for _ in range(n)]
@@ -151,7 +153,7 @@ class Bench:
             self.degree[a] += 1
             self.degree[b] += 1
         self.make_transport = make_transport
-        self.fixed_addr = fixed_addr
+        self.settings = settings
         self.addrs: dict[int, str] = {}
         self.services: list[GossipService | None] = [None] * n
         self.seen: list[dict[bytes, float]] = [{} for _ in range(n)]
@@ -175,6 +177,7 @@ class Bench:
                                        max_per_host=self.n, pex_interval=math.inf),
                 pubsub_params=self.params,
                 persistent=persistent,
+                settings=self.settings,
             )
             service.set_validator(TOPIC, note_validator(CHAIN, VerifyCache()))
             self.addrs[i] = await nursery.start(service.run)
@@ -237,12 +240,14 @@ def copies(before: dict[str, int], after: dict[str, int], msgs: int, n: int) -> 
 async def tcp_main(args: argparse.Namespace) -> dict[str, Any]:
     n = args.nodes
     edges = random_graph(n, args.conns, random.Random(args.seed))
-    bench = Bench(n, edges, lambda i, key: TcpTransport(key, CHAIN, "127.0.0.1:0"))
+    bench = Bench(n, edges, lambda i, key: TcpTransport(key, CHAIN, "127.0.0.1:0"),
+                  GossipSettings(flush_interval=args.flush_interval))
     maker = NoteMaker(bench.keys[0], args.size)
     result: dict[str, Any] = {
         "stack": "p2pakash", "nodes": n, "transport": "tcp+secret-connection",
         "signing": "ed25519 Note, verified by every node", "D": bench.params.d,
-        "msg_bytes": maker.bytes, "python": sys.version.split()[0], "edges": len(edges)}
+        "msg_bytes": maker.bytes, "python": sys.version.split()[0], "edges": len(edges),
+        "flush_interval_ms": args.flush_interval * 1e3}
     async with trio.open_nursery() as nursery:
         t0 = time.perf_counter()
         with trio.fail_after(120):
@@ -256,6 +261,7 @@ async def tcp_main(args: argparse.Namespace) -> dict[str, Any]:
         seq = 0
         # ---- phase 1: latency (one message at a time) ------------------------
         before = bench.counters()
+        cpu1 = time.process_time()
         lat: list[float] = []
         med_node: list[float] = []
         for _ in range(args.rounds):
@@ -277,6 +283,9 @@ async def tcp_main(args: argparse.Namespace) -> dict[str, Any]:
                 "min": round(min(lat) * 1e3, 2), "median": round(statistics.median(lat) * 1e3, 2),
                 "p95": round(pct(lat, 95) * 1e3, 2), "max": round(max(lat) * 1e3, 2)}
             result["latency_median_node_ms"] = round(statistics.median(med_node) * 1e3, 2)
+        # includes background ticks and heartbeats during the gaps
+        result["latency_phase_cpu_ms_per_msg_per_node"] = round(
+            (time.process_time() - cpu1) / max(args.rounds, 1) / n * 1e3, 3)
         result["latency_traffic"] = copies(before, bench.counters(), args.rounds, n)
         # ---- phase 2: closed-loop throughput (window of in-flight messages) ---
         window = trio.Semaphore(args.inflight)
@@ -284,6 +293,7 @@ async def tcp_main(args: argparse.Namespace) -> dict[str, Any]:
         ids: list[bytes] = []
         before = bench.counters()
         d0 = tr.deliveries
+        gc_timer = GcTimer()
         cpu0, t0 = time.process_time(), time.perf_counter()
         deadline = t0 + args.burst_timeout
 
@@ -308,6 +318,7 @@ async def tcp_main(args: argparse.Namespace) -> dict[str, Any]:
                 bn.start_soon(track, msg_id, ts)
         wall = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
+        gc_cpu = gc_timer.stop()
         complete = sum(1 for i in ids if tr.expect(i).is_set())
         got = tr.deliveries - d0
         await trio.sleep(0.5)  # late duplicates still count as copies
@@ -323,6 +334,7 @@ async def tcp_main(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_ms_per_msg_whole_network": round(cpu / max(complete, 1) * 1e3, 3),
             "cpu_ms_per_msg_per_node": round(cpu / max(complete, 1) / n * 1e3, 4),
             "cpu_us_per_delivery": round(cpu / max(got, 1) * 1e6, 1),
+            "gc_cpu_s": round(gc_cpu, 3),
             **copies(before, bench.counters(), len(ids), n),
         }
         nursery.cancel_scope.cancel()
@@ -348,20 +360,37 @@ async def memory_main(args: argparse.Namespace) -> dict[str, Any]:
     async with trio.open_nursery() as nursery:
         v0 = trio.current_time()
         await bench.start(nursery)
-        result["mesh_formed"] = await bench.settle(120.0, 1.0)
+        # 1.1 s extra: every node started at the same virtual instant, so heartbeats (1 s) and
+        # ticks (0.25 s) fire in lockstep; publish 0.1 s past them, not on top of them.
+        result["mesh_formed"] = await bench.settle(120.0, 1.1)
         result["settle_virtual_s"] = round(trio.current_time() - v0, 2)
         result["setup_cpu_s"] = round(time.process_time() - cpu_start, 2)
         result.update(bench.shape())
+        if args.gc_freeze:
+            gc.collect()
+            gc.freeze()  # move the settled network out of the collector's generations
+        gc_before = sum(st["collections"] for st in gc.get_stats())
+        gc_timer = GcTimer()
         before = bench.counters()
+        profile = cProfile.Profile() if args.profile else None
         cpu0, v0 = time.process_time(), trio.current_time()
+        if profile is not None:
+            profile.enable()
         msg_id = bench.nodes[0].publish(TOPIC, maker.make(1))
         ev = bench.tracker.expect(msg_id)
         with trio.move_on_after(60):
             await ev.wait()
+        if profile is not None:
+            profile.disable()
+            profile.dump_stats(args.profile)
         result["one_msg_reached_all"] = ev.is_set()
         result["one_msg_cpu_s"] = round(time.process_time() - cpu0, 3)
         result["one_msg_cpu_ms_per_node"] = round((time.process_time() - cpu0) / n * 1e3, 3)
         result["one_msg_virtual_time_to_all_ms"] = round((trio.current_time() - v0) * 1e3, 1)
+        result["one_msg_gc_collections"] = sum(st["collections"] for st in gc.get_stats()
+                                               ) - gc_before
+        result["one_msg_gc_cpu_s"] = round(gc_timer.stop(), 3)
+        result["gc_freeze"] = args.gc_freeze
         await trio.sleep(0.5)
         result.update(copies(before, bench.counters(), 1, n))
         nursery.cancel_scope.cancel()
@@ -373,10 +402,33 @@ async def memory_main(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+class GcTimer:
+    """Sums the CPU time the cyclic garbage collector spends, from now until ``stop``."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._start = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.process_time()
+        else:
+            self.total += time.process_time() - self._start
+
+    def stop(self) -> float:
+        gc.callbacks.remove(self._callback)
+        return self.total
+
+
 def run_memory_subprocess(args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child",
            "--memory-nodes", str(args.memory_nodes), "--seed", str(args.seed),
            "--latency", str(args.latency), "--size", str(args.size)]
+    if args.profile:
+        cmd += ["--profile", args.profile]
+    if args.gc_freeze:
+        cmd += ["--gc-freeze"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"memory benchmark failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
@@ -474,12 +526,17 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=1.0, help="extra seconds after mesh forms")
     ap.add_argument("--settle-limit", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--flush-interval", type=float, default=0.0,
+                    help="GossipSettings.flush_interval (s): how long a batch may wait to fill")
     ap.add_argument("--against", help="py-libp2p harness JSON for the same N (side by side)")
     ap.add_argument("--json-out", help="also write the JSON result here")
     ap.add_argument("--memory", action="store_true",
                     help="run the in-memory N=--memory-nodes test (subprocess) instead of TCP")
     ap.add_argument("--memory-nodes", type=int, default=1000)
     ap.add_argument("--latency", type=float, default=0.005, help="in-memory link latency (s)")
+    ap.add_argument("--gc-freeze", action="store_true",
+                    help="gc.freeze() once the mesh has formed (before measuring)")
+    ap.add_argument("--profile", help="--memory: cProfile the one-message phase into this file")
     ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
