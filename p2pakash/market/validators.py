@@ -19,6 +19,7 @@ Rules and invariants:
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -29,7 +30,7 @@ from p2pakash import crypto, wire
 from p2pakash.crypto import NodeID
 from p2pakash.errors import DecodeError, InvalidSignature
 from p2pakash.gossip.caches import TokenBucket
-from p2pakash.gossip.pubsub import Verdict
+from p2pakash.gossip.pubsub import PubSub, Verdict
 from p2pakash.market import matching
 from p2pakash.market.orders import (
     Bid,
@@ -104,10 +105,10 @@ class MarketValidators:
         self.params = params or ValidatorParams()
         self.orders: _Lru[bytes, Order] = _Lru(self.params.max_orders)  # digest -> order
         self._signers: _Lru[str, _Signer] = _Lru(self.params.max_signers)
-        self._seen: _Lru[bytes, int] = _Lru(self.params.max_seen)  # body digest -> expiry
+        self._seen: _Lru[bytes, int] = _Lru(self.params.max_seen)  # sha256(data) -> expiry
         self.stats: dict[str, int] = {}
 
-    def install(self, pubsub: Any) -> None:
+    def install(self, pubsub: PubSub) -> None:
         pubsub.set_validator(TOPIC_ORDERS, self.validate_order)
         pubsub.set_validator(TOPIC_BIDS, self.validate_bid)
         pubsub.set_validator(TOPIC_DECLINES, self.validate_decline)
@@ -126,7 +127,7 @@ class MarketValidators:
         order = self._decode(data, Order, check_order)
         if isinstance(order, Verdict):
             return order
-        early = self._common(order, TOPIC_ORDERS, order.body.expiry_ms)
+        early = self._common(order, data, TOPIC_ORDERS, order.body.expiry_ms)
         if early is not None:
             return early
         if self.view.balance(order.owner) < order.body.deposit:
@@ -138,7 +139,7 @@ class MarketValidators:
         bid = self._decode(data, Bid, check_bid)
         if isinstance(bid, Verdict):
             return bid
-        early = self._common(bid, TOPIC_BIDS, bid.body.expiry_ms)
+        early = self._common(bid, data, TOPIC_BIDS, bid.body.expiry_ms)
         if early is not None:
             return early
         if self.view.provider(bid.provider) is None:
@@ -154,7 +155,7 @@ class MarketValidators:
         decline = self._decode(data, Decline, check_decline)
         if isinstance(decline, Verdict):
             return decline
-        early = self._common(decline, TOPIC_DECLINES, decline.body.expiry_ms)
+        early = self._common(decline, data, TOPIC_DECLINES, decline.body.expiry_ms)
         if early is not None:
             return early
         if self.view.provider(decline.provider) is None:
@@ -177,7 +178,7 @@ class MarketValidators:
             return self._count("malformed", Verdict.REJECT)
         return msg
 
-    def _common(self, msg: Signed, topic: str, expiry_ms: int) -> Verdict | None:
+    def _common(self, msg: Signed, data: bytes, topic: str, expiry_ms: int) -> Verdict | None:
         """Ban, expiry, replay, signature and rate checks shared by the three topics."""
         p, now = self.params, self.now_ms()
         address = signer(msg)
@@ -188,7 +189,7 @@ class MarketValidators:
             return self._count("bad_expiry", Verdict.REJECT)
         if expiry_ms < now:
             return self._count("expired", Verdict.IGNORE)
-        digest = wire.digest(msg.body)
+        digest = hashlib.sha256(data).digest()
         if digest in self._seen:
             return self._count("replayed", Verdict.IGNORE)
         try:
