@@ -190,6 +190,15 @@ class ChainService:
     def pending_evidence(self) -> list[DuplicateVoteEvidence]:
         return list(self._evidence.values())
 
+    def close(self) -> None:
+        """Close the databases and the WAL (after ``run`` has stopped)."""
+        if self.driver.wal is not None:
+            self.driver.wal.close()
+        self.store.close()
+        close = getattr(self._kv, "close", None)
+        if close is not None:
+            close()
+
     # ------------------------------------------------------------ storage
 
     def _open(self) -> tuple[BlockStore, Ledger]:
@@ -204,6 +213,7 @@ class ChainService:
                                    ) from None
             store, kv = BlockStore(self.data_dir / "blocks.db"), SqliteKV(
                 self.data_dir / "state.db")
+        self._kv = kv
         ledger = Ledger(kv, verify=self.verify_cache.verify)
         try:
             ledger.chain_id()

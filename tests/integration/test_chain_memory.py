@@ -67,6 +67,7 @@ class Member:
     gossip: GossipService | None = None
     chain: ChainService | None = None
     scope: trio.CancelScope | None = None
+    done: trio.Event | None = None
 
     @property
     def running(self) -> bool:
@@ -91,8 +92,12 @@ class ChainNet:
         return [PeerAddr.parse(f"{m.key.node_id}@{addr_of(m.index)}") for m in self.members
                 if m.index != i]
 
-    async def start(self, i: int, *, validator: bool = True) -> Member:
+    async def start(self, i: int, *, validator: bool = True,
+                    chain_cls: type[ChainService] = ChainService) -> Member:
         m = self.members[i]
+        if m.done is not None:
+            await m.done.wait()  # the previous incarnation has fully stopped
+        done = m.done = trio.Event()
         gossip = GossipService(
             transport=MemoryTransport(self.network, m.key, CHAIN, addr_of(i)),
             rng=random.Random(self.seed * 100 + i),
@@ -100,7 +105,7 @@ class ChainNet:
                                    backoff_base=0.2, backoff_max=1.0, ban_seconds=5.0,
                                    misbehave_ban_seconds=5.0),
             pubsub_params=PubSubParams(), persistent=self.peers_of(i))
-        chain = ChainService(gossip=gossip, key=m.key if validator else None,
+        chain = chain_cls(gossip=gossip, key=m.key if validator else None,
                              genesis=self.genesis, data_dir=m.data_dir, timeouts=FAST,
                              verify_cache=self.cache,
                              now_ms=lambda: int(trio.current_time() * 1000),
@@ -108,11 +113,15 @@ class ChainNet:
         m.gossip, m.chain = gossip, chain
 
         async def run_member(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
-            with trio.CancelScope() as scope:
-                async with trio.open_nursery() as inner:
-                    await inner.start(gossip.run)
-                    await inner.start(chain.run)
-                    task_status.started(scope)
+            try:
+                with trio.CancelScope() as scope:
+                    async with trio.open_nursery() as inner:
+                        await inner.start(gossip.run)
+                        await inner.start(chain.run)
+                        task_status.started(scope)
+            finally:
+                chain.close()
+                done.set()
 
         m.scope = await self.nursery.start(run_member)
         return m
@@ -121,8 +130,6 @@ class ChainNet:
         m = self.members[i]
         assert m.scope is not None
         m.scope.cancel()
-        if m.chain is not None:
-            m.chain.store.close()
 
     def running(self) -> list[ChainService]:
         return [m.c for m in self.members if m.running]
