@@ -1,4 +1,4 @@
-"""The market's on-chain part: providers, audits, leases and per-block escrow (tags 320-349).
+"""The market's on-chain handlers: providers, audits, leases and per-block escrow.
 
 Rules and invariants:
 * Orders and bids live off chain; ``CreateLease{order, bid}`` (sent by the order's owner)
@@ -20,6 +20,7 @@ Rules and invariants:
   An overdraw pays out the remainder, closes every active lease with state
   INSUFFICIENT_FUNDS / reason 20000 and closes the deployment, emitting ``lease_closed``
   (per lease), ``escrow_overdrawn`` and ``deployment_closed`` events.
+* Messages, records and enums live in ``chain_types.py`` and are re-exported here.
 * Close reasons are Akash's: a tenant closes with OWNER; a provider with UNSTABLE,
   DECOMMISSION, UNSPECIFIED or MANIFEST_TIMEOUT; INSUFFICIENT_FUNDS is the chain's alone.
 * Keys (prefix ``mkt/``): ``params``; ``prov/<addr>``; ``aud/<provider>/<auditor>``;
@@ -30,19 +31,38 @@ Rules and invariants:
 
 from __future__ import annotations
 
-import enum
 import re
 
 import attrs
 
-from p2pakash import crypto, wire
+from p2pakash import crypto
 from p2pakash.errors import InvalidSignature
 from p2pakash.ledger import bank
 from p2pakash.ledger.handlers import Context, register_end_blocker, register_msg
 from p2pakash.ledger.state import Store, u64
 from p2pakash.ledger.txs import Code, TxRejected
 from p2pakash.market import escrow, matching
-from p2pakash.market.escrow import EscrowAccount, Payment, PaymentState
+from p2pakash.market.chain_types import (
+    PROVIDER_REASONS,
+    AuditRec,
+    CloseDeployment,
+    CloseLease,
+    CreateLease,
+    CreateProvider,
+    DeleteProviderAttributes,
+    DeploymentRec,
+    DeploymentState,
+    Deposit,
+    LeaseCloseReason,
+    LeaseRec,
+    LeaseState,
+    MarketParams,
+    ProviderRec,
+    SignProviderAttributes,
+    UpdateProvider,
+    Withdraw,
+)
+from p2pakash.market.escrow import Payment, PaymentState
 from p2pakash.market.orders import (
     MAX_TEXT,
     Bid,
@@ -59,162 +79,20 @@ from p2pakash.market.orders import (
 )
 from p2pakash.market.sdl.resources import Attribute
 
+__all__ = [
+    "BONDS", "ESCROW", "PROVIDER_REASONS", "AuditRec", "CloseDeployment", "CloseLease",
+    "CreateLease", "CreateProvider", "DeleteProviderAttributes", "DeploymentID",
+    "DeploymentRec", "DeploymentState", "Deposit", "LeaseCloseReason", "LeaseID", "LeaseRec",
+    "LeaseState", "LedgerView", "MarketParams", "ProviderRec", "SignProviderAttributes",
+    "UpdateProvider", "Withdraw", "deployment_leases", "get_audits", "get_deployment",
+    "get_lease", "get_provider", "market_params", "owner_deployments", "preview",
+    "provider_leases", "set_market_params",
+]
+
 ESCROW = bank.module_address("market_escrow")
 BONDS = bank.module_address("market_bonds")
 PROVIDER_KEY_RE = re.compile(r"[a-zA-Z][\w/.\-]{1,126}", re.ASCII)  # no wildcard
 _VERIFY = crypto.VerifyCache(capacity=20_000)
-
-
-class LeaseState(enum.IntEnum):
-    ACTIVE = 1
-    INSUFFICIENT_FUNDS = 2
-    CLOSED = 3
-
-
-class LeaseCloseReason(enum.IntEnum):
-    NONE = 0  # still active
-    OWNER = 1
-    UNSTABLE = 10000
-    DECOMMISSION = 10001
-    UNSPECIFIED = 10002
-    MANIFEST_TIMEOUT = 10003
-    INSUFFICIENT_FUNDS = 20000
-
-
-PROVIDER_REASONS = frozenset({LeaseCloseReason.UNSTABLE, LeaseCloseReason.DECOMMISSION,
-                              LeaseCloseReason.UNSPECIFIED, LeaseCloseReason.MANIFEST_TIMEOUT})
-
-
-class DeploymentState(enum.IntEnum):
-    ACTIVE = 1
-    CLOSED = 2
-
-
-# ---------------------------------------------------------------- messages
-
-
-@wire.message(tag=320)
-@attrs.frozen(kw_only=True)
-class CreateProvider:
-    host_uri: str
-    attributes: tuple[Attribute, ...]
-    bond: int  # uakt locked while registered (>= min_provider_bond)
-    email: str = ""
-    website: str = ""
-
-
-@wire.message(tag=321)
-@attrs.frozen(kw_only=True)
-class UpdateProvider:
-    host_uri: str
-    attributes: tuple[Attribute, ...]
-    bond: int  # the new total bond; the difference moves in or back out
-    email: str = ""
-    website: str = ""
-
-
-@wire.message(tag=322)
-@attrs.frozen(kw_only=True)
-class SignProviderAttributes:
-    """Sent by an auditor: it vouches for ``attributes`` of ``provider`` (merged by key)."""
-
-    provider: str
-    attributes: tuple[Attribute, ...]
-
-
-@wire.message(tag=323)
-@attrs.frozen(kw_only=True)
-class DeleteProviderAttributes:
-    provider: str
-    keys: tuple[str, ...] = ()  # empty: all of this auditor's attributes
-
-
-@wire.message(tag=324)
-@attrs.frozen(kw_only=True)
-class CreateLease:
-    order: Order
-    bid: Bid
-
-
-@wire.message(tag=325)
-@attrs.frozen(kw_only=True)
-class Deposit:
-    deployment: DeploymentID
-    amount: int
-
-
-@wire.message(tag=326)
-@attrs.frozen(kw_only=True)
-class Withdraw:
-    lease: LeaseID
-
-
-@wire.message(tag=327)
-@attrs.frozen(kw_only=True)
-class CloseLease:
-    lease: LeaseID
-    reason: LeaseCloseReason = LeaseCloseReason.OWNER
-
-
-@wire.message(tag=328)
-@attrs.frozen(kw_only=True)
-class CloseDeployment:
-    deployment: DeploymentID
-
-
-# ---------------------------------------------------------------- records
-
-
-@wire.message(tag=337)
-@attrs.frozen(kw_only=True)
-class MarketParams:
-    min_deposit: int = 500_000  # deployment min_deposits (Akash default 0.5 AKT)
-    min_provider_bond: int = 500_000  # mirrors Akash's bid_min_deposit
-
-
-@wire.message(tag=338)
-@attrs.frozen(kw_only=True)
-class ProviderRec:
-    owner: str
-    host_uri: str
-    attributes: tuple[Attribute, ...]
-    bond: int
-    email: str
-    website: str
-    created_at: int
-
-
-@wire.message(tag=339)
-@attrs.frozen(kw_only=True)
-class AuditRec:
-    provider: str
-    auditor: str
-    attributes: tuple[Attribute, ...]
-
-
-@wire.message(tag=340)
-@attrs.frozen(kw_only=True)
-class DeploymentRec:
-    id: DeploymentID
-    state: DeploymentState
-    manifest_hash: bytes
-    created_at: int
-    escrow: EscrowAccount
-    closed_at: int = 0
-    due_height: int = 0  # where this account sits in the overdraw index (0: nowhere)
-
-
-@wire.message(tag=341)
-@attrs.frozen(kw_only=True)
-class LeaseRec:
-    id: LeaseID
-    state: LeaseState
-    price: int  # uakt per block
-    created_at: int
-    payment: Payment
-    order_digest: bytes
-    closed_on: int = 0
-    reason: LeaseCloseReason = LeaseCloseReason.NONE
 
 
 # ---------------------------------------------------------------- keys and queries

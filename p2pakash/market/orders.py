@@ -1,4 +1,4 @@
-"""Market IDs and the signed off-chain messages: Order, Bid, Decline (wire tags 300-314, 357-359).
+"""Market IDs and the signed off-chain messages: Order, Bid, Decline (wire tags 300-310, 357-359).
 
 Rules and invariants:
 * IDs follow Akash: ``DeploymentID{owner, dseq}`` -> ``GroupID{+gseq}`` (gseq = index + 1 of
