@@ -260,7 +260,13 @@ def _settle(ctx: Context, dep: DeploymentRec) -> tuple[DeploymentRec, list[Lease
     return _put_dep(ctx.store, dep, []), []
 
 
+def _check_seqs(*values: int) -> None:
+    if not all(1 <= v < 2**64 for v in values):
+        raise _reject(f"sequence numbers must be 1..2^64-1, got {values}")
+
+
 def _known_deployment(store: Store, d: DeploymentID) -> DeploymentRec:
+    _check_seqs(d.dseq)
     dep = get_deployment(store, d)
     if dep is None:
         raise _reject(f"deployment {d} not found")
@@ -268,6 +274,7 @@ def _known_deployment(store: Store, d: DeploymentID) -> DeploymentRec:
 
 
 def _known_lease(store: Store, lid: LeaseID) -> LeaseRec:
+    _check_seqs(lid.dseq, lid.gseq, lid.oseq)
     rec = get_lease(store, lid)
     if rec is None:
         raise _reject(f"lease {lid} not found")

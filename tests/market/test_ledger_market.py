@@ -341,3 +341,16 @@ def test_preview_settles_without_writing(chain: Chain) -> None:
     view = lm.LedgerView(chain.ledger.store)
     assert view.balance(TENANT.address) == START - o.body.deposit
     assert view.provider(PROVIDER.address) is not None and view.provider(OTHER.address) is None
+
+
+@pytest.mark.parametrize("dseq", [0, -1])
+def test_bad_sequence_numbers_are_refused_not_crashes(chain: Chain, dseq: int) -> None:
+    o, lid = _lease(chain)
+    bad_dep = attrs.evolve(o.body.deployment, dseq=dseq)
+    _fail(chain.block(chain.tx(TENANT, lm.Deposit(deployment=bad_dep, amount=5))),
+          "sequence numbers")
+    _fail(chain.block(chain.tx(TENANT, lm.CloseDeployment(deployment=bad_dep))),
+          "sequence numbers")
+    for msg in (lm.CloseLease(lease=attrs.evolve(lid, gseq=dseq)),
+                lm.Withdraw(lease=attrs.evolve(lid, oseq=dseq))):
+        _fail(chain.block(chain.tx(TENANT, msg)), "sequence numbers")
