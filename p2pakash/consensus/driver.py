@@ -73,6 +73,7 @@ from p2pakash.consensus.wal import WAL
 log = logging.getLogger(__name__)
 
 MAX_BUFFERED = 10_000
+MAX_SEEN_VOTES = 100_000  # per height
 MAX_DRAIN = 500  # inputs handled before the loop yields to other tasks
 Message = Proposal | Vote
 
@@ -124,6 +125,7 @@ class ConsensusDriver:
         self._timers: list[tuple[float, int, TimeoutEvent]] = []
         self._seq = itertools.count()
         self._buffer: list[Message] = []
+        self._seen_votes: set[bytes] = set()
         self._replaying = False
         self._pending_need: NeedValue | None = None
         self.refusals = 0  # signing requests the guard refused (replay or a bug)
@@ -161,9 +163,15 @@ class ConsensusDriver:
         height = message.height
         if height == self.core.height:
             if isinstance(message, Proposal):
+                if self.core.proposal(message.round) is not None:
+                    return  # one proposal per round: a resent copy changes nothing
                 valid = self.core.decision is None and self.app.is_valid(message)
                 self._feed(ProposalEvent(proposal=message, valid=valid))
             else:
+                if message.signature in self._seen_votes:
+                    return  # resent (vote bundles): already in the WAL and the core
+                if message.round <= self.core.round and len(self._seen_votes) < MAX_SEEN_VOTES:
+                    self._seen_votes.add(message.signature)  # future rounds may be dropped
                 self._feed(VoteEvent(vote=message))
         elif height == self.core.height + 1 and len(self._buffer) < MAX_BUFFERED:
             self._buffer.append(message)
@@ -198,6 +206,7 @@ class ConsensusDriver:
     def _start_height(self, height: int) -> None:
         self._timers.clear()
         self._pending_need = None
+        self._seen_votes = set()
         vs = self.app.validator_set_for(height)
         records = self.wal.open_height(height) if self.wal is not None else []
         self._replaying = True

@@ -18,7 +18,7 @@ import attrs
 import trio
 
 from p2pakash import wire
-from p2pakash.chain import ChainService
+from p2pakash.chain import ChainService, FifoTxSource
 from p2pakash.consensus.core import TimeoutParams
 from p2pakash.consensus.messages import VOTE_TOPIC
 from p2pakash.consensus.types import VoteType, sign_vote
@@ -28,7 +28,14 @@ from p2pakash.gossip.memory import MemoryNetwork, MemoryTransport
 from p2pakash.gossip.peers import PeerParams
 from p2pakash.gossip.pubsub import PubSubParams
 from p2pakash.gossip.service import GossipService
-from p2pakash.ledger import UAKT_PER_AKT, GenesisAccount, GenesisDoc, GenesisValidator
+from p2pakash.ledger import (
+    UAKT_PER_AKT,
+    GenesisAccount,
+    GenesisDoc,
+    GenesisValidator,
+    Send,
+    sign_tx,
+)
 
 CHAIN = "chain-test"
 FAST = TimeoutParams(propose=0.2, propose_delta=0.05, prevote=0.05, prevote_delta=0.02,
@@ -256,3 +263,26 @@ async def test_late_node_block_syncs_from_genesis(autojump_clock: trio.abc.Clock
         await wait_for(lambda: late.c.height >= target + 3, limit=60)
         assert late.c.sync.applied >= target - 1  # fetched and verified, not gossiped
         assert_same_chain(net.running(), target + 3)
+
+
+async def test_transfers_finalize_identically_everywhere(autojump_clock: trio.abc.Clock
+                                                        ) -> None:
+    async with chain_net(4) as net:
+        await wait_for(lambda: min(c.height for c in net.running()) >= 1)
+        sender, receiver = key_of(0), key_of(1)
+        before = net.members[0].c.ledger.account(receiver.address).balance
+        for seq in range(5):
+            tx = sign_tx(sender, CHAIN, sequence=seq,
+                         msgs=(Send(to=receiver.address, amount=1_000),)).encode()
+            for m in net.members:  # every node's mempool holds it (the real mempool gossips)
+                assert isinstance(m.c.mempool, FifoTxSource)
+                m.c.mempool.add(tx)
+        chains = net.running()
+        await wait_for(lambda: all(c.ledger.account(sender.address).sequence == 5
+                                   for c in chains))
+        for c in chains:
+            assert c.ledger.account(receiver.address).balance == before + 5_000
+            assert len(c.mempool) == 0  # type: ignore[arg-type]
+        top = min(c.height for c in chains)
+        assert_same_chain(chains, top)
+        assert len({c.block(top).header.app_hash for c in chains}) == 1  # type: ignore[union-attr]
