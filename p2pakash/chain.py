@@ -11,11 +11,8 @@ Rules and invariants:
   and peer scoring for free. Topic validators decode, check the height window and
   verify signatures once per node (VerifyCache); a bad signature rejects the message and
   costs the relaying peer score, a message outside the window is ignored.
-* valid(v) (``check_block``): chain ID, height, last block hash, validators and next
-  validators hashes, app hash (the ledger's after the previous block), proposer, time
-  (not before the previous block, not too far ahead of our clock), body hashes, the last
-  commit verified against the previous set, every tx decodes, evidence verifies against
-  the set of its height and is not committed yet, the block's txs fit ``max_block_bytes``.
+* valid(v) is ``consensus/validity.py``: header against the state, body, last commit,
+  txs decode, evidence.
 * Commit order (``finalize``): store block + commit -> apply to the ledger -> persist the
   state (height, app hash, validator sets for H+1 and H+2) -> mempool update -> block
   subscribers. Validator updates of block H land in the set for H + 2 (reference §A7);
@@ -39,6 +36,7 @@ from typing import Protocol
 import trio
 
 from p2pakash import wire
+from p2pakash.consensus import validity
 from p2pakash.consensus.blockstore import BlockStore
 from p2pakash.consensus.core import TimeoutParams
 from p2pakash.consensus.driver import ConsensusDriver, Message
@@ -55,22 +53,18 @@ from p2pakash.consensus.types import (
     Vote,
     build_block,
     verify_commit,
-    verify_proposal,
-    verify_vote,
 )
 from p2pakash.consensus.wal import WAL
 from p2pakash.crypto import NodeID, PrivateKey, VerifyCache
-from p2pakash.errors import DecodeError, RemoteProtocolError, StorageError
+from p2pakash.errors import RemoteProtocolError, StorageError
 from p2pakash.gossip.pubsub import Verdict
 from p2pakash.gossip.service import Delivered, GossipService
-from p2pakash.ledger import BlockInput, BlockResult, GenesisDoc, Ledger, Misbehaviour, Tx
+from p2pakash.ledger import BlockInput, BlockResult, GenesisDoc, Ledger, Misbehaviour
 from p2pakash.ledger.kv import KV, MemoryKV
 from p2pakash.ledger.kv_sqlite import SqliteKV
 
 log = logging.getLogger(__name__)
 
-MAX_CLOCK_DRIFT_MS = 10_000
-MAX_EVIDENCE_AGE = 100_000
 MAX_PENDING_EVIDENCE = 1_000
 INBOX_SIZE = 10_000
 BLOCK_SUBSCRIBER_QUEUE = 1_000
@@ -346,57 +340,10 @@ class ChainService:
     def check_block(self, block: Block, *, proposer: bytes | None = None,
                     live: bool = True) -> None:
         """valid(v): raise RemoteProtocolError naming the first rule ``block`` breaks."""
-        st, h = self.state, block.header
-        where = f"block {h.height}"
-        expect = [("chain ID", h.chain_id, self.chain_id), ("height", h.height, st.height + 1),
-                  ("last block hash", h.last_block_hash, st.last_block_hash),
-                  ("validators hash", h.validators_hash, st.validators.hash()),
-                  ("next validators hash", h.next_validators_hash, st.next_validators.hash()),
-                  ("app hash", h.app_hash, st.app_hash)]
-        for what, got, want in expect:
-            if got != want:
-                raise RemoteProtocolError(f"{where}: wrong {what}")
-        if proposer is not None and h.proposer != proposer:
-            raise RemoteProtocolError(f"{where}: header proposer is not the proposal's signer")
-        if st.validators.get(h.proposer) is None:
-            raise RemoteProtocolError(f"{where}: proposer is not a validator")
-        if h.time_ms < st.last_time_ms or (st.height > 0 and h.time_ms == st.last_time_ms):
-            raise RemoteProtocolError(f"{where}: time {h.time_ms} not after {st.last_time_ms}")
-        if live and h.time_ms > self.now_ms() + MAX_CLOCK_DRIFT_MS:
-            raise RemoteProtocolError(f"{where}: time {h.time_ms} is in the future")
-        block.check_body()
-        if st.height == 0 or st.last_validators is None:
-            if block.last_commit is not None:
-                raise RemoteProtocolError(f"{where}: the first block carries a last commit")
-        elif block.last_commit is None:
-            raise RemoteProtocolError(f"{where}: missing the last commit")
-        else:
-            verify_commit(block.last_commit, st.last_validators, self.chain_id,
-                          st.last_block_hash, self.verify_cache)
-        if sum(len(tx) for tx in block.txs) > self.max_block_bytes:
-            raise RemoteProtocolError(f"{where}: txs exceed {self.max_block_bytes} bytes")
-        max_tx = self.ledger.params().max_tx_bytes
-        for i, raw in enumerate(block.txs):
-            try:
-                wire.decode(raw, Tx, max_size=max_tx)
-            except DecodeError as exc:
-                raise RemoteProtocolError(f"{where}: tx {i} does not decode: {exc}") from None
-        seen: set[bytes] = set()
-        for ev in block.evidence:
-            digest = wire.digest(ev)
-            if digest in seen or self.store.has_evidence(digest):
-                raise RemoteProtocolError(f"{where}: evidence committed twice")
-            seen.add(digest)
-            self._check_evidence(ev, h.height, where)
-
-    def _check_evidence(self, ev: DuplicateVoteEvidence, height: int, where: str) -> None:
-        if not height - MAX_EVIDENCE_AGE <= ev.height < height:
-            raise RemoteProtocolError(f"{where}: evidence of height {ev.height} out of range")
-        vs = self.store.validator_set(ev.height)
-        if vs is None:
-            raise RemoteProtocolError(f"{where}: no validator set for evidence height "
-                                      f"{ev.height}")
-        ev.verify(vs, self.chain_id, self.verify_cache)
+        validity.check_block(block, self.state, self.store, self.verify_cache,
+                             max_block_bytes=self.max_block_bytes,
+                             max_tx_bytes=self.ledger.params().max_tx_bytes,
+                             proposer=proposer, now_ms=self.now_ms() if live else None)
 
     def finalize(self, block: Block, commit: Commit) -> None:
         """Commit order: store, apply to the ledger, persist state, then tell the others."""
@@ -427,7 +374,8 @@ class ChainService:
         if len(self._evidence) >= MAX_PENDING_EVIDENCE:
             return
         try:
-            self._check_evidence(evidence, self.state.height + 2, "evidence")
+            validity.check_evidence(evidence, self.state.height + 2, self.store,
+                                    self.chain_id, self.verify_cache, "evidence")
         except RemoteProtocolError as exc:
             log.warning("%s dropping evidence: %s", self.name, exc)
             return
@@ -445,23 +393,11 @@ class ChainService:
                 self.gossip.send_to(peer, bundle)
 
     def _on_bundle(self, peer: NodeID, item: object) -> None:
-        """A peer's resent proposals and votes: check like gossip, then to the driver."""
+        """A peer's resent proposals and votes: checked like gossip, then to the driver."""
         assert isinstance(item, VoteBundle)
-        cur = self._window()
-        if not cur - 1 <= item.height <= cur + 1:
-            return
-        messages: list[Message] = []
-        for p in item.proposals:
-            vs = self._set_for(p.height)
-            if vs is not None and vs.get(p.proposer) is not None:
-                verify_proposal(p, self.chain_id, self.verify_cache)  # bad: the peer is banned
-                messages.append(p)
-        for v in item.votes:
-            vs = self._set_for(v.height)
-            if vs is not None and vs.get(v.validator) is not None:
-                verify_vote(v, self.chain_id, self.verify_cache)
-                messages.append(v)
-        for message in messages:
+        messages: list[Message] = [*item.proposals, *item.votes]
+        admitted = [m for m in messages if validity.admit(m, self.state, self.verify_cache)]
+        for message in admitted:  # a bad signature raised above: the peer is banned
             try:
                 self._inbox_send.send_nowait(message)
             except trio.WouldBlock:
@@ -486,50 +422,20 @@ class ChainService:
 
     # ------------------------------------------------------------ gossip
 
-    def _window(self) -> int:
-        return self.state.height + 1
-
-    def _set_for(self, height: int) -> ValidatorSet | None:
-        st = self.state
-        return {st.height: st.last_validators, st.height + 1: st.validators,
-                st.height + 2: st.next_validators}.get(height)
-
     def _remember(self, data: bytes, message: Message) -> None:
         self._decoded[data] = message
         while len(self._decoded) > INBOX_SIZE:
             self._decoded.popitem(last=False)
 
-    def _validate_vote(self, peer: NodeID, topic: str, data: bytes) -> Verdict:
+    def _validate(self, data: bytes, cls: type[Proposal] | type[Vote]) -> Verdict:
+        """Topic validator: decode, window and membership (else IGNORE), signature."""
         try:
-            vote = wire.decode(data, Vote)
-        except DecodeError:
+            message: Message = wire.decode(data, cls)
+            if not validity.admit(message, self.state, self.verify_cache):
+                return Verdict.IGNORE
+        except RemoteProtocolError:  # undecodable or badly signed: the relayer pays
             return Verdict.REJECT
-        cur = self._window()
-        vs = self._set_for(vote.height)
-        if not cur - 1 <= vote.height <= cur + 1 or vs is None or vs.get(vote.validator) is None:
-            return Verdict.IGNORE
-        try:
-            verify_vote(vote, self.chain_id, self.verify_cache)
-        except RemoteProtocolError:
-            return Verdict.REJECT
-        self._remember(data, vote)
-        return Verdict.ACCEPT
-
-    def _validate_proposal(self, peer: NodeID, topic: str, data: bytes) -> Verdict:
-        try:
-            proposal = wire.decode(data, Proposal)
-        except DecodeError:
-            return Verdict.REJECT
-        cur = self._window()
-        vs = self._set_for(proposal.height)
-        if (not cur <= proposal.height <= cur + 1 or vs is None
-                or vs.get(proposal.proposer) is None):
-            return Verdict.IGNORE
-        try:
-            verify_proposal(proposal, self.chain_id, self.verify_cache)
-        except RemoteProtocolError:
-            return Verdict.REJECT
-        self._remember(data, proposal)
+        self._remember(data, message)
         return Verdict.ACCEPT
 
     async def _forward(self, channel: trio.MemoryReceiveChannel[Delivered]) -> None:
@@ -574,8 +480,8 @@ class ChainService:
                   ) -> None:
         self.sync.register()
         self.gossip.register(VoteBundle, self._on_bundle)
-        self.gossip.set_validator(PROPOSAL_TOPIC, self._validate_proposal)
-        self.gossip.set_validator(VOTE_TOPIC, self._validate_vote)
+        self.gossip.set_validator(PROPOSAL_TOPIC, lambda p, t, d: self._validate(d, Proposal))
+        self.gossip.set_validator(VOTE_TOPIC, lambda p, t, d: self._validate(d, Vote))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._forward, self.gossip.subscribe(PROPOSAL_TOPIC))
             nursery.start_soon(self._forward, self.gossip.subscribe(VOTE_TOPIC))
