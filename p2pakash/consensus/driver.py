@@ -140,7 +140,10 @@ class ConsensusDriver:
     async def run(self, inbox: trio.MemoryReceiveChannel[Message], *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run consensus from the chain's next height until cancelled."""
-        self._start_height(self.app.committed_height() + 1)
+        height = self.app.committed_height() + 1
+        if self.core.height >= height:  # resumed at the same height: rebuild it from the WAL
+            self.core = Core(self.core.local, self.params)
+        self._start_height(height)
         task_status.started()
         while True:
             now = trio.current_time()

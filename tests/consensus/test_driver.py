@@ -213,3 +213,19 @@ async def test_corrupted_block_store_stops_the_node(
     (snap / "blocks.db").write_bytes(b"\x00garbage" * 4096)
     with pytest.raises(StorageError, match="block store"):
         single(snap)
+
+
+async def test_driver_resumes_the_same_height_after_an_interruption(
+        autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
+    async with chain_net(4, tmp=tmp_path, start=3) as net:  # 3 of 4: every vote counts
+        node = net.members[2].c
+        await wait_for(lambda: node.height >= 3)
+        await wait_for(lambda: node.driver.core.height == node.height + 1
+                       and node.driver.core.round_step >= Step.PREVOTE, step=0.001)
+        height = node.driver.core.height
+        scope = node._driver_scope
+        assert scope is not None
+        scope.cancel()  # as when block sync takes over, but nobody can be ahead
+        await wait_for(lambda: node.height >= height + 3)
+        assert node.driver.replayed > 0  # the same height was rebuilt from its WAL
+        assert_same_chain(net.running(), height + 3)
