@@ -257,11 +257,17 @@ async def tcp_main(args: argparse.Namespace) -> dict[str, Any]:
         result["mesh_formed"] = await bench.settle(args.settle_limit, args.settle)
         result["settle_s"] = round(time.perf_counter() - t0, 2)
         result.update(bench.shape())
+        tune_gc(args, result)
+        # background cost of the idle network (ticks, heartbeats, pings), to net it out below
+        cpu_i, t_i = time.process_time(), time.perf_counter()
+        await trio.sleep(args.idle)
+        idle_rate = (time.process_time() - cpu_i) / (time.perf_counter() - t_i)
+        result["idle_cpu_share_of_one_core"] = round(idle_rate, 4)
         pub, tr = bench.nodes[0], bench.tracker
         seq = 0
         # ---- phase 1: latency (one message at a time) ------------------------
         before = bench.counters()
-        cpu1 = time.process_time()
+        cpu1, t1 = time.process_time(), time.perf_counter()
         lat: list[float] = []
         med_node: list[float] = []
         for _ in range(args.rounds):
@@ -283,9 +289,10 @@ async def tcp_main(args: argparse.Namespace) -> dict[str, Any]:
                 "min": round(min(lat) * 1e3, 2), "median": round(statistics.median(lat) * 1e3, 2),
                 "p95": round(pct(lat, 95) * 1e3, 2), "max": round(max(lat) * 1e3, 2)}
             result["latency_median_node_ms"] = round(statistics.median(med_node) * 1e3, 2)
-        # includes background ticks and heartbeats during the gaps
-        result["latency_phase_cpu_ms_per_msg_per_node"] = round(
-            (time.process_time() - cpu1) / max(args.rounds, 1) / n * 1e3, 3)
+        # minus the idle network's background CPU over the same wall time (gaps included)
+        net = (time.process_time() - cpu1) - idle_rate * (time.perf_counter() - t1)
+        result["latency_phase_net_cpu_ms_per_msg_per_node"] = round(
+            net / max(args.rounds, 1) / n * 1e3, 3)
         result["latency_traffic"] = copies(before, bench.counters(), args.rounds, n)
         # ---- phase 2: closed-loop throughput (window of in-flight messages) ---
         window = trio.Semaphore(args.inflight)
@@ -335,6 +342,7 @@ async def tcp_main(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_ms_per_msg_per_node": round(cpu / max(complete, 1) / n * 1e3, 4),
             "cpu_us_per_delivery": round(cpu / max(got, 1) * 1e6, 1),
             "gc_cpu_s": round(gc_cpu, 3),
+            "gc_collections_by_generation": gc_timer.by_generation,
             **copies(before, bench.counters(), len(ids), n),
         }
         nursery.cancel_scope.cancel()
@@ -366,9 +374,7 @@ async def memory_main(args: argparse.Namespace) -> dict[str, Any]:
         result["settle_virtual_s"] = round(trio.current_time() - v0, 2)
         result["setup_cpu_s"] = round(time.process_time() - cpu_start, 2)
         result.update(bench.shape())
-        if args.gc_freeze:
-            gc.collect()
-            gc.freeze()  # move the settled network out of the collector's generations
+        tune_gc(args, result)
         gc_before = sum(st["collections"] for st in gc.get_stats())
         gc_timer = GcTimer()
         before = bench.counters()
@@ -390,7 +396,6 @@ async def memory_main(args: argparse.Namespace) -> dict[str, Any]:
         result["one_msg_gc_collections"] = sum(st["collections"] for st in gc.get_stats()
                                                ) - gc_before
         result["one_msg_gc_cpu_s"] = round(gc_timer.stop(), 3)
-        result["gc_freeze"] = args.gc_freeze
         await trio.sleep(0.5)
         result.update(copies(before, bench.counters(), 1, n))
         nursery.cancel_scope.cancel()
@@ -402,17 +407,29 @@ async def memory_main(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def tune_gc(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """Apply --gc-freeze / --gc-threshold once the network has settled (before measuring)."""
+    if args.gc_threshold:
+        gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
+    if args.gc_freeze:
+        gc.collect()
+        gc.freeze()  # move the settled network out of the collector's generations
+    result["gc"] = {"freeze": args.gc_freeze, "threshold": list(gc.get_threshold())}
+
+
 class GcTimer:
     """Sums the CPU time the cyclic garbage collector spends, from now until ``stop``."""
 
     def __init__(self) -> None:
         self.total = 0.0
         self._start = 0.0
+        self.by_generation = [0, 0, 0]
         gc.callbacks.append(self._callback)
 
     def _callback(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._start = time.process_time()
+            self.by_generation[info["generation"]] += 1
         else:
             self.total += time.process_time() - self._start
 
@@ -429,6 +446,8 @@ def run_memory_subprocess(args: argparse.Namespace) -> dict[str, Any]:
         cmd += ["--profile", args.profile]
     if args.gc_freeze:
         cmd += ["--gc-freeze"]
+    if args.gc_threshold:
+        cmd += ["--gc-threshold", str(args.gc_threshold)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"memory benchmark failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
@@ -458,7 +477,8 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], Any], str]] = [
      lambda r: r["throughput"]["cpu_ms_per_msg_whole_network"], "lower"),
     ("CPU per msg per node (ms)", lambda r: round(
         r["throughput"]["cpu_ms_per_msg_whole_network"] / r["nodes"], 3), "lower"),
-    ("copies per msg per node", lambda r: r["throughput"].get("copies_per_msg_per_node"), ""),
+    ("copies per msg per node", lambda r: r["throughput"].get("copies_per_msg_per_node")
+     or r.get("copies_per_msg_per_node_both_phases"), ""),
     ("msgs fully delivered", lambda r: f'{r["throughput"]["fully_disseminated"]}'
                                        f'/{r["throughput"]["msgs"]}', ""),
 ]
@@ -525,6 +545,7 @@ def main() -> None:
     ap.add_argument("--burst-timeout", type=float, default=120.0)
     ap.add_argument("--settle", type=float, default=1.0, help="extra seconds after mesh forms")
     ap.add_argument("--settle-limit", type=float, default=30.0)
+    ap.add_argument("--idle", type=float, default=1.0, help="seconds to measure idle CPU")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--flush-interval", type=float, default=0.0,
                     help="GossipSettings.flush_interval (s): how long a batch may wait to fill")
@@ -536,6 +557,8 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.005, help="in-memory link latency (s)")
     ap.add_argument("--gc-freeze", action="store_true",
                     help="gc.freeze() once the mesh has formed (before measuring)")
+    ap.add_argument("--gc-threshold", type=int, default=0,
+                    help="gc.set_threshold(N, ...) for generation 0 before measuring")
     ap.add_argument("--profile", help="--memory: cProfile the one-message phase into this file")
     ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
