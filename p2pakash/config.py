@@ -162,6 +162,20 @@ class GossipConfig:
 
 
 @attrs.frozen(kw_only=True)
+class ConsensusConfig:
+    """Tendermint timeouts: ``init + round * delta`` seconds (defaults for a local net)."""
+
+    timeout_propose: float = attrs.field(default=0.3, validator=_positive)
+    timeout_propose_delta: float = attrs.field(default=0.05, validator=_non_negative)
+    timeout_prevote: float = attrs.field(default=0.1, validator=_positive)
+    timeout_prevote_delta: float = attrs.field(default=0.05, validator=_non_negative)
+    timeout_precommit: float = attrs.field(default=0.1, validator=_positive)
+    timeout_precommit_delta: float = attrs.field(default=0.05, validator=_non_negative)
+    timeout_commit: float = attrs.field(default=0.1, validator=_non_negative)
+    max_block_bytes: int = attrs.field(default=524288, validator=_positive)
+
+
+@attrs.frozen(kw_only=True)
 class ApiConfig:
     listen: str = attrs.field(default="127.0.0.1:26680", validator=_host_port)
     allow_remote_writes: bool = False
@@ -181,6 +195,7 @@ class NodeConfig:
     p2p: P2PConfig = attrs.Factory(P2PConfig)
     gossip: GossipConfig = attrs.Factory(GossipConfig)
     api: ApiConfig = attrs.Factory(ApiConfig)
+    consensus: ConsensusConfig = attrs.Factory(ConsensusConfig)
     log: LogConfig = attrs.Factory(LogConfig)
 
     @property

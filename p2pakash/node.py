@@ -8,6 +8,11 @@ Rules and invariants:
   seeded generator, and runs unchanged.
 * Services grow with the road (consensus, ledger, market, provider); each is a separate
   module with its own ``run``; this file only wires them together.
+* A home with a ``genesis.json`` runs the chain (a validator when its key is in the active
+  set, a follower otherwise) with a mempool and the HTTP API; a home without one runs the
+  gossip layer only and says so once.
+* Start order: gossip, tx gossip, chain, API; a port already in use before start-up
+  completes surfaces as a bare OSError for the caller's one-line message.
 """
 
 from __future__ import annotations
@@ -15,20 +20,29 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
 
 from p2pakash import wire
+from p2pakash.api import ApiService, NodeInfo, TxGossip
+from p2pakash.chain import ChainService
 from p2pakash.config import NodeConfig, load_config
+from p2pakash.consensus.core import TimeoutParams
 from p2pakash.crypto import PrivateKey, VerifyCache, load_key
-from p2pakash.errors import DecodeError
+from p2pakash.errors import ConfigError, DecodeError
 from p2pakash.gossip import notes
 from p2pakash.gossip.peers import PeerParams
 from p2pakash.gossip.pubsub import PubSubParams
 from p2pakash.gossip.service import GossipService, GossipSettings
 from p2pakash.gossip.tcp import TcpTransport
 from p2pakash.gossip.transport import Transport
+from p2pakash.ledger.genesis import GenesisDoc, load_genesis
+from p2pakash.market.ledger_market import LedgerView
+from p2pakash.market.validators import MarketValidators
+from p2pakash.mempool import Mempool
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +63,14 @@ def pubsub_params(cfg: NodeConfig) -> PubSubParams:
                         rate_limit_burst=2 * g.max_msgs_per_sec)
 
 
+def timeout_params(cfg: NodeConfig) -> TimeoutParams:
+    c = cfg.consensus
+    return TimeoutParams(propose=c.timeout_propose, propose_delta=c.timeout_propose_delta,
+                         prevote=c.timeout_prevote, prevote_delta=c.timeout_prevote_delta,
+                         precommit=c.timeout_precommit,
+                         precommit_delta=c.timeout_precommit_delta, commit=c.timeout_commit)
+
+
 def tcp_transport(cfg: NodeConfig, key: PrivateKey) -> TcpTransport:
     return TcpTransport(key, cfg.chain_id, cfg.p2p.listen, max_frame=cfg.p2p.max_frame_size,
                         handshake_timeout=cfg.p2p.handshake_timeout,
@@ -57,8 +79,9 @@ def tcp_transport(cfg: NodeConfig, key: PrivateKey) -> TcpTransport:
 
 class Node:
     def __init__(self, cfg: NodeConfig, key: PrivateKey, *, transport: Transport | None = None,
-                 rng: random.Random | None = None, verify_cache: VerifyCache | None = None
-                 ) -> None:
+                 rng: random.Random | None = None, verify_cache: VerifyCache | None = None,
+                 genesis: GenesisDoc | None = None, in_memory: bool = False,
+                 now_ms: Callable[[], int] | None = None, api: bool = True) -> None:
         self.cfg = cfg
         self.key = key
         self.rng = rng or random.Random(os.urandom(16))
@@ -76,6 +99,38 @@ class Node:
         )
         self.gossip.set_validator(notes.TOPIC, notes.note_validator(cfg.chain_id,
                                                                      self.verify_cache))
+        if genesis is None and cfg.genesis_path.exists():
+            genesis = load_genesis(cfg.genesis_path)
+        self.genesis = genesis
+        self.chain: ChainService | None = None
+        self.mempool: Mempool | None = None
+        self.api: ApiService | None = None
+        self.tx_gossip: TxGossip | None = None
+        if genesis is None:
+            return
+        if genesis.chain_id != cfg.chain_id:
+            raise ConfigError(f"{cfg.genesis_path}: chain_id {genesis.chain_id!r} differs from"
+                              f" the config's {cfg.chain_id!r}")
+        self.chain = ChainService(
+            gossip=self.gossip, key=key, genesis=genesis,
+            data_dir=None if in_memory else cfg.data_dir, timeouts=timeout_params(cfg),
+            verify_cache=self.verify_cache, now_ms=now_ms,
+            max_block_bytes=cfg.consensus.max_block_bytes, name=cfg.moniker)
+        self.mempool = Mempool.for_ledger(self.chain.ledger, verify=self.verify_cache.verify)
+        self.chain.mempool = self.mempool
+        self.tx_gossip = TxGossip(self.gossip, self.mempool)
+        self.market = MarketValidators(
+            chain_id=cfg.chain_id, view=LedgerView(self.chain.ledger.store),
+            now_ms=now_ms or _wall_ms, cache=self.verify_cache)
+        self.market.install(self.gossip.pubsub)
+        if api:
+            self.api = ApiService(
+                chain=self.chain, mempool=self.mempool, listen=cfg.api.listen,
+                allow_remote_writes=cfg.api.allow_remote_writes,
+                data_dir=None if in_memory else cfg.data_dir, publish=self.tx_gossip.publish,
+                peers=lambda: len(self.gossip.connected),
+                info=NodeInfo(chain_id=cfg.chain_id, node_id=key.node_id, moniker=cfg.moniker,
+                              pubkey=key.public))
 
     @classmethod
     def from_config_file(cls, path: Path) -> Node:
@@ -90,6 +145,15 @@ class Node:
                 listen = await nursery.start(self.gossip.run)
                 notes_in = self.gossip.subscribe(notes.TOPIC)
                 nursery.start_soon(self._log_notes, notes_in)
+                if self.chain is not None and self.tx_gossip is not None:
+                    await nursery.start(self.tx_gossip.run)
+                    if self.api is not None:
+                        api_addr = await nursery.start(self.api.run)
+                        log.info("node API on http://%s", api_addr)
+                    await nursery.start(self.chain.run)
+                else:
+                    log.info("no genesis at %s: running the gossip layer only",
+                             self.cfg.genesis_path)
                 log.info("node %s (%s) listening on %s, chain %s", self.cfg.moniker,
                          self.key.node_id, listen, self.cfg.chain_id)
                 started = True
@@ -111,6 +175,10 @@ class Node:
             except DecodeError:
                 continue
             log.info("note from %s: %s", note.author_address, note.text)
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
