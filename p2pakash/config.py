@@ -36,6 +36,7 @@ from p2pakash import home as home_layout
 from p2pakash import wire
 from p2pakash.errors import ConfigError
 from p2pakash.gossip.addr import PeerAddr, split_host_port
+from p2pakash.market.sdl.units import parse_size
 
 CHAIN_ID_RE = re.compile(r"^[a-zA-Z0-9._-]{1,50}$")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -187,6 +188,73 @@ class LogConfig:
     format: str = attrs.field(default="text", validator=_one_of(*LOG_FORMATS))
 
 
+def _size(inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    try:
+        parse_size(value)
+    except ValueError as exc:
+        raise _Invalid(f"not a size ({exc})", attribute.name) from None
+
+
+def _sizes(inst: object, attribute: attrs.Attribute[Any], value: dict[str, str]) -> None:
+    for name, size in value.items():
+        try:
+            parse_size(size)
+        except ValueError as exc:
+            raise _Invalid(f"not a size ({exc})", f"{attribute.name}.{name}") from None
+
+
+@attrs.frozen(kw_only=True)
+class ProviderConfig:
+    """``[provider]``: present -> the node is a provider (``p2pakash.provider``).
+
+    Capacity is ``cpu`` (cores), ``memory`` and ``storage`` (class -> size, Akash suffixes).
+    Times are seconds. ``pricing``/``plugins``/``gpu_probes``/``entry_points`` and every
+    sub-table other than ``attributes``/``storage`` (``[provider.linear]``, ...) are plugin
+    settings: ``plugin_tables`` keeps those sub-tables; ``plugin_table()`` gives the table
+    ``PluginConfig.from_table`` reads.
+    """
+
+    host_uri: str = ""  # "" -> "p2p://<node id>@<p2p advertised address>"
+    attributes: dict[str, str] = attrs.Factory(dict)
+    bond: int = attrs.field(default=500_000, validator=_positive)
+    register: bool = True  # send CreateProvider at start when not registered
+    pricing: str = "linear"
+    plugins: tuple[str, ...] = ()
+    gpu_probes: tuple[str, ...] = ("nvml", "static")
+    entry_points: bool = True
+    executor: str = attrs.field(default="podman", validator=_one_of("podman", "fake"))
+    podman_socket: str = ""  # "" -> the podman client's default
+    cpu: float = attrs.field(default=4.0, validator=_positive)
+    memory: str = attrs.field(default="8Gi", validator=_size)
+    storage: dict[str, str] = attrs.field(factory=lambda: {"ephemeral": "100Gi"},
+                                          validator=_sizes)
+    bid_ttl: float = attrs.field(default=300.0, validator=_positive)
+    reservation_grace: float = attrs.field(default=30.0, validator=_non_negative)
+    manifest_timeout: float = attrs.field(default=300.0, validator=_positive)
+    withdraw_period: float = attrs.field(default=3600.0, validator=_positive)
+    send_declines: bool = True
+    declines_per_second: float = attrs.field(default=2.0, validator=_positive)
+    pricing_threads: int = attrs.field(default=8, validator=_positive)
+    plugin_tables: dict[str, Any] = attrs.Factory(dict)
+
+    @property
+    def cpu_millis(self) -> int:
+        return round(self.cpu * 1000)
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_size(self.memory)
+
+    @property
+    def storage_bytes(self) -> dict[str, int]:
+        return {name: parse_size(size) for name, size in self.storage.items()}
+
+    def plugin_table(self) -> dict[str, Any]:
+        return {"pricing": self.pricing, "plugins": list(self.plugins),
+                "gpu_probes": list(self.gpu_probes), "entry_points": self.entry_points,
+                **self.plugin_tables}
+
+
 @attrs.frozen(kw_only=True)
 class NodeConfig:
     chain_id: str = attrs.field(validator=_chain_id)
@@ -197,6 +265,7 @@ class NodeConfig:
     api: ApiConfig = attrs.Factory(ApiConfig)
     consensus: ConsensusConfig = attrs.Factory(ConsensusConfig)
     log: LogConfig = attrs.Factory(LogConfig)
+    provider: ProviderConfig | None = None
 
     @property
     def key_path(self) -> Path:
@@ -293,7 +362,29 @@ def _strict_converter() -> cattrs.Converter:
     conv.register_structure_hook_factory(
         lambda t: attrs.has(t) and t is not PeerAddr, section_hook)
     conv.register_structure_hook_factory(is_tuple, tuple_hook)
+    _provider_hooks(conv, section_hook(ProviderConfig))
     return conv
+
+
+def _provider_hooks(conv: cattrs.Converter, inner: Callable[[Any, type], Any]) -> None:
+    """``[provider]``: sub-tables that are not fields are plugin tables (and back)."""
+    fields = {f.name for f in attrs.fields(ProviderConfig)} - {"plugin_tables"}
+
+    def structure(v: Any, cls: type) -> ProviderConfig:
+        if not isinstance(v, dict):
+            raise _Invalid(f"expected a table, got {_show(v)}")
+        tables = {k: x for k, x in v.items() if k not in fields and isinstance(x, dict)}
+        cfg: ProviderConfig = inner({k: x for k, x in v.items() if k not in tables}, cls)
+        return attrs.evolve(cfg, plugin_tables=tables)
+
+    plain = cattrs.gen.make_dict_unstructure_fn(ProviderConfig, conv)
+
+    def unstructure(cfg: ProviderConfig) -> dict[str, Any]:
+        data: dict[str, Any] = plain(cfg)
+        return {**{k: x for k, x in data.items() if k != "plugin_tables"}, **cfg.plugin_tables}
+
+    conv.register_structure_hook(ProviderConfig, structure)
+    conv.register_unstructure_hook(ProviderConfig, unstructure)
 
 
 _CONVERTER = _strict_converter()
@@ -359,7 +450,7 @@ def load_config(path: Path) -> NodeConfig:
 
 def unstructure_config(cfg: NodeConfig) -> dict[str, Any]:
     data: dict[str, Any] = _CONVERTER.unstructure(cfg)
-    return data
+    return {k: v for k, v in data.items() if v is not None}  # absent optional sections
 
 
 def dump_config(cfg: NodeConfig) -> str:
