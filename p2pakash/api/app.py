@@ -24,7 +24,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -48,6 +48,11 @@ Json = dict[str, Any]
 
 MAX_BODY_OVERHEAD = 4096
 _HASH = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+# A mounted route set (e.g. ``tenant_routes.TenantRoutes``): called first for every HTTP
+# request; True when it answered. It may raise HttpError before it starts a response.
+Mount = Callable[["ApiApp", "Scope", "Receive", "Send"], Awaitable[bool]]
 
 
 class ChainView(Protocol):
@@ -191,7 +196,9 @@ class ApiApp:
     def __init__(self, *, chain: ChainView, mempool: Mempool, info: NodeInfo, txindex: TxIndex,
                  hub: EventHub | None = None, publish: Callable[[bytes], object] | None = None,
                  peers: Callable[[], int] = lambda: 0, allow_remote_writes: bool = False,
-                 clock: Callable[[], float] = time.time, keepalive: float = 15.0) -> None:
+                 clock: Callable[[], float] = time.time, keepalive: float = 15.0,
+                 mounts: Sequence[Mount] = ()) -> None:
+        self.mounts = list(mounts)
         self.chain = chain
         self.mempool = mempool
         self.info = info
@@ -212,6 +219,9 @@ class ApiApp:
             return  # websockets are not served; the server closes the connection
         method, path = scope["method"], scope["path"]
         try:
+            for mount in self.mounts:
+                if await mount(self, scope, receive, send):
+                    return
             if path == "/events" and method == "GET":
                 await self._events(receive, send)
                 return
