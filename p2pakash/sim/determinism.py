@@ -1,0 +1,94 @@
+"""Running trio deterministically: virtual time plus trio's deterministic-scheduling hook.
+
+What trio 0.35 does (``trio/_core/_run.py``, checked against the installed source):
+* Each scheduler pass takes the whole run queue as one batch. Normally the batch is
+  reversed with probability 1/2 (``_r.random()``), so task order varies run to run.
+* With the private flag ``_ALLOW_DETERMINISTIC_SCHEDULING`` (what Hypothesis's trio plugin
+  flips) the batch is sorted by ``Task._counter`` (creation order, a process-wide counter:
+  only the relative order matters) and then shuffled with the module's ``_r``. Seeding
+  ``_r`` makes every batch order a function of the seed.
+* Trio's own comment names the remaining sources: the deadline tie-breaker (the deadline
+  heap orders equal deadlines by ``id(cancel_scope)``, a memory address) and the order of
+  ``task._notify_queues``. Both only decide the order in which tasks are *put on* the run
+  queue within one pass; the sort by creation order above erases that order before the
+  batch runs. Side effects of the abort callbacks in between (removing a task from a
+  parking lot or a channel's wait queue) commute, so they do not leak through either.
+* ``SystemClock`` draws its offset from ``_r``; we never use it: ``MockClock`` starts at 0.
+
+What ``deterministic_run`` guarantees, given the same code and the same inputs:
+* Virtual time: ``MockClock(autojump_threshold=0)``; time only moves when every task
+  waits, and it jumps exactly to the next deadline.
+* Scheduling: the hook above with ``_r`` seeded from ``seed``; both the flag and ``_r``'s
+  state are restored afterwards, so other trio runs in the process are unaffected.
+* Everything else must come from our side: every random choice from a ``random.Random``
+  derived with ``derive(seed, label)``, no wall clock in anything that decides, and no
+  iteration over sets of ``str``/``bytes`` whose order feeds a decision (Python salts those
+  hashes per process: PYTHONHASHSEED). ``hash_seed_pinned()`` tells whether this process has
+  a fixed hash seed; the CLI re-executes itself with ``PYTHONHASHSEED=0`` when it has not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import random
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import trio
+import trio.testing
+from trio._core import _run as trio_run
+
+T = TypeVar("T")
+
+
+def derive(seed: int, label: str) -> int:
+    """A 64-bit sub-seed for ``label``: independent streams that do not shift each other."""
+    digest = hashlib.sha256(f"p2pakash-sim/{seed}/{label}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def rng_for(seed: int, label: str) -> random.Random:
+    return random.Random(derive(seed, label))
+
+
+def hash_seed_pinned() -> bool:
+    """True when str/bytes hashing is the same in every process (PYTHONHASHSEED set)."""
+    value = os.environ.get("PYTHONHASHSEED", "random")
+    return value != "random"
+
+
+@contextlib.contextmanager
+def deterministic_scheduling(seed: int) -> Iterator[None]:
+    """Flip trio's deterministic-scheduling hook and seed its ``_r`` for the duration."""
+    module: Any = trio_run
+    old_flag = module._ALLOW_DETERMINISTIC_SCHEDULING
+    old_state = module._r.getstate()
+    module._ALLOW_DETERMINISTIC_SCHEDULING = True
+    module._r.seed(derive(seed, "trio-scheduler"))
+    try:
+        yield
+    finally:
+        module._ALLOW_DETERMINISTIC_SCHEDULING = old_flag
+        module._r.setstate(old_state)
+
+
+def deterministic_run(fn: Callable[[], Awaitable[T]], *, seed: int) -> T:
+    """``trio.run(fn)`` on virtual time with seeded, creation-ordered scheduling."""
+    clock = trio.testing.MockClock(autojump_threshold=0)
+
+    async def main() -> T:
+        return await fn()
+
+    with deterministic_scheduling(seed):
+        return trio.run(main, clock=clock)
+
+
+__all__ = [
+    "derive",
+    "deterministic_run",
+    "deterministic_scheduling",
+    "hash_seed_pinned",
+    "rng_for",
+]

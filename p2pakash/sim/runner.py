@@ -1,0 +1,379 @@
+"""The simulation runner: builds the scenario's network and runs it on virtual time.
+
+Rules and invariants:
+* Every node runs the real services over the in-memory transport: GossipService,
+  ChainService (the ``FaultyChain`` subclass, honest unless a fault switches it), the real
+  Mempool with the ``txs`` topic (``api.server.TxGossip``) and the market's gossip
+  validators. One VerifyCache serves all nodes (verification is a pure function).
+* Randomness: every generator is ``determinism.rng_for(seed, label)`` with a fixed label
+  (network, each node's gossip, workload, each byzantine node); keys derive from the seed.
+  Time is trio's MockClock; block times come from it (plus a node's skew).
+* Each node's services live in a cancel scope under the runner's one nursery; a crash
+  cancels the scope (nothing flushed), a restart opens the node's storage again. Nodes with
+  a crash fault keep their storage in SQLite files under a temporary folder; others in
+  memory.
+* A per-node task reads the node's committed blocks: the invariant checker and the metrics
+  see every commit at the virtual instant it happens. The first violation stops the run.
+* The run ends at ``until`` virtual seconds, on a violation, or when the wall-clock limit
+  is hit (checked once per virtual second by the monitor): services are cancelled, storage
+  closed, and a ``SimResult`` is returned either way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+import trio
+
+import p2pakash.market.ledger_market  # noqa: F401 - registers the market's ledger handlers
+from p2pakash.api.server import TxGossip
+from p2pakash.chain import ChainService
+from p2pakash.consensus.types import Block
+from p2pakash.crypto import NodeID, PrivateKey, VerifyCache
+from p2pakash.gossip.addr import PeerAddr
+from p2pakash.gossip.memory import MemoryTransport
+from p2pakash.gossip.peers import PeerParams
+from p2pakash.gossip.pubsub import PubSubParams
+from p2pakash.gossip.service import GossipService, GossipStats
+from p2pakash.ledger import (
+    UAKT_PER_AKT,
+    BlockResult,
+    GenesisAccount,
+    GenesisDoc,
+    GenesisValidator,
+    Send,
+    sign_tx,
+)
+from p2pakash.market.ledger_market import LedgerView
+from p2pakash.market.validators import MarketValidators
+from p2pakash.mempool import Mempool
+from p2pakash.sim import network as simnet
+from p2pakash.sim.determinism import deterministic_run, rng_for
+from p2pakash.sim.faults import Behaviour, Event, FaultyChain, NodeClock, schedule
+from p2pakash.sim.invariants import Checker
+from p2pakash.sim.scenario import Scenario
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[["Runner"], None]
+
+
+def _key(seed: int, label: str) -> PrivateKey:
+    return PrivateKey.from_seed(hashlib.sha256(f"p2pakash-sim/{seed}/key/{label}".encode())
+                                .digest())
+
+
+@attrs.define(eq=False)
+class SimNode:
+    name: str
+    index: int
+    key: PrivateKey  # gossip identity
+    validator_key: PrivateKey | None
+    addr: str
+    data_dir: Path | None
+    clock: NodeClock = attrs.Factory(NodeClock)
+    behaviour: Behaviour | None = None
+    gossip: GossipService | None = None
+    chain: ChainService | None = None
+    mempool: Mempool | None = None
+    scope: trio.CancelScope | None = None
+    done: trio.Event | None = None
+    starts: int = 0
+    past: GossipStats = attrs.Factory(GossipStats)  # counters of finished incarnations
+    past_pubsub: dict[str, int] = attrs.Factory(dict)
+
+    @property
+    def node_id(self) -> NodeID:
+        return self.key.node_id
+
+    @property
+    def running(self) -> bool:
+        return self.scope is not None and not self.scope.cancel_called
+
+    @property
+    def height(self) -> int:
+        return 0 if self.chain is None else self.chain.height
+
+
+@attrs.define
+class SimResult:
+    scenario: Scenario
+    seed: int
+    until: float
+    virtual_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    stopped_by: str = "until"  # until | violation | wall_limit
+    checker: Checker | None = None
+    nodes: list[SimNode] = attrs.Factory(list)
+    commit_times: dict[int, dict[str, float]] = attrs.Factory(dict)  # height -> node -> t
+    block_times_ms: dict[int, int] = attrs.Factory(dict)  # height -> header time
+    block_hashes: dict[int, bytes] = attrs.Factory(dict)
+    samples: list[tuple[float, int, int]] = attrs.Factory(list)  # t, min, max height
+    txs_submitted: int = 0
+    network: dict[str, int] = attrs.Factory(dict)
+
+
+class Runner:
+    def __init__(self, scenario: Scenario, *, seed: int | None = None,
+                 until: float | None = None, wall_limit: float | None = None,
+                 progress: Progress | None = None, workdir: Path | None = None) -> None:
+        self.sc = scenario
+        self.seed = scenario.seed if seed is None else seed
+        self.until = scenario.duration if until is None else until
+        self.wall_limit = scenario.wall_limit if wall_limit is None else wall_limit
+        self.progress = progress
+        self.workdir = workdir
+        self.result = SimResult(scenario=scenario, seed=self.seed, until=self.until)
+        self.cache = VerifyCache(capacity=200_000)
+        self.network, self.latency = simnet.build_network(scenario.network,
+                                                          rng_for(self.seed, "network"))
+        self.checker = Checker(seed=self.seed, genesis_supply=0,
+                               state_checks=scenario.invariants.state_checks)
+        self.result.checker = self.checker
+        self.users = [_key(self.seed, f"user/{i}") for i in range(scenario.workload.accounts)]
+        self.nodes: list[SimNode] = []
+        self.by_name: dict[str, SimNode] = {}
+        self.genesis = self._genesis()
+        self.checker.genesis_supply = self.genesis.supply()
+        self._stop: trio.Event | None = None
+        self._healed_at: float | None = None
+        self._last_commit_at = 0.0
+        self._wall_start = 0.0
+
+    # ------------------------------------------------------------ building
+
+    def _genesis(self) -> GenesisDoc:
+        sc = self.sc
+        vkeys = [_key(self.seed, f"validator/{i}") for i in range(sc.validators.count)]
+        accounts = [GenesisAccount(address=k.address, balance=sc.validators.balance * UAKT_PER_AKT)
+                    for k in vkeys if sc.validators.balance]
+        accounts += [GenesisAccount(address=k.address, balance=sc.workload.balance * UAKT_PER_AKT)
+                     for k in self.users if sc.workload.balance]
+        self._vkeys = vkeys
+        return GenesisDoc(chain_id=sc.chain.chain_id, genesis_time_ms=0,
+                          accounts=tuple(accounts),
+                          validators=tuple(GenesisValidator(
+                              pubkey=k.public, stake=sc.validators.stake * UAKT_PER_AKT,
+                              moniker=f"v{i}") for i, k in enumerate(vkeys)))
+
+    def _build_nodes(self, tmp: Path) -> None:
+        sc = self.sc
+        crashing = {f.node for f in sc.faults if f.kind == "crash"}
+        byzantine = {f.node for f in sc.faults if f.kind in ("equivocate", "withhold")}
+        for index, name in enumerate(sc.node_names()):
+            if name.endswith("-twin"):
+                vkey: PrivateKey | None = self._vkeys[int(name[1:-5])]
+                key = _key(self.seed, f"node/{name}")
+            elif name.startswith("v"):
+                vkey = key = self._vkeys[int(name[1:])]
+            else:
+                vkey, key = None, _key(self.seed, f"node/{name}")
+            node = SimNode(name=name, index=index, key=key, validator_key=vkey,
+                           addr=f"10.{index // 250}.{index % 250}.1:26656",
+                           data_dir=tmp / name if name in crashing else None)
+            if name in byzantine or name.endswith("-twin"):
+                node.behaviour = Behaviour(rng=rng_for(self.seed, f"byzantine/{name}"))
+            self.latency.place(node.node_id, index)
+            self.nodes.append(node)
+            self.by_name[name] = node
+        self.result.nodes = self.nodes
+
+    def _peers_of(self, node: SimNode) -> list[PeerAddr]:
+        """Persistent peers: the ring neighbour plus seeded random others."""
+        others = [n for n in self.nodes if n is not node]
+        if not others:
+            return []
+        rng = rng_for(self.seed, f"peers/{node.name}")
+        chosen = {self.nodes[(node.index + 1) % len(self.nodes)].name}
+        want = min(self.sc.network.peers_per_node, len(others))
+        for n in rng.sample(others, len(others)):
+            if len(chosen) >= want:
+                break
+            chosen.add(n.name)
+        chosen.discard(node.name)
+        return [PeerAddr.parse(f"{self.by_name[n].node_id}@{self.by_name[n].addr}")
+                for n in sorted(chosen)]
+
+    # ------------------------------------------------------------ node lifecycle
+
+    async def start_node(self, nursery: trio.Nursery, node: SimNode) -> None:
+        if node.done is not None:
+            await node.done.wait()
+        done = node.done = trio.Event()
+        net = self.sc.network
+        gossip = GossipService(
+            transport=MemoryTransport(self.network, node.key, self.genesis.chain_id, node.addr),
+            rng=rng_for(self.seed, f"gossip/{node.name}/{node.starts}"),
+            peer_params=PeerParams(max_outbound=net.max_outbound, max_inbound=net.max_inbound,
+                                   max_per_host=1000, pex_interval=1e9, backoff_base=0.2,
+                                   backoff_max=2.0, ban_seconds=5.0,
+                                   misbehave_ban_seconds=5.0),
+            pubsub_params=PubSubParams(), persistent=self._peers_of(node))
+        chain = FaultyChain(gossip=gossip, key=node.validator_key, genesis=self.genesis,
+                            data_dir=node.data_dir, timeouts=self.sc.chain.timeouts(),
+                            verify_cache=self.cache, now_ms=node.clock.now_ms,
+                            status_interval=0.5, catchup_delay=2.0, name=node.name)
+        chain.behaviour = node.behaviour
+        mempool = Mempool.for_ledger(chain.ledger, verify=self.cache.verify)
+        chain.mempool = mempool
+        MarketValidators(chain_id=self.genesis.chain_id, view=LedgerView(store=chain.ledger.store),
+                         now_ms=node.clock.now_ms, cache=self.cache).install(gossip.pubsub)
+        blocks = chain.subscribe_blocks()
+        node.gossip, node.chain, node.mempool = gossip, chain, mempool
+        node.starts += 1
+
+        async def run_node(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+            try:
+                with trio.CancelScope() as scope:
+                    async with trio.open_nursery() as inner:
+                        await inner.start(gossip.run)
+                        await inner.start(TxGossip(gossip, mempool).run)
+                        await inner.start(chain.run)
+                        inner.start_soon(self._watch, node, chain, blocks)
+                        task_status.started(scope)
+            finally:
+                self._keep_stats(node, gossip)
+                chain.close()
+                done.set()
+
+        node.scope = await nursery.start(run_node)
+
+    def _keep_stats(self, node: SimNode, gossip: GossipService) -> None:
+        for field in attrs.fields(GossipStats):
+            setattr(node.past, field.name,
+                    getattr(node.past, field.name) + getattr(gossip.stats, field.name))
+        for field in attrs.fields(type(gossip.pubsub.stats)):
+            node.past_pubsub[field.name] = (node.past_pubsub.get(field.name, 0)
+                                            + getattr(gossip.pubsub.stats, field.name))
+        node.gossip = None
+
+    def crash(self, node: SimNode) -> None:
+        if node.scope is not None:
+            node.scope.cancel()
+
+    async def _watch(self, node: SimNode, chain: ChainService,
+                     blocks: trio.MemoryReceiveChannel[tuple[Block, BlockResult]]) -> None:
+        r = self.result
+        async for block, result in blocks:
+            now = trio.current_time()
+            h = block.height
+            r.commit_times.setdefault(h, {})[node.name] = now
+            r.block_times_ms.setdefault(h, block.header.time_ms)
+            r.block_hashes.setdefault(h, block.hash())
+            self._last_commit_at = now
+            self.checker.on_commit(node.name, chain, block, result, now)
+            if self.checker.failed and self._stop is not None:
+                self._stop.set()
+
+    # ------------------------------------------------------------ drivers
+
+    async def _events(self, nursery: trio.Nursery, events: list[Event]) -> None:
+        ids = {n.name: n.node_id for n in self.nodes}
+        for ev in events:
+            await trio.sleep_until(ev.at)
+            log.info("t=%.3f event %s %s", ev.at, ev.action, ev.node)
+            node = self.by_name.get(ev.node)
+            if ev.action == "partition":
+                simnet.partition(self.network, ev.groups, ids)
+            elif ev.action == "heal":
+                self.network.heal()
+                self._healed_at = trio.current_time()
+            elif ev.action in ("crash", "twin_stop") and node is not None:
+                self.crash(node)
+            elif ev.action in ("restart", "twin_start") and node is not None:
+                if not node.running:
+                    await self.start_node(nursery, node)
+            elif ev.action == "skew" and node is not None:
+                node.clock.skew_ms = ev.value
+            elif ev.action in ("equivocate", "withhold") and node is not None:
+                assert node.behaviour is not None
+                setattr(node.behaviour, ev.action, bool(ev.value))
+
+    async def _workload(self) -> None:
+        w = self.sc.workload
+        if w.transfer_rate <= 0 or len(self.users) < 2:
+            return
+        rng = rng_for(self.seed, "workload")
+        chain_id = self.genesis.chain_id
+        while True:
+            await trio.sleep(rng.expovariate(w.transfer_rate))
+            sender, receiver = rng.sample(self.users, 2)
+            running = [n for n in self.nodes if n.running and n.mempool is not None]
+            if not running:
+                continue
+            node = running[rng.randrange(len(running))]
+            assert node.chain is not None and node.mempool is not None and node.gossip
+            seq = (node.chain.ledger.account(sender.address).sequence
+                   + node.mempool.pending_from(sender.address))
+            tx = sign_tx(sender, chain_id, sequence=seq,
+                         msgs=(Send(to=receiver.address, amount=w.transfer_amount),)).encode()
+            if node.mempool.add(tx).accepted:
+                node.gossip.publish("txs", tx)
+                self.result.txs_submitted += 1
+
+    async def _monitor(self) -> None:
+        r = self.result
+        while True:
+            now = trio.current_time()
+            heights = [n.height for n in self.nodes if n.running] or [0]
+            r.samples.append((now, min(heights), max(heights)))
+            r.virtual_seconds = now
+            if self._healed_at is not None:
+                self.checker.liveness(healed_at=self._healed_at,
+                                      last_commit_at=self._last_commit_at,
+                                      resume_within=self.sc.invariants.resume_within,
+                                      now=now, height=max(heights))
+                if self._last_commit_at >= self._healed_at:
+                    self._healed_at = None
+                if self.checker.failed and self._stop is not None:
+                    self._stop.set()
+            if self.progress is not None:
+                self.progress(self)
+            if self.wall_limit and time.monotonic() - self._wall_start > self.wall_limit:
+                r.stopped_by = "wall_limit"
+                if self._stop is not None:
+                    self._stop.set()
+            await trio.sleep(1.0)
+
+    async def main(self) -> SimResult:
+        self._stop = trio.Event()
+        self._wall_start = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="p2pakash-sim-") as tmp:
+            self._build_nodes(Path(tmp))
+            twins = {f"{f.node}-twin": f.at for f in self.sc.faults if f.kind == "twin"}
+            async with trio.open_nursery() as nursery:
+                for node in self.nodes:
+                    if twins.get(node.name, 0.0) == 0.0:
+                        await self.start_node(nursery, node)
+                nursery.start_soon(self._events, nursery,
+                                   [e for e in schedule(self.sc)
+                                    if not (e.action == "twin_start" and e.at == 0.0)])
+                nursery.start_soon(self._workload)
+                nursery.start_soon(self._monitor)
+                with trio.move_on_at(self.until):
+                    await self._stop.wait()
+                if self.checker.failed:
+                    self.result.stopped_by = "violation"
+                self.result.virtual_seconds = trio.current_time()
+                nursery.cancel_scope.cancel()
+        self.result.wall_seconds = time.monotonic() - self._wall_start
+        self.result.network = {"frames_sent": self.network.frames_sent,
+                               "bytes_sent": self.network.bytes_sent,
+                               "frames_dropped": self.network.frames_dropped}
+        return self.result
+
+
+def run(scenario: Scenario, *, seed: int | None = None, until: float | None = None,
+        wall_limit: float | None = None, progress: Progress | None = None) -> SimResult:
+    """Run ``scenario`` deterministically (see ``determinism.py``) and return the result."""
+    runner = Runner(scenario, seed=seed, until=until, wall_limit=wall_limit, progress=progress)
+    return deterministic_run(runner.main, seed=runner.seed)
+
+
+__all__ = ["Runner", "SimNode", "SimResult", "run"]

@@ -1,0 +1,256 @@
+"""Simulation scenarios: a TOML file structured into frozen attrs classes, strictly.
+
+Rules and invariants:
+* Structuring uses the node config's strict cattrs converter (``p2pakash.config``): no
+  silent coercion, unknown keys refused, every problem one line ``FILE: key.path: what``.
+* Everything is checked before a run starts: node names in partitions and faults exist
+  (validators ``v0..``, full nodes ``f0..``, twins ``<validator>-twin``), times are within
+  the run, the region matrix is square and matches the regions, fault kinds are known and
+  target the right role. Problems raise ``ConfigFileError`` naming the key.
+* Times are virtual seconds from the start of the run; amounts of AKT are whole AKT.
+* ``providers`` and ``tenants`` are accepted and checked, but their services do not exist
+  yet: a scenario that asks for them runs without them and the report says so.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from p2pakash.config import ConfigFileError, _Invalid, _problems, _strict_converter
+from p2pakash.consensus.core import TimeoutParams
+
+FAULT_KINDS = ("crash", "equivocate", "withhold", "clock_skew", "twin")
+VALIDATOR_ONLY = ("equivocate", "withhold", "twin")
+
+
+def _positive(inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value > 0:
+        raise _Invalid(f"must be positive, got {value!r}", attribute.name)
+
+
+def _non_negative(inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value >= 0:
+        raise _Invalid(f"must not be negative, got {value!r}", attribute.name)
+
+
+def _fraction(inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise _Invalid(f"must be within 0..1, got {value!r}", attribute.name)
+
+
+@attrs.frozen(kw_only=True)
+class ChainSpec:
+    chain_id: str = "p2pakash-sim"
+    propose: float = attrs.field(default=0.3, validator=_positive)
+    propose_delta: float = attrs.field(default=0.05, validator=_non_negative)
+    prevote: float = attrs.field(default=0.1, validator=_positive)
+    prevote_delta: float = attrs.field(default=0.05, validator=_non_negative)
+    precommit: float = attrs.field(default=0.1, validator=_positive)
+    precommit_delta: float = attrs.field(default=0.05, validator=_non_negative)
+    commit: float = attrs.field(default=1.0, validator=_non_negative)
+
+    def timeouts(self) -> TimeoutParams:
+        return TimeoutParams(propose=self.propose, propose_delta=self.propose_delta,
+                             prevote=self.prevote, prevote_delta=self.prevote_delta,
+                             precommit=self.precommit, precommit_delta=self.precommit_delta,
+                             commit=self.commit)
+
+
+@attrs.frozen(kw_only=True)
+class ValidatorsSpec:
+    count: int = attrs.field(default=4, validator=_positive)
+    stake: int = attrs.field(default=100, validator=_positive)  # AKT bonded at genesis
+    balance: int = attrs.field(default=1_000, validator=_non_negative)  # AKT
+
+
+@attrs.frozen(kw_only=True)
+class FullNodesSpec:
+    count: int = attrs.field(default=0, validator=_non_negative)
+
+
+@attrs.frozen(kw_only=True)
+class NetworkSpec:
+    latency_ms: float = attrs.field(default=5.0, validator=_non_negative)  # one way
+    jitter: float = attrs.field(default=0.0, validator=_fraction)  # +- fraction, uniform
+    loss: float = attrs.field(default=0.0, validator=_fraction)
+    bandwidth: int = attrs.field(default=0, validator=_non_negative)  # bytes/s; 0: unlimited
+    regions: tuple[str, ...] = ()  # nodes are assigned round robin by index
+    region_latency_ms: tuple[tuple[float, ...], ...] = ()
+    peers_per_node: int = attrs.field(default=6, validator=_positive)  # persistent peers
+    max_outbound: int = attrs.field(default=8, validator=_positive)
+    max_inbound: int = attrs.field(default=40, validator=_positive)
+
+
+@attrs.frozen(kw_only=True)
+class WorkloadSpec:
+    accounts: int = attrs.field(default=8, validator=_non_negative)  # funded users u0..
+    balance: int = attrs.field(default=1_000, validator=_non_negative)  # AKT each
+    transfer_rate: float = attrs.field(default=0.0, validator=_non_negative)  # txs / s
+    transfer_amount: int = attrs.field(default=1_000, validator=_positive)  # uakt
+
+
+@attrs.frozen(kw_only=True)
+class ProvidersSpec:
+    count: int = attrs.field(default=0, validator=_non_negative)
+    pricing: str = "linear"
+    gpus: tuple[str, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class TenantsSpec:
+    count: int = attrs.field(default=0, validator=_non_negative)
+    sdl_dir: str = ""
+    arrival_rate: float = attrs.field(default=0.0, validator=_non_negative)
+    budget: int = attrs.field(default=0, validator=_non_negative)  # AKT
+
+
+@attrs.frozen(kw_only=True)
+class InvariantsSpec:
+    resume_within: float = attrs.field(default=30.0, validator=_positive)  # after a heal
+    state_checks: bool = True  # supply and market scans on the first node per height
+
+
+@attrs.frozen(kw_only=True)
+class PartitionSpec:
+    at: float = attrs.field(validator=_non_negative)
+    heal: float = attrs.field(default=0.0, validator=_non_negative)  # 0: never
+    groups: tuple[tuple[str, ...], ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class FaultSpec:
+    kind: str
+    node: str
+    at: float = attrs.field(default=0.0, validator=_non_negative)
+    until: float = attrs.field(default=0.0, validator=_non_negative)  # 0: for good
+    skew_ms: int = 0  # clock_skew: added to the node's clock
+
+
+@attrs.frozen(kw_only=True)
+class Scenario:
+    name: str
+    purpose: str = ""
+    seed: int = 1
+    duration: float = attrs.field(default=600.0, validator=_positive)  # virtual seconds
+    wall_limit: float = attrs.field(default=0.0, validator=_non_negative)  # 0: none
+    chain: ChainSpec = attrs.field(factory=ChainSpec)
+    validators: ValidatorsSpec = attrs.field(factory=ValidatorsSpec)
+    full_nodes: FullNodesSpec = attrs.field(factory=FullNodesSpec)
+    network: NetworkSpec = attrs.field(factory=NetworkSpec)
+    workload: WorkloadSpec = attrs.field(factory=WorkloadSpec)
+    providers: ProvidersSpec = attrs.field(factory=ProvidersSpec)
+    tenants: TenantsSpec = attrs.field(factory=TenantsSpec)
+    invariants: InvariantsSpec = attrs.field(factory=InvariantsSpec)
+    partitions: tuple[PartitionSpec, ...] = ()
+    faults: tuple[FaultSpec, ...] = ()
+
+    def validator_names(self) -> list[str]:
+        return [f"v{i}" for i in range(self.validators.count)]
+
+    def full_node_names(self) -> list[str]:
+        return [f"f{i}" for i in range(self.full_nodes.count)]
+
+    def twin_names(self) -> list[str]:
+        return [f"{f.node}-twin" for f in self.faults if f.kind == "twin"]
+
+    def node_names(self) -> list[str]:
+        return self.validator_names() + self.full_node_names() + self.twin_names()
+
+    def not_simulated(self) -> list[str]:
+        """Sections the scenario asks for whose services do not exist yet."""
+        return [name for name, count in (("providers", self.providers.count),
+                                         ("tenants", self.tenants.count)) if count > 0]
+
+
+def check(sc: Scenario) -> list[str]:
+    """Cross-field problems (``key.path: what``), empty when the scenario can run."""
+    out: list[str] = []
+    net = sc.network
+    if net.regions:
+        n = len(net.regions)
+        if len(set(net.regions)) != n:
+            out.append("network.regions: region names must be unique")
+        if len(net.region_latency_ms) != n or any(len(r) != n for r in net.region_latency_ms):
+            out.append(f"network.region_latency_ms: must be a {n}x{n} matrix (one row and "
+                       "column per region)")
+        elif any(x < 0 for r in net.region_latency_ms for x in r):
+            out.append("network.region_latency_ms: latencies must not be negative")
+    elif net.region_latency_ms:
+        out.append("network.region_latency_ms: given without network.regions")
+    validators = set(sc.validator_names())
+    plain = validators | set(sc.full_node_names())
+    twins: set[str] = set()
+    for i, f in enumerate(sc.faults):
+        where = f"faults[{i}]"
+        if f.kind not in FAULT_KINDS:
+            out.append(f"{where}.kind: unknown fault {f.kind!r} (one of {', '.join(FAULT_KINDS)})")
+            continue
+        if f.node not in (validators if f.kind in VALIDATOR_ONLY else plain):
+            role = "validator" if f.kind in VALIDATOR_ONLY else "node"
+            out.append(f"{where}.node: no {role} named {f.node!r}")
+        if f.at > sc.duration:
+            out.append(f"{where}.at: {f.at} is after the end of the run ({sc.duration})")
+        if f.until and f.until <= f.at:
+            out.append(f"{where}.until: must be after at ({f.at}), got {f.until}")
+        if f.kind == "clock_skew" and f.skew_ms == 0:
+            out.append(f"{where}.skew_ms: a clock_skew fault needs a non-zero skew_ms")
+        if f.kind == "twin":
+            if f.node in twins:
+                out.append(f"{where}.node: {f.node!r} already has a twin")
+            twins.add(f.node)
+    names = set(sc.node_names())
+    for i, p in enumerate(sc.partitions):
+        where = f"partitions[{i}]"
+        if p.heal and p.heal <= p.at:
+            out.append(f"{where}.heal: must be after at ({p.at}), got {p.heal}")
+        if len(p.groups) < 1:
+            out.append(f"{where}.groups: at least one group of node names")
+        seen: set[str] = set()
+        for g, group in enumerate(p.groups):
+            for name in group:
+                if name not in names:
+                    out.append(f"{where}.groups[{g}]: no node named {name!r}")
+                elif name in seen:
+                    out.append(f"{where}.groups[{g}]: {name!r} is in two groups")
+                seen.add(name)
+    if sc.providers.count and not sc.providers.pricing:
+        out.append("providers.pricing: a pricing plugin name is required")
+    return out
+
+
+_CONVERTER = _strict_converter()
+
+
+def structure_scenario(data: dict[str, Any], *, source: str) -> Scenario:
+    try:
+        sc = _CONVERTER.structure(data, Scenario)
+    except Exception as exc:
+        raise ConfigFileError([f"{source}: {line}" for line in _problems(exc, "")]) from None
+    problems = check(sc)
+    if problems:
+        raise ConfigFileError([f"{source}: {line}" for line in problems])
+    return sc
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and check one scenario file; ConfigFileError names the file and the key."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigFileError([f"{path}: scenario file not found"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError([f"{path}: invalid TOML: {exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigFileError([f"{path}: invalid TOML: not UTF-8 text"]) from None
+    except OSError as exc:
+        raise ConfigFileError([f"{path}: cannot read: {exc.strerror}"]) from None
+    return structure_scenario(data, source=str(path))
+
+
+__all__ = ["ChainSpec", "FaultSpec", "FullNodesSpec", "InvariantsSpec", "NetworkSpec",
+           "PartitionSpec", "ProvidersSpec", "Scenario", "TenantsSpec", "ValidatorsSpec",
+           "WorkloadSpec", "check", "load_scenario", "structure_scenario"]
