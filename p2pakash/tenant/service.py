@@ -109,6 +109,8 @@ class TenantParams:
     tx_timeout_s: float = 30.0
     connect_timeout_s: float = 5.0
     reply_timeout_s: float = 15.0
+    manifest_attempts: int = 5  # a provider one block behind refuses a lease it has not seen
+    manifest_retry_s: float = 0.5
     max_runs: int = 1_000
     max_answers: int = 500
 
@@ -417,16 +419,27 @@ class TenantService:
     # ------------------------------------------------------------ provider requests
 
     async def send_manifest(self, lid: LeaseID, manifest: bytes) -> ManifestAck:
-        try:
-            peer = await self._provider_link(lid.provider)
-            msg = sign_request(self.key, self.chain_id, SendManifest(
-                lease_id=lid, manifest=manifest, issued_ms=self.now_ms(), pubkey=b"",
-                signature=b""))
-            reply = await self._request(peer, msg, ManifestAck, lid)
-        except TenantError as exc:
-            return ManifestAck(lease_id=lid, ok=False, error=str(exc))
-        assert isinstance(reply, ManifestAck)
-        return reply
+        """Send the manifest; a refusal is retried ``manifest_attempts`` times in all,
+        ``manifest_retry_s`` apart (the provider's node may not have the lease's block yet).
+        """
+        ack = ManifestAck(lease_id=lid, ok=False, error="not sent")
+        for attempt in range(self.params.manifest_attempts):
+            if attempt:
+                await trio.sleep(self.params.manifest_retry_s)
+            try:
+                peer = await self._provider_link(lid.provider)
+                msg = sign_request(self.key, self.chain_id, SendManifest(
+                    lease_id=lid, manifest=manifest, issued_ms=self.now_ms(), pubkey=b"",
+                    signature=b""))
+                reply = await self._request(peer, msg, ManifestAck, lid)
+            except TenantError as exc:
+                return ManifestAck(lease_id=lid, ok=False, error=str(exc))
+            assert isinstance(reply, ManifestAck)
+            ack = reply
+            if ack.ok:
+                break
+            log.info("manifest for %s refused (attempt %d): %s", lid, attempt + 1, ack.error)
+        return ack
 
     async def lease_status(self, lid: LeaseID) -> LeaseStatus:
         peer = await self._provider_link(lid.provider)

@@ -49,6 +49,11 @@ from p2pakash.market.validators import (
 )
 from p2pakash.mempool import Mempool
 from p2pakash.provider.messages import (
+    LeaseLogs,
+    LeaseLogsRequest,
+    LeaseStatus,
+    LeaseStatusRequest,
+    LogEntry,
     ManifestAck,
     RefusedRequest,
     SendManifest,
@@ -78,13 +83,14 @@ GPU_ATTRS = (
 CPU_ATTRS = (Attribute(key="region", value="eu-central"),)
 
 
-def genesis() -> GenesisDoc:
+def genesis(validators: int = 4) -> GenesisDoc:
     return GenesisDoc(
         chain_id=CHAIN, genesis_time_ms=0,
         accounts=tuple(GenesisAccount(address=k.address, balance=100 * UAKT_PER_AKT)
                        for k in (GPU_PROVIDER, CPU_PROVIDER, TENANT)),
         validators=tuple(GenesisValidator(pubkey=k.public, stake=100 * UAKT_PER_AKT,
-                                          moniker=f"v{i}") for i, k in enumerate(VALIDATORS)))
+                                          moniker=f"v{i}")
+                         for i, k in enumerate(VALIDATORS[:validators])))
 
 
 def now_ms() -> int:
@@ -126,6 +132,7 @@ async def _drain(channel: trio.MemoryReceiveChannel[Delivered]) -> None:
 class MarketNet:
     network: MemoryNetwork
     nursery: trio.Nursery
+    validators: int = 4
     cache: VerifyCache = attrs.field(factory=VerifyCache)
     members: list[Member] = attrs.field(factory=list)
 
@@ -137,8 +144,9 @@ class MarketNet:
             rng=random.Random(index), pubsub_params=PubSubParams(),
             peer_params=PeerParams(pex_interval=1e9, backoff_base=0.05, backoff_max=0.2),
             persistent=[PeerAddr.parse(m.peer_addr) for m in peers])
-        chain = ChainService(gossip=gossip, key=k if validator else None, genesis=genesis(),
-                             timeouts=FAST, verify_cache=self.cache, now_ms=now_ms,
+        chain = ChainService(gossip=gossip, key=k if validator else None,
+                             genesis=genesis(self.validators), timeouts=FAST,
+                             verify_cache=self.cache, now_ms=now_ms,
                              status_interval=0.2, catchup_delay=0.5, name=f"n{index}")
         mempool = Mempool.for_ledger(chain.ledger)
         chain.mempool = mempool
@@ -156,7 +164,7 @@ class MarketNet:
 
     async def start_validators(self) -> list[Member]:
         out: list[Member] = []
-        for i, k in enumerate(VALIDATORS):
+        for i, k in enumerate(VALIDATORS[:self.validators]):
             out.append(await self.start(k, i, validator=True, peers=list(out)))
         return out
 
@@ -201,6 +209,8 @@ class SimProvider:
                   ) -> None:
         gossip = self.member.gossip
         gossip.register(SendManifest, self._on_manifest)
+        gossip.register(LeaseStatusRequest, self._on_status)
+        gossip.register(LeaseLogsRequest, self._on_logs)
         channel = gossip.subscribe(TOPIC_ORDERS)
         task_status.started()
         async with channel:
@@ -244,6 +254,25 @@ class SimProvider:
             return
         self.manifests[str(lid)] = item.manifest
         self.member.gossip.send_to(peer, ManifestAck(lease_id=lid, ok=True, error=""))
+
+    def _on_status(self, peer: NodeID, item: object) -> None:
+        assert isinstance(item, LeaseStatusRequest)
+        try:
+            verify_request(item, CHAIN, now_ms())
+        except RefusedRequest as exc:
+            self.member.gossip.send_to(peer, LeaseStatus(lease_id=item.lease_id, state="",
+                                                         services=(), error=str(exc)))
+            return
+        state = "running" if str(item.lease_id) in self.manifests else "pending"
+        self.member.gossip.send_to(peer, LeaseStatus(lease_id=item.lease_id, state=state,
+                                                     services=(), error=""))
+
+    def _on_logs(self, peer: NodeID, item: object) -> None:
+        assert isinstance(item, LeaseLogsRequest)
+        lines = tuple(LogEntry(service="web", replica=0, stream="stdout", line=f"line {i}")
+                      for i in range(item.tail))
+        self.member.gossip.send_to(peer, LeaseLogs(lease_id=item.lease_id, lines=lines,
+                                                   error=""))
 
 
 def address(k: PrivateKey) -> str:
