@@ -166,7 +166,7 @@ class ProviderService:
         log.info("provider %s: %d CPU millis, %d bytes memory, storage %s, %d GPU(s), "
                  "pricing %r, executor %r", self.address, capacity.cpu_millis,
                  capacity.memory_bytes, dict(capacity.storage), len(gpus),
-                 self.cfg.pricing, self.executor.name)
+                 self.plugins.config.pricing, self.executor.name)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._orders, orders)
             nursery.start_soon(self._bids, bids)
