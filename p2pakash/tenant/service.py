@@ -33,7 +33,7 @@ import attrs
 import trio
 
 from p2pakash import crypto, wire
-from p2pakash.crypto import NodeID
+from p2pakash.crypto import NodeID, is_node_id
 from p2pakash.errors import DecodeError, InvalidSignature, PluginError
 from p2pakash.gossip.addr import PeerAddr
 from p2pakash.gossip.service import Delivered
@@ -464,11 +464,15 @@ class TenantService:
         rec = lm.get_provider(self.chain.ledger.store, provider)
         if rec is None:
             raise TenantError(f"provider {provider} is not registered on chain")
+        uri = rec.host_uri.removeprefix("p2p://")
+        if is_node_id(uri) and NodeID(uri) in self.gossip.connected:
+            return NodeID(uri)  # "p2p://ID": reachable only over an existing link
         try:
-            addr = PeerAddr.parse(rec.host_uri)
+            addr = PeerAddr.parse(uri)
         except ValueError as exc:
             raise TenantError(f"provider {provider} host_uri {rec.host_uri!r} is not a node "
-                              f"address: {exc}") from None
+                              f"address (ID@host:port), or names a node not connected: "
+                              f"{exc}") from None
         if addr.node_id in self.gossip.connected:
             return addr.node_id
         connect = getattr(self.gossip, "connect", None)

@@ -193,3 +193,75 @@ async def test_refuses_bad_input_before_publishing(nursery: trio.Nursery,
                             emit=events.append)
     assert done["ok"], done
     assert events[0]["groups"][0]["max_price"] == 6000
+
+
+async def test_with_the_provider_daemon(nursery: trio.Nursery, autojump_clock: Any) -> None:
+    """The same flow against two real ProviderServices (fake executor): one in the region
+    the SDL asks for bids, the other declines; the manifest is deployed; status and logs
+    come back from the provider; closing the deployment pays and refunds exactly."""
+    from p2pakash.config import ProviderConfig
+    from p2pakash.executor.fake import FakeExecutor
+    from p2pakash.plugins.manager import PluginManager
+    from p2pakash.plugins.types import PluginConfig
+    from p2pakash.provider.service import ProviderService
+    from tests.executor.sdl_texts import web_sdl
+    from tests.provider.netkit import FixedPrice
+
+    net = MarketNet(network=MemoryNetwork(random.Random(9)), nursery=nursery)
+    validators = await net.start_validators()
+    west = await net.start(GPU_PROVIDER, 4, validator=False, peers=validators)
+    east = await net.start(CPU_PROVIDER, 5, validator=False, peers=validators)
+    tenant = await net.start(TENANT, 6, validator=False, peers=[*validators, west, east])
+    for member, region in ((west, "us-west"), (east, "eu-central")):
+        cfg = ProviderConfig(executor="fake", cpu=4.0, memory="4Gi",
+                             storage={"ephemeral": "4Gi"}, attributes={"region": region},
+                             gpu_probes=(), bid_ttl=60.0, manifest_timeout=30.0,
+                             withdraw_period=1e6)
+        plugins = PluginManager.load(PluginConfig(pricing="fixed", gpu_probes=(),
+                                                  entry_points=False),
+                                     extra=[("fixed", FixedPrice(50))])
+        service = ProviderService(key=member.key, cfg=cfg, gossip=member.gossip,
+                                  chain=member.chain, mempool=member.mempool,
+                                  publish=member.txs.publish, plugins=plugins,
+                                  executor=FakeExecutor(), now_ms=now_ms, tick=0.05)
+        await nursery.start(service.run)
+    store = tenant.chain.ledger.store
+    await wait_for(lambda: all(lm.get_provider(store, k.address) is not None
+                               for k in (GPU_PROVIDER, CPU_PROVIDER)))
+    svc = TenantService(key=TENANT, gossip=tenant.gossip, chain=tenant.chain,
+                        mempool=tenant.mempool, publish_tx=tenant.txs.publish, now_ms=now_ms)
+    await nursery.start(svc.run)
+    await wait_for(lambda: bool(tenant.gossip.pubsub.mesh(TOPIC_BIDS))
+                   and all(bool(m.gossip.pubsub.mesh(TOPIC_ORDERS)) for m in (west, east)))
+    text = web_sdl().replace("    dc:\n      pricing:",
+                             "    dc:\n      attributes: {region: us-west}\n      pricing:")
+    before = bank.balance(store, TENANT.address), bank.balance(store, GPU_PROVIDER.address)
+    events: list[dict[str, Any]] = []
+    done = await svc.deploy(text, deposit=1_000_000, wait_s=5.0, emit=events.append)
+    assert done["ok"], done
+    assert [(e["provider"], e["price"]) for e in events if e["event"] == "bid"] == [
+        (GPU_PROVIDER.address, 50)]
+    assert [(e["provider"], e["reason"]) for e in events if e["event"] == "decline"] == [
+        (CPU_PROVIDER.address, "attribute_mismatch")]
+    lease = next(e for e in events if e["event"] == "lease")
+    rec = render_lease(store, done["dseq"])
+    assert rec.state is lm.LeaseState.ACTIVE and rec.created_at == lease["height"]
+
+    async def running() -> str:
+        return (await svc.lease_status(rec.id)).state
+
+    with trio.fail_after(30):
+        while await running() != "running":  # noqa: ASYNC110 - asks the provider, bounded
+            await trio.sleep(0.1)
+    logs = await svc.lease_logs(rec.id, tail=5)
+    assert logs.error == "" and any("web up" in e.line for e in logs.lines)
+    height, _ = await svc.submit((lm.CloseDeployment(deployment=rec.id.deployment),))
+    await wait_for(lambda: tenant.chain.height >= height)
+    paid = 50 * (height - lease["height"])
+    assert bank.balance(store, TENANT.address) == before[0] - paid
+    assert bank.balance(store, GPU_PROVIDER.address) == before[1] + paid
+
+
+def render_lease(store: Store, dseq: int) -> lm.LeaseRec:
+    (rec,) = lm.deployment_leases(store, DeploymentID(owner=TENANT.address, dseq=dseq))
+    return rec
