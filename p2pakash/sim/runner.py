@@ -116,7 +116,9 @@ class SimResult:
     block_hashes: dict[int, bytes] = attrs.Factory(dict)
     samples: list[tuple[float, int, int]] = attrs.Factory(list)  # t, min, max height
     txs_submitted: int = 0
+    txs_committed: int = 0
     network: dict[str, int] = attrs.Factory(dict)
+    validators: dict[str, dict[str, int | bool]] = attrs.Factory(dict)  # at the end
 
 
 class Runner:
@@ -264,8 +266,10 @@ class Runner:
             now = trio.current_time()
             h = block.height
             r.commit_times.setdefault(h, {})[node.name] = now
-            r.block_times_ms.setdefault(h, block.header.time_ms)
-            r.block_hashes.setdefault(h, block.hash())
+            if h not in r.block_hashes:
+                r.block_hashes[h] = block.hash()
+                r.block_times_ms[h] = block.header.time_ms
+                r.txs_committed += len(block.txs)
             self._last_commit_at = now
             self.checker.on_commit(node.name, chain, block, result, now)
             if self.checker.failed and self._stop is not None:
@@ -341,6 +345,19 @@ class Runner:
                     self._stop.set()
             await trio.sleep(1.0)
 
+    def _final_validators(self) -> None:
+        """Stake and jail state of every genesis validator on the highest running node."""
+        running = [n for n in self.nodes if n.running and n.chain is not None]
+        if not running:
+            return
+        best = max(running, key=lambda n: (n.height, -n.index))
+        assert best.chain is not None
+        for i, key in enumerate(self._vkeys):
+            rec = best.chain.ledger.validator(key.public)
+            if rec is not None:
+                self.result.validators[f"v{i}"] = {"tokens": rec.tokens, "jailed": rec.jailed,
+                                                   "tombstoned": rec.tombstoned}
+
     async def main(self) -> SimResult:
         self._stop = trio.Event()
         self._wall_start = time.monotonic()
@@ -361,6 +378,7 @@ class Runner:
                 if self.checker.failed:
                     self.result.stopped_by = "violation"
                 self.result.virtual_seconds = trio.current_time()
+                self._final_validators()
                 nursery.cancel_scope.cancel()
         self.result.wall_seconds = time.monotonic() - self._wall_start
         self.result.network = {"frames_sent": self.network.frames_sent,
