@@ -54,8 +54,9 @@ def manifest_bytes(text: str = SDL_TEXT) -> bytes:
     return sorted_json(manifest_json(parse_sdl(text)))
 
 
-async def lease_for(m: Market, dseq: int, price: int = PRICE) -> tuple[Order, Bid, LeaseID]:
-    order = order_for(dseq)
+async def lease_for(m: Market, dseq: int, price: int = PRICE,
+                    text: str = SDL_TEXT) -> tuple[Order, Bid, LeaseID]:
+    order = order_for(dseq, text)
     start = trio.current_time()
     m.tenant.publish_order(order)
     bid = await m.tenant.next_bid()
