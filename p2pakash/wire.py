@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import io
 import types
 import typing
 from collections.abc import Callable
@@ -162,15 +163,24 @@ def _tag_hook(*args: object) -> object:
         raise DecodeError(f"{spec.cls.__name__}: {exc}") from None
 
 
-def decode(data: bytes, expected: type[T], *, max_size: int = MAX_MESSAGE_SIZE) -> T:
-    """Decode canonical bytes into an instance of ``expected`` (``object``: any message)."""
+def decode(data: bytes, expected: type[T], *, max_size: int = MAX_MESSAGE_SIZE,
+           canonical: bool = True) -> T:
+    """Decode canonical bytes into an instance of ``expected`` (``object``: any message).
+
+    ``canonical=False`` skips the re-encode-and-compare step (trailing bytes are still
+    refused). Use it only for an envelope that is never hashed or signed as received —
+    the transport ``Frame``, whose items are re-encoded before any hash or signature.
+    """
     if len(data) > max_size:
         raise DecodeError(f"message of {len(data)} bytes exceeds the limit of {max_size}")
     try:
-        value = cbor2.loads(data, tag_hook=_tag_hook)
+        stream = io.BytesIO(data)
+        value = cbor2.CBORDecoder(stream, tag_hook=_tag_hook).decode()
+        if stream.tell() != len(data):
+            raise DecodeError(f"{len(data) - stream.tell()} trailing bytes after the message")
         result = _checker_for(expected)(value)
-        if encode(result) != data:
-            raise DecodeError("non-canonical encoding or trailing bytes")
+        if canonical and encode(result) != data:
+            raise DecodeError("non-canonical encoding")
     except DecodeError:
         raise
     except cbor2.CBORDecodeError as exc:

@@ -64,6 +64,7 @@ def start(config_file: Path | None, home_dir: Path | None) -> None:
     from p2pakash.config import load_config
     from p2pakash.logs import setup_logging
     from p2pakash.node import Node
+    from p2pakash.runtime import tune_gc
 
     if (config_file is None) == (home_dir is None):
         raise click.UsageError("give exactly one of --config FILE or --home DIR")
@@ -80,6 +81,7 @@ def start(config_file: Path | None, home_dir: Path | None) -> None:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 try:
                     await nursery.start(node.run)
+                    tune_gc()
                 except OSError as exc:
                     raise click.ClickException(
                         f"{path}: p2p.listen {cfg.p2p.listen}: {exc.strerror or exc}") from None

@@ -117,6 +117,7 @@ class GossipService:
         self._dialing: set[NodeID] = set()
         self._wake = trio.Event()
         self._started = trio.Event()
+        self._encoded: dict[int, tuple[object, bytes]] = {}
 
     # ------------------------------------------------------------ public API
 
@@ -273,7 +274,9 @@ class GossipService:
         while True:
             try:
                 payload = await conn.receive()
-                frame = wire.decode(payload, m.Frame, max_size=self.settings.max_frame)
+                # The envelope is never hashed or signed: skip its canonical re-encode.
+                frame = wire.decode(payload, m.Frame, max_size=self.settings.max_frame,
+                                    canonical=False)
             except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError,
                     OSError):
                 return
@@ -327,7 +330,7 @@ class GossipService:
             batch: list[bytes] = []
             size = 0
             for item in pending:
-                data = wire.encode(item)
+                data = self._encode(item)
                 if len(data) > limit:
                     self.stats.dropped_out += 1
                     continue
@@ -339,6 +342,19 @@ class GossipService:
             if batch:
                 await self._send_frame(link, batch)
             pending.clear()
+
+    def _encode(self, item: object) -> bytes:
+        """Encode once however many peers get the item (a forwarded message goes to ~D)."""
+        if type(item) is not m.Publish:
+            return wire.encode(item)
+        cached = self._encoded.get(id(item))
+        if cached is not None and cached[0] is item:
+            return cached[1]
+        data = wire.encode(item)
+        self._encoded[id(item)] = (item, data)  # holding the item keeps its id unique
+        if len(self._encoded) > 4096:
+            del self._encoded[next(iter(self._encoded))]
+        return data
 
     async def _send_frame(self, link: _Link, items: list[bytes]) -> None:
         data = wire.encode_batch(m.Frame, items)
@@ -374,8 +390,8 @@ class GossipService:
                 self._close(action.peer, action.reason)
             else:
                 raise TypeError(f"unknown action {action!r}")
-        if actions:
-            self._wake.set()
+            if isinstance(action, (pm.Dial, pm.Disconnect)):
+                self._wake.set()  # the peer manager's deadlines may have moved
 
     def _deliver(self, action: ps.Deliver) -> None:
         item = Delivered(topic=action.topic, data=action.data, msg_id=action.msg_id,
