@@ -82,7 +82,7 @@ def build_report(result: SimResult) -> dict[str, Any]:
         duplicates += node.past_pubsub.get("duplicates", 0)
     copies = (delivered + duplicates) / delivered if delivered else 0.0
     wall = result.wall_seconds
-    return {
+    report = {
         "scenario": sc.name,
         "purpose": sc.purpose,
         "scenario_data": attrs.asdict(sc, recurse=True),
@@ -108,6 +108,7 @@ def build_report(result: SimResult) -> dict[str, Any]:
         "validators": result.validators,
         "checkpoints": _checkpoints(result),
     }
+    return dict(json.loads(json.dumps(report)))  # plain JSON types: tuples become lists
 
 
 def deterministic_view(report: dict[str, Any]) -> dict[str, Any]:

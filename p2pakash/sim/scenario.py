@@ -182,7 +182,7 @@ def check(sc: Scenario) -> list[str]:
     elif net.region_latency_ms:
         out.append("network.region_latency_ms: given without network.regions")
     validators = set(sc.validator_names())
-    plain = validators | set(sc.full_node_names())
+    plain = set(sc.node_names())  # twins included: they can crash or have a skewed clock
     twins: set[str] = set()
     for i, f in enumerate(sc.faults):
         where = f"faults[{i}]"
