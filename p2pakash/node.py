@@ -28,23 +28,36 @@ import trio
 
 from p2pakash import wire
 from p2pakash.api import ApiService, NodeInfo, TxGossip
+from p2pakash.api.tenant_routes import TenantRoutes
 from p2pakash.chain import ChainService
 from p2pakash.config import NodeConfig, load_config
 from p2pakash.consensus.core import TimeoutParams
 from p2pakash.crypto import PrivateKey, VerifyCache, load_key
 from p2pakash.errors import ConfigError, DecodeError
+from p2pakash.executor.fake import FakeExecutor
+from p2pakash.executor.podman import PodmanExecutor
 from p2pakash.gossip import notes
 from p2pakash.gossip.peers import PeerParams
 from p2pakash.gossip.pubsub import PubSubParams
-from p2pakash.gossip.service import GossipService, GossipSettings
+from p2pakash.gossip.service import Delivered, GossipService, GossipSettings
 from p2pakash.gossip.tcp import TcpTransport
 from p2pakash.gossip.transport import Transport
 from p2pakash.ledger.genesis import GenesisDoc, load_genesis
 from p2pakash.market.ledger_market import LedgerView
-from p2pakash.market.validators import MarketValidators
+from p2pakash.market.validators import (
+    TOPIC_BIDS,
+    TOPIC_DECLINES,
+    TOPIC_ORDERS,
+    MarketValidators,
+)
 from p2pakash.mempool import Mempool
+from p2pakash.plugins.manager import PluginManager
+from p2pakash.plugins.types import PluginConfig
+from p2pakash.provider.service import ProviderService
+from p2pakash.tenant import TenantService
 
 log = logging.getLogger(__name__)
+MARKET_TOPICS = (TOPIC_ORDERS, TOPIC_BIDS, TOPIC_DECLINES)
 
 
 def peer_params(cfg: NodeConfig) -> PeerParams:
@@ -106,6 +119,8 @@ class Node:
         self.mempool: Mempool | None = None
         self.api: ApiService | None = None
         self.tx_gossip: TxGossip | None = None
+        self.tenant: TenantService | None = None
+        self.provider: ProviderService | None = None
         if genesis is None:
             return
         if genesis.chain_id != cfg.chain_id:
@@ -123,6 +138,11 @@ class Node:
             chain_id=cfg.chain_id, view=LedgerView(self.chain.ledger.store),
             now_ms=now_ms or _wall_ms, cache=self.verify_cache)
         self.market.install(self.gossip.pubsub)
+        self.tenant = TenantService(key=key, gossip=self.gossip, chain=self.chain,
+                                    mempool=self.mempool, publish_tx=self.tx_gossip.publish,
+                                    now_ms=now_ms or _wall_ms, verify_cache=self.verify_cache)
+        if cfg.provider is not None:
+            self.provider = self._provider(cfg, key, in_memory=in_memory, now_ms=now_ms)
         if api:
             self.api = ApiService(
                 chain=self.chain, mempool=self.mempool, listen=cfg.api.listen,
@@ -131,6 +151,26 @@ class Node:
                 peers=lambda: len(self.gossip.connected),
                 info=NodeInfo(chain_id=cfg.chain_id, node_id=key.node_id, moniker=cfg.moniker,
                               pubkey=key.public))
+
+    def _provider(self, cfg: NodeConfig, key: PrivateKey, *, in_memory: bool,
+                  now_ms: Callable[[], int] | None) -> ProviderService:
+        pcfg = cfg.provider
+        assert pcfg is not None and self.chain is not None and self.mempool is not None
+        assert self.tx_gossip is not None
+        plugins = PluginManager.load(PluginConfig.from_table(
+            pcfg.plugin_table(), source=f"{cfg.home / 'config.toml'}: [provider]"))
+        executor = plugins.executor()
+        if executor is None:
+            if pcfg.executor == "fake":
+                executor = FakeExecutor()
+            else:
+                executor = PodmanExecutor(pcfg.podman_socket
+                                          or "unix:///run/podman/podman.sock")
+        return ProviderService(
+            key=key, cfg=pcfg, gossip=self.gossip, chain=self.chain, mempool=self.mempool,
+            publish=self.tx_gossip.publish, plugins=plugins, executor=executor,
+            host_uri=pcfg.host_uri or f"p2p://{key.node_id}@{cfg.p2p.advertised}",
+            state_dir=None if in_memory else cfg.data_dir / "provider", now_ms=now_ms)
 
     @classmethod
     def from_config_file(cls, path: Path) -> Node:
@@ -147,10 +187,18 @@ class Node:
                 nursery.start_soon(self._log_notes, notes_in)
                 if self.chain is not None and self.tx_gossip is not None:
                     await nursery.start(self.tx_gossip.run)
+                    for topic in MARKET_TOPICS:  # every node relays the market's topics
+                        nursery.start_soon(_drain, self.gossip.subscribe(topic))
+                    if self.tenant is not None:
+                        await nursery.start(self.tenant.run)
                     if self.api is not None:
+                        if self.tenant is not None:
+                            self.api.mounts.append(TenantRoutes(self.tenant))
                         api_addr = await nursery.start(self.api.run)
                         log.info("node API on http://%s", api_addr)
                     await nursery.start(self.chain.run)
+                    if self.provider is not None:
+                        await nursery.start(self.provider.run)
                 else:
                     log.info("no genesis at %s: running the gossip layer only",
                              self.cfg.genesis_path)
@@ -175,6 +223,11 @@ class Node:
             except DecodeError:
                 continue
             log.info("note from %s: %s", note.author_address, note.text)
+
+
+async def _drain(channel: trio.MemoryReceiveChannel[Delivered]) -> None:
+    async for _ in channel:
+        pass
 
 
 def _wall_ms() -> int:

@@ -26,7 +26,15 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from p2pakash.api.app import ApiApp, ChainView, EventHub, NodeInfo, block_event_json, sse_frame
+from p2pakash.api.app import (
+    ApiApp,
+    ChainView,
+    EventHub,
+    Mount,
+    NodeInfo,
+    block_event_json,
+    sse_frame,
+)
 from p2pakash.api.txindex import TxIndex
 from p2pakash.consensus.types import Block
 from p2pakash.gossip.service import GossipService
@@ -51,6 +59,7 @@ class ApiService:
         self.mempool = mempool
         self.info = info
         self.listen = listen
+        self.mounts: list[Mount] = []  # extra route sets (e.g. the tenant's), tried first
         self.allow_remote_writes = allow_remote_writes
         self.data_dir = data_dir
         self.publish = publish
@@ -71,7 +80,8 @@ class ApiService:
             self.app = ApiApp(chain=self.chain, mempool=self.mempool, info=self.info,
                               txindex=txindex, hub=self.hub, publish=self.publish,
                               peers=self.peers, allow_remote_writes=self.allow_remote_writes,
-                              clock=self.clock, keepalive=self.keepalive)
+                              clock=self.clock, keepalive=self.keepalive,
+                              mounts=self.mounts)
             config = Config()
             config.bind = [self.listen]
             config.accesslog = None

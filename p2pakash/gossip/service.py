@@ -141,6 +141,14 @@ class GossipService:
             return False
         return True
 
+    def connect(self, addr: PeerAddr) -> None:
+        """Dial ``addr`` now, outside the peer manager's outbound budget (a tenant reaching
+        the provider it leased from); a no-op when connected or already dialling."""
+        if addr.node_id in self._links or addr.node_id == self.node_id:
+            return
+        with contextlib.suppress(trio.WouldBlock):
+            self._dial_send.send_nowait(addr)
+
     def set_validator(self, topic: str, validator: ps.Validator) -> None:
         self.pubsub.set_validator(topic, validator)
 
