@@ -79,6 +79,22 @@ def message(tag: int) -> Callable[[type[T]], type[T]]:
     return register
 
 
+def max_items(limit: int) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    """attrs validator: a tuple field holds at most ``limit`` items (bounds peer input)."""
+    def check(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if len(value) > limit:
+            raise ValueError(f"{attribute.name} holds more than {limit} items")
+    return check
+
+
+def max_chars(limit: int) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    """attrs validator: a str field is at most ``limit`` characters long."""
+    def check(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if len(value) > limit:
+            raise ValueError(f"{attribute.name} longer than {limit} characters")
+    return check
+
+
 def tag_of(cls: type) -> int:
     return _BY_CLASS[cls].tag
 

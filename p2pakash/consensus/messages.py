@@ -29,14 +29,6 @@ MAX_BUNDLE_VOTES = 4_000
 MAX_BUNDLE_PROPOSALS = 4
 
 
-def _at_most(limit: int) -> attrs._ValidatorType[tuple[object, ...]]:
-    def check(inst: object, attribute: attrs.Attribute[tuple[object, ...]],
-              value: tuple[object, ...]) -> None:
-        if len(value) > limit:
-            raise ValueError(f"{attribute.name} holds more than {limit} items")
-    return check
-
-
 @wire.message(tag=130)
 @attrs.frozen(kw_only=True)
 class StatusRequest:
@@ -99,5 +91,5 @@ class VoteBundle:
     """The sender's proposals and votes of ``height`` for its latest rounds."""
 
     height: int
-    proposals: tuple[Proposal, ...] = attrs.field(validator=_at_most(MAX_BUNDLE_PROPOSALS))
-    votes: tuple[Vote, ...] = attrs.field(validator=_at_most(MAX_BUNDLE_VOTES))
+    proposals: tuple[Proposal, ...] = attrs.field(validator=wire.max_items(MAX_BUNDLE_PROPOSALS))
+    votes: tuple[Vote, ...] = attrs.field(validator=wire.max_items(MAX_BUNDLE_VOTES))

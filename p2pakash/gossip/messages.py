@@ -20,21 +20,6 @@ MAX_ADDRS = 100
 MSG_ID_LEN = 32
 
 
-def _short_str(limit: int) -> attrs._ValidatorType[str]:
-    def check(inst: object, attribute: attrs.Attribute[str], value: str) -> None:
-        if len(value) > limit:
-            raise ValueError(f"{attribute.name} longer than {limit} characters")
-    return check
-
-
-def _bounded(limit: int) -> attrs._ValidatorType[tuple[object, ...]]:
-    def check(inst: object, attribute: attrs.Attribute[tuple[object, ...]],
-              value: tuple[object, ...]) -> None:
-        if len(value) > limit:
-            raise ValueError(f"{attribute.name} holds more than {limit} items")
-    return check
-
-
 @wire.message(tag=1)
 @attrs.frozen(kw_only=True)
 class Frame:
@@ -50,9 +35,9 @@ class Auth:
 
     pubkey: bytes
     signature: bytes
-    chain_id: str = attrs.field(validator=_short_str(MAX_TOPIC_LEN))
-    listen_addr: str = attrs.field(validator=_short_str(300))
-    version: str = attrs.field(validator=_short_str(MAX_TOPIC_LEN))
+    chain_id: str = attrs.field(validator=wire.max_chars(MAX_TOPIC_LEN))
+    listen_addr: str = attrs.field(validator=wire.max_chars(300))
+    version: str = attrs.field(validator=wire.max_chars(MAX_TOPIC_LEN))
 
 
 @wire.message(tag=3)
@@ -78,13 +63,13 @@ class PexRequest:
 class PexAddrs:
     """Peer addresses as ``ID@host:port``."""
 
-    addrs: tuple[str, ...] = attrs.field(validator=_bounded(MAX_ADDRS))
+    addrs: tuple[str, ...] = attrs.field(validator=wire.max_items(MAX_ADDRS))
 
 
 @wire.message(tag=7)
 @attrs.frozen(kw_only=True)
 class Subscribe:
-    topic: str = attrs.field(validator=_short_str(MAX_TOPIC_LEN))
+    topic: str = attrs.field(validator=wire.max_chars(MAX_TOPIC_LEN))
     subscribe: bool
 
 
@@ -93,35 +78,35 @@ class Subscribe:
 class Publish:
     """A gossiped message. Its ID is the hash of its content (see ``message_id``)."""
 
-    topic: str = attrs.field(validator=_short_str(MAX_TOPIC_LEN))
+    topic: str = attrs.field(validator=wire.max_chars(MAX_TOPIC_LEN))
     data: bytes
 
 
 @wire.message(tag=9)
 @attrs.frozen(kw_only=True)
 class IHave:
-    topic: str = attrs.field(validator=_short_str(MAX_TOPIC_LEN))
-    ids: tuple[bytes, ...] = attrs.field(validator=_bounded(MAX_IDS))
+    topic: str = attrs.field(validator=wire.max_chars(MAX_TOPIC_LEN))
+    ids: tuple[bytes, ...] = attrs.field(validator=wire.max_items(MAX_IDS))
 
 
 @wire.message(tag=10)
 @attrs.frozen(kw_only=True)
 class IWant:
-    ids: tuple[bytes, ...] = attrs.field(validator=_bounded(MAX_IDS))
+    ids: tuple[bytes, ...] = attrs.field(validator=wire.max_items(MAX_IDS))
 
 
 @wire.message(tag=11)
 @attrs.frozen(kw_only=True)
 class Graft:
-    topic: str = attrs.field(validator=_short_str(MAX_TOPIC_LEN))
+    topic: str = attrs.field(validator=wire.max_chars(MAX_TOPIC_LEN))
 
 
 @wire.message(tag=12)
 @attrs.frozen(kw_only=True)
 class Prune:
-    topic: str = attrs.field(validator=_short_str(MAX_TOPIC_LEN))
+    topic: str = attrs.field(validator=wire.max_chars(MAX_TOPIC_LEN))
     backoff: int
-    px: tuple[str, ...] = attrs.field(validator=_bounded(MAX_ADDRS))
+    px: tuple[str, ...] = attrs.field(validator=wire.max_items(MAX_ADDRS))
 
 
 @wire.message(tag=13)
@@ -129,7 +114,7 @@ class Prune:
 class IDontWant:
     """gossipsub v1.2: I already have these; do not send them to me."""
 
-    ids: tuple[bytes, ...] = attrs.field(validator=_bounded(MAX_IDS))
+    ids: tuple[bytes, ...] = attrs.field(validator=wire.max_items(MAX_IDS))
 
 
 @wire.message(tag=14)
@@ -137,7 +122,7 @@ class IDontWant:
 class Goodbye:
     """Sent before a deliberate disconnect (ban, shutdown), so the peer can log why."""
 
-    reason: str = attrs.field(validator=_short_str(200))
+    reason: str = attrs.field(validator=wire.max_chars(200))
 
 
 def message_id(topic: str, data: bytes) -> bytes:
