@@ -1,0 +1,412 @@
+#!/usr/bin/env python3
+"""Chain benchmark: 4 validator processes on 127.0.0.1 and a load generator process.
+
+Setup: four homes from ``p2pakash node init`` (node0 seeds the others), a genesis with the
+four node keys as validators (10 AKT each) and ``--accounts`` funded accounts (keys derived
+from fixed seeds), and four ``p2pakash node start`` processes with the default config.
+
+The load generator is a separate process (this file with ``--loadgen SPEC``):
+  idle   : follows node0's ``/events`` SSE stream for ``--idle`` seconds with no load and
+           reports the block interval (from the headers' times and from arrival times).
+  presign: signs ``--txs`` ``Send`` txs up front: account a signs sequences 0, 1, ... in
+           turn, so no account's sequence serialises the load.
+  load   : ``--conns`` keep-alive HTTP connections per validator, each owning a disjoint set
+           of accounts (account a goes to node a % 4, so a sender's txs reach one mempool in
+           order); each connection POSTs its txs to ``/tx`` as fast as the node answers
+           (503 "mempool full" is retried after 20 ms, at most 500 times per tx).
+  commit : the SSE thread stamps each tx when node0 reports its block; the run ends when
+           every admitted tx is committed or after ``--duration`` seconds.
+Reported: admitted and finalized tx/s (finalized txs / (last commit - first submit)), the
+submit-to-commit latency p50/p90/p99/max, blocks and txs per block under load, the idle
+block interval, each process's CPU seconds. ``--profile`` records a validator with py-spy
+during the load and prints its top self-time frames (file:line) and inclusive functions.
+
+Every loop is bounded in count and time; every process started here is stopped at the end.
+Benchmark only: never a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import http.client
+import itertools
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from p2pakash import crypto  # noqa: E402
+from p2pakash.ledger.txs import Send, sign_tx  # noqa: E402
+
+CHAIN = "chain-bench"
+BALANCE = 10**12
+Json = dict[str, Any]
+
+
+def account_key(i: int) -> crypto.PrivateKey:
+    return crypto.PrivateKey.from_seed(hashlib.sha256(f"bench-account-{i}".encode()).digest())
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process from /proc (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ------------------------------------------------------------------ load generator
+
+
+class Events:
+    """Follows one node's /events stream on a thread; stamps blocks and txs on arrival."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.blocks: list[tuple[float, int, int, int]] = []  # (arrival, height, time_ms, n)
+        self.committed: dict[str, tuple[float, int]] = {}  # tx hash -> (arrival, code)
+        self.stop = threading.Event()
+        self.error = ""
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            with urllib.request.urlopen(self.url + "/events", timeout=30) as resp:
+                event = ""
+                for raw in resp:
+                    if self.stop.is_set():
+                        return
+                    line = raw.decode().rstrip("\n")
+                    if line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: ") and event == "block":
+                        now = time.monotonic()
+                        doc = json.loads(line[6:])
+                        for tx in doc["txs"]:
+                            self.committed[tx["hash"]] = (now, tx["code"])
+                        self.blocks.append((now, doc["height"], doc["time_ms"], doc["num_txs"]))
+        except Exception as exc:  # reported in the result, never hidden
+            if not self.stop.is_set():
+                self.error = f"{type(exc).__name__}: {exc}"
+
+
+class Submitter(threading.Thread):
+    """One keep-alive connection POSTing its txs in order."""
+
+    def __init__(self, port: int, txs: list[tuple[str, bytes]], deadline: float) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.txs = txs
+        self.deadline = deadline
+        self.sent: dict[str, float] = {}  # hash -> submit time
+        self.refused: collections.Counter[str] = collections.Counter()
+        self.full_retries = 0
+
+    def run(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        headers = {"content-type": "application/json"}
+        for tx_hash, body in self.txs:
+            for _ in range(500):
+                if time.monotonic() > self.deadline:
+                    return
+                start = time.monotonic()
+                try:
+                    conn.request("POST", "/tx", body, headers)
+                    resp = conn.getresponse()
+                    answer = resp.read()
+                except (OSError, http.client.HTTPException) as exc:
+                    self.refused[f"connection: {exc}"] += 1
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                    time.sleep(0.05)
+                    continue
+                if resp.status == 503:
+                    self.full_retries += 1
+                    time.sleep(0.02)
+                    continue
+                if resp.status in (200, 409):
+                    self.sent[tx_hash] = start
+                else:
+                    reason = json.loads(answer).get("error", "")
+                    self.refused[reason.split(":")[0]] += 1
+                break
+        conn.close()
+
+
+def loadgen(spec: Json) -> Json:
+    ports: list[int] = spec["api_ports"]
+    result: Json = {}
+    # Idle block interval (no load).
+    idle = Events(f"http://127.0.0.1:{ports[0]}")
+    time.sleep(spec["idle"])
+    idle.stop.set()
+    blocks = idle.blocks[1:]  # the first may have been in flight when we connected
+    if len(blocks) >= 2:
+        header_gaps = [(b[2] - a[2]) / 1000 for a, b in itertools.pairwise(blocks)]
+        arrival_gaps = [b[0] - a[0] for a, b in itertools.pairwise(blocks)]
+        result["idle"] = {"blocks": len(blocks), "interval_header_median_s":
+                          statistics.median(header_gaps),
+                          "interval_header_mean_s": statistics.mean(header_gaps),
+                          "interval_arrival_median_s": statistics.median(arrival_gaps)}
+    # Pre-sign: account a, sequence s; interleaved so every account gets a turn.
+    t0 = time.process_time()
+    n_acc, n_txs = spec["accounts"], spec["txs"]
+    keys = [account_key(i) for i in range(n_acc)]
+    dest = crypto.PrivateKey.from_seed(b"\x07" * 32).address
+    threads = len(ports) * spec["conns"]
+    per_thread: list[list[tuple[str, bytes]]] = [[] for _ in range(threads)]
+    for k in range(n_txs):
+        a, seq = k % n_acc, k // n_acc
+        tx = sign_tx(keys[a], CHAIN, sequence=seq, msgs=(Send(to=dest, amount=1),))
+        body = json.dumps({"tx": tx.encode().hex()}).encode()
+        # account a -> node a % 4, connection (a // 4) % conns on that node
+        node = a % len(ports)
+        per_thread[node * spec["conns"] + (a // len(ports)) % spec["conns"]].append(
+            (tx.hash().hex(), body))
+    result["presign_cpu_s"] = time.process_time() - t0
+    # Load.
+    events = Events(f"http://127.0.0.1:{ports[0]}")
+    time.sleep(0.5)  # the stream is open before the first submit
+    Path(spec["started_file"]).write_text("load")
+    start = time.monotonic()
+    deadline = start + spec["duration"]
+    subs = [Submitter(ports[i // spec["conns"]], txs, deadline)
+            for i, txs in enumerate(per_thread)]
+    cpu0 = time.process_time()
+    for s in subs:
+        s.start()
+    for s in subs:
+        s.join(timeout=max(0.0, deadline - time.monotonic()) + 5)
+    submitted_at = time.monotonic()
+    sent: dict[str, float] = {}
+    for s in subs:
+        sent.update(s.sent)
+    while time.monotonic() < deadline + 10:  # let the tail commit (bounded)
+        if all(h in events.committed for h in sent):
+            break
+        time.sleep(0.05)
+    events.stop.set()
+    result["loadgen_cpu_s"] = time.process_time() - cpu0
+    done = {h: events.committed[h] for h in sent if h in events.committed}
+    ok = [h for h, (_, code) in done.items() if code == 0]
+    lat = [events.committed[h][0] - sent[h] for h in ok]
+    last_commit = max((events.committed[h][0] for h in ok), default=start)
+    load_blocks = [b for b in events.blocks if start <= b[0] <= last_commit]
+    sizes = [b[3] for b in load_blocks]
+    refused: collections.Counter[str] = collections.Counter()
+    for s in subs:
+        refused.update(s.refused)
+    result["load"] = {
+        "txs_presigned": n_txs, "accounts": n_acc, "connections": threads,
+        "admitted": len(sent), "admit_seconds": submitted_at - start,
+        "admitted_tx_per_s": len(sent) / max(1e-9, submitted_at - start),
+        "finalized": len(ok), "failed_in_block": len(done) - len(ok),
+        "not_committed": len(sent) - len(done),
+        "finalize_seconds": last_commit - start,
+        "finalized_tx_per_s": len(ok) / max(1e-9, last_commit - start),
+        "latency_p50_s": pct(lat, 0.50), "latency_p90_s": pct(lat, 0.90),
+        "latency_p99_s": pct(lat, 0.99), "latency_max_s": max(lat, default=float("nan")),
+        "blocks": len(load_blocks), "txs_per_block_median": statistics.median(sizes)
+        if sizes else 0, "txs_per_block_max": max(sizes, default=0),
+        "mempool_full_retries": sum(s.full_retries for s in subs),
+        "refused": dict(refused), "events_error": events.error,
+    }
+    return result
+
+
+# ------------------------------------------------------------------ orchestration
+
+
+def profile_hotspots(raw: Path, top: int) -> Json:
+    """From py-spy's raw (collapsed) stacks: self time per frame (file:line); time per
+    deepest p2pakash frame (where our code spends it, callees in libraries included); and
+    inclusive time per p2pakash function."""
+    self_t: collections.Counter[str] = collections.Counter()
+    ours: collections.Counter[str] = collections.Counter()
+    incl: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [_short(f) for f in stack.split(";")]
+        self_t[frames[-1]] += n
+        mine = [f for f in frames if f.startswith("p2pakash/")]
+        if mine:
+            ours[mine[-1]] += n
+        for fn in {f.split(":", 1)[0] + " " + f.split(" ", 1)[1] for f in mine}:
+            incl[fn] += n
+
+    def share(counter: collections.Counter[str]) -> list[tuple[str, float]]:
+        return [(f, round(100 * c / max(1, total), 1)) for f, c in counter.most_common(top)]
+    return {"samples": total, "self": share(self_t), "deepest_ours": share(ours),
+            "inclusive_ours": share(incl)}
+
+
+def _short(frame: str) -> str:
+    """``func (path/to/file.py:123)`` -> ``file.py:123 func`` relative to the repo/site."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")")
+    for marker in ("site-packages/", str(ROOT) + "/", "lib/python3.11/"):
+        if marker in where:
+            where = where.split(marker, 1)[1]
+    return f"{where} {name}"
+
+
+def run(args: argparse.Namespace) -> Json:
+    from tests.integration.chain_helpers import (
+        ChainNet,
+        height_of,
+        install_genesis,
+        make_genesis,
+        make_homes,
+        poll,
+    )
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="chain-bench-"))
+    if work.exists() and any(work.iterdir()):
+        raise SystemExit(f"{work}: not empty")
+    work.mkdir(parents=True, exist_ok=True)
+    homes = make_homes(work, 4, chain_id=CHAIN)
+    make_genesis(work / "genesis.json", chain_id=CHAIN, validators=homes, via_cli=False,
+                 accounts=[(account_key(i).address, BALANCE) for i in range(args.accounts)])
+    install_genesis(work / "genesis.json", homes)
+    net = ChainNet(homes)
+    result: Json = {"config": vars(args), "workdir": str(work)}
+    spy: subprocess.Popen[bytes] | None = None
+    try:
+        for i in range(4):
+            net.start(i)
+        poll(lambda: all(height_of(net.client(i)) >= 2 for i in range(4)), limit=60,
+             what="four validators at height 2", describe=net.tails)
+        spec = {"api_ports": [h.api_port for h in homes], "accounts": args.accounts,
+                "txs": args.txs, "conns": args.conns, "duration": args.duration,
+                "idle": args.idle, "started_file": str(work / "load-started")}
+        spec_file = work / "loadgen.json"
+        spec_file.write_text(json.dumps(spec))
+        pids = [n.proc.pid for n in net.nodes if n.proc is not None]
+        cpu_before = [cpu_seconds(p) for p in pids]
+        gen = subprocess.Popen([sys.executable, __file__, "--loadgen", str(spec_file)],
+                               stdout=subprocess.PIPE, text=True)
+        if args.profile:
+            poll(lambda: (work / "load-started").exists() or gen.poll() is not None,
+                 limit=args.idle + 120, what="the load to start")
+            time.sleep(args.profile_delay)
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pids[1]),
+                 "-d", str(args.profile), "-r", "200", "--format", "raw",
+                 "--nonblocking", "-o", str(work / "profile.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        out, _ = gen.communicate(timeout=args.idle + args.duration + 300)
+        if gen.returncode != 0:
+            raise SystemExit(f"load generator failed ({gen.returncode})")
+        result.update(json.loads(out))
+        result["validator_cpu_s"] = [round(cpu_seconds(p) - c, 2)
+                                     for p, c in zip(pids, cpu_before, strict=True)]
+        result["heights"] = [height_of(net.client(i)) for i in range(4)]
+        if spy is not None:
+            spy.wait(timeout=args.profile + 30)
+            if (work / "profile.txt").exists():
+                result["profile"] = profile_hotspots(work / "profile.txt", args.top)
+            else:
+                result["profile_error"] = (spy.stderr.read() if spy.stderr else b"").decode()
+    finally:
+        if spy is not None and spy.poll() is None:
+            spy.kill()
+            spy.wait(timeout=10)
+        net.stop_all()
+        if not args.keep and not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def table(r: Json) -> str:
+    load, idle = r["load"], r.get("idle", {})
+    rows = [
+        ("txs admitted / pre-signed", f"{load['admitted']} / {load['txs_presigned']}"
+                                      f" ({load['accounts']} accounts,"
+                                      f" {load['connections']} connections)"),
+        ("admitted tx/s (POST /tx)", f"{load['admitted_tx_per_s']:.0f}"),
+        ("finalized tx/s", f"{load['finalized_tx_per_s']:.0f} ({load['finalized']} txs in"
+                           f" {load['finalize_seconds']:.1f} s)"),
+        ("latency submit->commit p50 / p90 / p99 / max",
+         f"{load['latency_p50_s']:.2f} / {load['latency_p90_s']:.2f} /"
+         f" {load['latency_p99_s']:.2f} / {load['latency_max_s']:.2f} s"),
+        ("blocks under load, txs/block median / max",
+         f"{load['blocks']}, {load['txs_per_block_median']} / {load['txs_per_block_max']}"),
+        ("idle block interval (header median / mean)",
+         f"{idle.get('interval_header_median_s', float('nan')):.3f} /"
+         f" {idle.get('interval_header_mean_s', float('nan')):.3f} s"),
+        ("CPU s per validator during the run", ", ".join(map(str, r["validator_cpu_s"]))),
+        ("CPU s of the load generator (load phase)", f"{r['loadgen_cpu_s']:.1f}"),
+        ("failed in block / not committed / refused",
+         f"{load['failed_in_block']} / {load['not_committed']} / {load['refused']}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k:<{width}}  {v}" for k, v in rows]
+    if "profile" in r:
+        p = r["profile"]
+        lines.append(f"\npy-spy on node1 ({p['samples']} samples), self time:")
+        lines += [f"  {share:5.1f}%  {frame}" for frame, share in p["self"]]
+        for key, title in (("deepest_ours", "deepest p2pakash frame (its callees included)"),
+                           ("inclusive_ours", "inclusive, p2pakash functions")):
+            lines.append(f"{title}:")
+            lines += [f"  {share:5.1f}%  {frame}" for frame, share in p[key]]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--txs", type=int, default=30_000, help="pre-signed Send txs")
+    ap.add_argument("--accounts", type=int, default=3_000, help="funded sender accounts")
+    ap.add_argument("--conns", type=int, default=2, help="HTTP connections per validator")
+    ap.add_argument("--duration", type=float, default=40.0, help="max seconds of load")
+    ap.add_argument("--idle", type=float, default=5.0, help="seconds to watch idle blocks")
+    ap.add_argument("--profile", type=int, default=0,
+                    help="py-spy a validator (node1) for this many seconds under load")
+    ap.add_argument("--profile-delay", type=float, default=1.0,
+                    help="seconds after the load starts to start py-spy")
+    ap.add_argument("--top", type=int, default=20, help="profile rows to print")
+    ap.add_argument("--workdir", help="keep the testnet here (default: a temp dir, removed)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--json-out", help="also write the JSON result here")
+    ap.add_argument("--loadgen", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.loadgen:
+        print(json.dumps(loadgen(json.loads(Path(args.loadgen).read_text()))))
+        return
+    result = run(args)
+    text = json.dumps(result, indent=1, default=str)
+    if args.json_out:
+        Path(args.json_out).write_text(text)
+    print(text)
+    print()
+    print(table(result))
+
+
+if __name__ == "__main__":
+    main()
