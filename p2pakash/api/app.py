@@ -240,7 +240,7 @@ class ApiApp:
         if route == "tx" and len(parts) == 1:
             _allow(method, path, "POST")
             self._check_write_allowed(scope)
-            return self._submit(await _read_body(receive, self.max_body))
+            return self._submit(await read_body(receive, self.max_body))
         gets: dict[tuple[str, int], Callable[[list[str]], tuple[int, Json]]] = {
             ("status", 1): self._status, ("validators", 1): self._validators,
             ("block", 2): self._block, ("account", 2): self._account, ("tx", 2): self._tx,
@@ -411,7 +411,8 @@ def _is_loopback(host: str) -> bool:
     return ip.is_loopback
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body; HttpError 413 past ``limit`` bytes."""
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from p2pakash.api.app import ApiApp, HttpError, Json, Receive, Scope, Send
+from p2pakash.api.app import ApiApp, HttpError, Json, Receive, Scope, Send, read_body
 from p2pakash.errors import PluginError, SDLError
 from p2pakash.market import ledger_market as lm
 from p2pakash.market.chain_types import LeaseState
@@ -55,7 +55,7 @@ class TenantRoutes:
         if method == "POST":
             app._check_write_allowed(scope)
         if parts == ["deployments"] and method == "POST":
-            await self._create(await _body(receive), send)
+            await self._create(await read_body(receive, MAX_BODY), send)
             return True
         status, body = await self._route(method, parts, scope, receive)
         await _send_json(send, status, body)
@@ -83,7 +83,7 @@ class TenantRoutes:
                 if lm.get_deployment(store, did) is None:
                     raise HttpError(404, f"deployment {dseq} of {t.address} not found on chain")
                 if parts[2] == "deposit":
-                    doc = _json(await _body(receive))
+                    doc = _json(await read_body(receive, MAX_BODY))
                     amount = doc.get("amount")
                     if type(amount) is not int or amount <= 0:
                         raise HttpError(400, "field amount: expected a positive integer (uakt)")
@@ -288,20 +288,6 @@ def _int(text: str, name: str) -> int:
     return int(text)
 
 
-async def _body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise HttpError(400, "client went away before sending the whole body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise HttpError(413, f"request body larger than {MAX_BODY} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def _json(raw: bytes) -> dict[str, Any]:
