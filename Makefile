@@ -30,7 +30,7 @@ podman:
 
 test: podman lint typecheck pytest
 
-demo: setup
+demo: setup podman
 	$(PY) -m p2pakash.demo
 
 bench: setup
