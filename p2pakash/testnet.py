@@ -13,6 +13,8 @@ Rules and invariants:
 * ``testnet.json`` describes the network for ``testnet start``/``stop``, the demo and the
   doctor; ``seeds.txt`` is the published seeds file (one ``ID@HOST:PORT`` per line) that
   joining nodes use (docs/join-testnet.md).
+* ``fetch_genesis`` reads a published genesis from a file or an http(s) URL (bounded in
+  size and time) and, given the network's published hash, refuses any other genesis.
 * Provider ``i`` gets ``PROVIDER_ATTRIBUTES[i % 2]``: the first matches
   ``configs/demo/deploy.yaml`` (region us-west), the second does not (eu-central).
 """
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +33,14 @@ import attrs
 from p2pakash import crypto, home
 from p2pakash.config import CHAIN_ID_RE, dump_config, structure_config
 from p2pakash.errors import ConfigError
-from p2pakash.ledger.genesis import GenesisAccount, GenesisDoc, GenesisValidator, save_genesis
+from p2pakash.ledger.genesis import (
+    GenesisAccount,
+    GenesisDoc,
+    GenesisValidator,
+    check_doc,
+    load_genesis,
+    save_genesis,
+)
 from p2pakash.ledger.params import UAKT_PER_AKT
 
 LAYOUT_FILE = "testnet.json"
@@ -42,6 +53,7 @@ VALIDATOR_STAKE = 10 * UAKT_PER_AKT
 NODE_BALANCE = 1_000 * UAKT_PER_AKT
 FAUCET_BALANCE = 1_000_000 * UAKT_PER_AKT
 MAX_NODES = 200
+MAX_GENESIS_BYTES = 16 * 1024 * 1024
 PROVIDER_ATTRIBUTES: tuple[dict[str, str], ...] = (
     {"region": "us-west", "tier": "community", "organization": "p2pakash-demo"},
     {"region": "eu-central", "tier": "community", "organization": "p2pakash-demo"},
@@ -227,3 +239,30 @@ def init_testnet(out: Path, *, validators: int, providers: int = 0, tenants: int
     (root / LAYOUT_FILE).write_text(json.dumps(layout.to_json(), indent=1) + "\n")
     assert len(entries) == total
     return layout
+
+
+def fetch_genesis(source: str, *, expected_hash: str = "", timeout: float = 30.0
+                  ) -> GenesisDoc:
+    """The genesis at ``source`` (a path or an http(s) URL), checked; ConfigError naming the
+    source when it cannot be read, is invalid, or its hash is not ``expected_hash``."""
+    if source.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(source, timeout=timeout) as resp:
+                data = resp.read(MAX_GENESIS_BYTES + 1)
+        except (OSError, urllib.error.URLError) as exc:
+            raise ConfigError(f"{source}: cannot fetch the genesis: "
+                              f"{getattr(exc, 'reason', exc)}") from None
+        if len(data) > MAX_GENESIS_BYTES:
+            raise ConfigError(f"{source}: genesis larger than {MAX_GENESIS_BYTES} bytes")
+        try:
+            doc = check_doc(json.loads(data), source)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{source}: not a JSON genesis ({exc})") from None
+    else:
+        doc = load_genesis(Path(source))
+    got = doc.genesis_hash().hex()
+    if expected_hash and got != expected_hash.strip().lower():
+        raise ConfigError(f"{source}: genesis hash {got} differs from the network's "
+                          f"{expected_hash.strip().lower()}; refusing it (wrong file or "
+                          f"wrong network)")
+    return doc

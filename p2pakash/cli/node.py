@@ -34,9 +34,27 @@ def command() -> None:
 @click.option("--listen", default="127.0.0.1:26656", show_default=True, help="HOST:PORT")
 @click.option("--seeds", default="", help="comma-separated ID@HOST:PORT")
 @click.option("--persistent-peers", default="", help="comma-separated ID@HOST:PORT")
-def init(home_dir: Path, moniker: str, chain_id: str, listen: str, seeds: str,
-         persistent_peers: str) -> None:
+@click.option("--genesis", "genesis", default="", metavar="FILE_OR_URL",
+              help="join a network: copy its genesis (file or http(s) URL) into the home")
+@click.option("--genesis-hash", default="", metavar="HEX",
+              help="the network's published genesis hash; any other genesis is refused")
+@click.pass_context
+def init(ctx: click.Context, home_dir: Path, moniker: str, chain_id: str, listen: str,
+         seeds: str, persistent_peers: str, genesis: str, genesis_hash: str) -> None:
     """Create a node home folder with a config file and a new node key."""
+    doc = None
+    if genesis:  # joining: the chain ID comes from the genesis unless given
+        from p2pakash.testnet import fetch_genesis
+
+        doc = fetch_genesis(genesis, expected_hash=genesis_hash)
+        if ctx.get_parameter_source("chain_id") is click.core.ParameterSource.DEFAULT:
+            chain_id = doc.chain_id
+        elif chain_id != doc.chain_id:
+            raise click.UsageError(f"--chain-id {chain_id} differs from the genesis's "
+                                   f"{doc.chain_id} ({genesis})")
+        if home.genesis_path(home_dir).exists():
+            raise click.ClickException(f"{home.genesis_path(home_dir)}: already exists; "
+                                       f"refusing to overwrite it")
     data: dict[str, Any] = {
         "chain_id": chain_id, "moniker": moniker, "home": ".",
         "p2p": {"listen": listen, "seeds": _split(seeds),
@@ -46,6 +64,12 @@ def init(home_dir: Path, moniker: str, chain_id: str, listen: str, seeds: str,
     key = crypto.PrivateKey.generate()
     text = dump_config(attrs.evolve(cfg, home=Path(".")))
     home.init_home(home_dir, config_toml=text, key=key)
+    if doc is not None:
+        from p2pakash.ledger.genesis import save_genesis
+
+        save_genesis(home.genesis_path(home_dir), doc)
+        click.echo(f"genesis: {home.genesis_path(home_dir)} (chain {doc.chain_id}, hash "
+                   f"{doc.genesis_hash().hex()})")
     click.echo(f"node_id: {key.node_id}")
     click.echo(f"peer: {key.node_id}@{cfg.p2p.listen}")
     click.echo(f"config: {home.config_path(home_dir)}")
