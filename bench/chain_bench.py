@@ -277,6 +277,22 @@ def _short(frame: str) -> str:
     return f"{where} {name}"
 
 
+def overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    """``section.key=value`` (value parsed as JSON when it can be) -> config overrides."""
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        section, dot, key = name.partition(".")
+        if not sep or not dot:
+            raise SystemExit(f"--set {pair!r}: expected SECTION.KEY=VALUE")
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        out.setdefault(section, {})[key] = value
+    return out
+
+
 def run(args: argparse.Namespace) -> Json:
     from tests.integration.chain_helpers import (
         ChainNet,
@@ -291,7 +307,7 @@ def run(args: argparse.Namespace) -> Json:
     if work.exists() and any(work.iterdir()):
         raise SystemExit(f"{work}: not empty")
     work.mkdir(parents=True, exist_ok=True)
-    homes = make_homes(work, 4, chain_id=CHAIN)
+    homes = make_homes(work, 4, chain_id=CHAIN, overrides=overrides(args.set))
     make_genesis(work / "genesis.json", chain_id=CHAIN, validators=homes, via_cli=False,
                  accounts=[(account_key(i).address, BALANCE) for i in range(args.accounts)])
     install_genesis(work / "genesis.json", homes)
@@ -309,12 +325,18 @@ def run(args: argparse.Namespace) -> Json:
         spec_file = work / "loadgen.json"
         spec_file.write_text(json.dumps(spec))
         pids = [n.proc.pid for n in net.nodes if n.proc is not None]
-        cpu_before = [cpu_seconds(p) for p in pids]
         gen = subprocess.Popen([sys.executable, __file__, "--loadgen", str(spec_file)],
                                stdout=subprocess.PIPE, text=True)
+        idle_from = (time.monotonic(), [cpu_seconds(p) for p in pids])
+        time.sleep(args.idle)  # the load generator watches idle blocks meanwhile
+        idle_to = (time.monotonic(), [cpu_seconds(p) for p in pids])
+        result["validator_idle_cpu_per_s"] = [
+            round((b - a) / (idle_to[0] - idle_from[0]), 3)
+            for a, b in zip(idle_from[1], idle_to[1], strict=True)]
+        poll(lambda: (work / "load-started").exists() or gen.poll() is not None,
+             limit=120, what="the load to start")
+        cpu_before = [cpu_seconds(p) for p in pids]
         if args.profile:
-            poll(lambda: (work / "load-started").exists() or gen.poll() is not None,
-                 limit=args.idle + 120, what="the load to start")
             time.sleep(args.profile_delay)
             spy = subprocess.Popen(
                 [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pids[1]),
@@ -327,6 +349,9 @@ def run(args: argparse.Namespace) -> Json:
         result.update(json.loads(out))
         result["validator_cpu_s"] = [round(cpu_seconds(p) - c, 2)
                                      for p, c in zip(pids, cpu_before, strict=True)]
+        finalized = max(1, result["load"]["finalized"])
+        result["validator_cpu_ms_per_tx"] = round(
+            1000 * sum(result["validator_cpu_s"]) / finalized / len(pids), 3)
         result["heights"] = [height_of(net.client(i)) for i in range(4)]
         if spy is not None:
             spy.wait(timeout=args.profile + 30)
@@ -361,7 +386,10 @@ def table(r: Json) -> str:
         ("idle block interval (header median / mean)",
          f"{idle.get('interval_header_median_s', float('nan')):.3f} /"
          f" {idle.get('interval_header_mean_s', float('nan')):.3f} s"),
-        ("CPU s per validator during the run", ", ".join(map(str, r["validator_cpu_s"]))),
+        ("CPU s per validator, load phase", ", ".join(map(str, r["validator_cpu_s"]))),
+        ("CPU ms per finalized tx per validator", f"{r['validator_cpu_ms_per_tx']:.2f}"),
+        ("idle CPU per validator (s per s)",
+         ", ".join(map(str, r["validator_idle_cpu_per_s"]))),
         ("CPU s of the load generator (load phase)", f"{r['loadgen_cpu_s']:.1f}"),
         ("failed in block / not committed / refused",
          f"{load['failed_in_block']} / {load['not_committed']} / {load['refused']}"),
@@ -383,7 +411,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--txs", type=int, default=30_000, help="pre-signed Send txs")
     ap.add_argument("--accounts", type=int, default=3_000, help="funded sender accounts")
-    ap.add_argument("--conns", type=int, default=2, help="HTTP connections per validator")
+    ap.add_argument("--conns", type=int, default=6, help="HTTP connections per validator")
     ap.add_argument("--duration", type=float, default=40.0, help="max seconds of load")
     ap.add_argument("--idle", type=float, default=5.0, help="seconds to watch idle blocks")
     ap.add_argument("--profile", type=int, default=0,
@@ -391,6 +419,8 @@ def main() -> None:
     ap.add_argument("--profile-delay", type=float, default=1.0,
                     help="seconds after the load starts to start py-spy")
     ap.add_argument("--top", type=int, default=20, help="profile rows to print")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="node config override, e.g. consensus.timeout_commit=0.5")
     ap.add_argument("--workdir", help="keep the testnet here (default: a temp dir, removed)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     ap.add_argument("--json-out", help="also write the JSON result here")
