@@ -5,8 +5,8 @@ Rules and invariants:
   checks every input (counts, chain ID, ports, executor) before writing the first file.
 * Node names are ``validator<i>``, ``provider<i>``, ``tenant<i>``, in that order; node ``k``
   of the list listens on ``base_port + 2k`` (p2p) and ``base_port + 2k + 1`` (API), so
-  every port is distinct. Validators are persistent peers of every node (up to four of
-  them); PEX finds the rest.
+  every port is distinct. APIs listen on 127.0.0.1 only (writes stay local). Validators
+  are persistent peers of every node (up to four of them); PEX finds the rest.
 * The genesis bonds ``VALIDATOR_STAKE`` for each validator and funds every node's account
   plus a faucet account (``faucet_key.json``); the same file goes into every home. Key
   files are 0600 (``crypto.save_key``).
@@ -25,6 +25,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -186,9 +187,15 @@ def _node_config(entry: NodeEntry, *, chain_id: str, peers: list[str], executor:
 def init_testnet(out: Path, *, validators: int, providers: int = 0, tenants: int = 0,
                  chain_id: str = "p2pakash-testnet", base_port: int = 26600,
                  executor: str = "fake", host: str = "127.0.0.1",
+                 hosts: Sequence[str] | None = None,
                  genesis_time_ms: int | None = None) -> Layout:
-    """Create the testnet folder ``out`` (see the module rules); returns its layout."""
+    """Create the testnet folder ``out`` (see the module rules); returns its layout.
+
+    Node ``k`` listens for peers on ``hosts[k]`` when given (one machine or network
+    namespace per node), else on ``host``; every API listens on 127.0.0.1 (safe default)."""
     total = _check_inputs(out, validators, providers, tenants, chain_id, base_port, executor)
+    if hosts is not None and len(hosts) != total:
+        raise ConfigError(f"hosts: {len(hosts)} given for {total} nodes")
     root = out.absolute()
     roles = (["validator"] * validators + ["provider"] * providers + ["tenant"] * tenants)
     counts: dict[str, int] = {}
@@ -201,8 +208,9 @@ def init_testnet(out: Path, *, validators: int, providers: int = 0, tenants: int
         keys.append(key)
         name = f"{role}{index}"
         entries.append(NodeEntry(name=name, role=role, home=name, node_id=key.node_id,
-                                 address=key.address, p2p=f"{host}:{base_port + 2 * k}",
-                                 api=f"{host}:{base_port + 2 * k + 1}"))
+                                 address=key.address,
+                                 p2p=f"{hosts[k] if hosts else host}:{base_port + 2 * k}",
+                                 api=f"127.0.0.1:{base_port + 2 * k + 1}"))
     faucet = crypto.PrivateKey.generate()
     doc = GenesisDoc(
         chain_id=chain_id,
