@@ -73,7 +73,7 @@ async def test_metrics_of_a_validator_and_a_provider(tmp_path: Path) -> None:
                 await nursery.start(node.run)
             chain = nodes[1].chain
             assert chain is not None
-            while chain.height < 4 or chain.ledger.account(provider.address).sequence < 1:
+            while chain.height < 4 or chain.ledger.account(provider.address).sequence < 1:  # noqa: ASYNC110 - bounded by fail_after
                 await trio.sleep(0.05)
             status, ctype, text = await trio.to_thread.run_sync(
                 get, f"{provider.url}/metrics")
