@@ -67,9 +67,11 @@ class Testnet:
     __test__ = False
 
     def __init__(self, layout: Layout, *, python: str = sys.executable,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None,
+                 launcher: Callable[[NodeEntry], Sequence[str]] = lambda _entry: ()) -> None:
         self.layout = layout
         self.python = python
+        self.launcher = launcher  # a command prefix per node, e.g. ip netns exec NS
         self.env = dict(env if env is not None else os.environ, PYTHONUNBUFFERED="1")
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.podman: podman_setup.PodmanService | None = None
@@ -104,7 +106,8 @@ class Testnet:
             node_home = self.layout.home(entry)
             with log_path(self.layout, entry).open("ab") as out:
                 self.procs[entry.name] = subprocess.Popen(
-                    [self.python, "-m", "p2pakash", "node", "start", "--home", str(node_home)],
+                    [*self.launcher(entry), self.python, "-m", "p2pakash", "node", "start",
+                     "--home", str(node_home)],
                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     env=self.env, start_new_session=True)
         self._write_pids()
