@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -201,8 +200,12 @@ def test_port_in_use_home_of_another_chain_and_foreign_genesis(net: Net, tmp_pat
     foreign = tmp_path / "foreign"
     ok("node", "init", "--home", str(foreign), "--genesis", str(other.root / "genesis.json"),
        "--listen", f"127.0.0.1:{free_base(1, start=45000)}")
-    shutil.copytree(net.layout.home(net.layout.nodes[3]) / "data", foreign / "data",
-                    ignore=shutil.ignore_patterns("*.lock"))
+    (foreign / "data").mkdir()
+    for db in sorted((net.layout.home(net.layout.nodes[3]) / "data").glob("*.db")):
+        src, dst = sqlite3.connect(db), sqlite3.connect(foreign / "data" / db.name)
+        src.backup(dst)  # a consistent copy of a live database
+        src.close()
+        dst.close()
     before = dumps(foreign / "data")
     done = cli("node", "start", "--home", str(foreign), timeout=30)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
