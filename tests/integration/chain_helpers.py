@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -30,7 +31,9 @@ import attrs
 from p2pakash import crypto, wire
 from p2pakash.client import ApiError, NodeClient, NodeUnreachable
 from p2pakash.config import dump_config, structure_config
-from p2pakash.consensus.types import Block, Commit
+from p2pakash.consensus.core import ProposalEvent, VoteEvent
+from p2pakash.consensus.types import Block, Commit, VoteType
+from p2pakash.consensus.wal import read_records
 from p2pakash.ledger.genesis import GenesisAccount, GenesisDoc, GenesisValidator, save_genesis
 from p2pakash.ledger.params import Params
 from tests.integration.conftest import (
@@ -87,18 +90,31 @@ def tune_config(home: Path, overrides: dict[str, dict[str, Any]]) -> None:
 def make_homes(root: Path, n: int, *, chain_id: str, prefix: str = "node",
                seed: str | None = None, first: int = 0,
                overrides: dict[str, dict[str, Any]] | None = None) -> list[Home]:
-    """``n`` fresh homes under ``root``; node0 (or ``seed``) seeds the others."""
+    """``n`` fresh homes under ``root``; node0 (or ``seed``) seeds the others. The homes
+    seeded by node0 are initialised in parallel once node0 exists."""
     ports = free_ports(2 * n)
+    names = [f"{prefix}{first + i}" for i in range(n)]
+    peers: list[str] = []
+    if seed is None:
+        peers.append(init_home(root / names[0], moniker=names[0], chain_id=chain_id,
+                               port=ports[0]))
+        seed = peers[0]
+    rest = range(len(peers), n)
+    done = run_cli_many([("node", "init", "--home", str(root / names[i]), "--moniker",
+                          names[i], "--chain-id", chain_id, "--listen",
+                          f"127.0.0.1:{ports[2 * i]}", "--seeds", seed) for i in rest])
+    for result in done:
+        if result.returncode != 0:
+            raise AssertionError(f"node init failed: {result.stderr.strip()}")
+        match = re.search(r"^peer: (\S+)$", result.stdout, re.MULTILINE)
+        assert match, f"node init printed no peer line: {result.stdout!r}"
+        peers.append(match.group(1))
     homes: list[Home] = []
-    for i in range(n):
-        name = f"{prefix}{first + i}"
-        path = root / name
-        seeds = [seed] if seed else ([homes[0].peer] if homes else [])
-        peer = init_home(path, moniker=name, chain_id=chain_id, port=ports[2 * i], seeds=seeds)
-        api_port = ports[2 * i + 1]
+    for i, name in enumerate(names):
+        path, api_port = root / name, ports[2 * i + 1]
         tune_config(path, {"api": {"listen": f"127.0.0.1:{api_port}"}, **(overrides or {})})
         homes.append(Home(name=name, path=path, p2p_port=ports[2 * i], api_port=api_port,
-                          peer=peer))
+                          peer=peers[i]))
     return homes
 
 
@@ -284,3 +300,17 @@ def stored_evidence(data: Path) -> int:
         return int(db.execute("SELECT COUNT(*) FROM evidence").fetchone()[0])
     finally:
         db.close()
+
+
+def wal_signatures(data: Path, height: int, signer: bytes) -> set[tuple[int, int, bytes]]:
+    """(round, step, signature) of every proposal (step 1), prevote (2) and precommit (3)
+    by ``signer`` in DATA/cs.wal's file of ``height`` (read only; empty once rotated away)."""
+    path = data / "cs.wal" / f"{height:020d}.wal"
+    found: set[tuple[int, int, bytes]] = set()
+    for record in read_records(path, repair=False):
+        if isinstance(record, ProposalEvent) and record.proposal.proposer == signer:
+            found.add((record.proposal.round, 1, record.proposal.signature))
+        elif isinstance(record, VoteEvent) and record.vote.validator == signer:
+            step = 2 if record.vote.type is VoteType.PREVOTE else 3
+            found.add((record.vote.round, step, record.vote.signature))
+    return found

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import threading
 import time
 from collections import defaultdict
@@ -41,6 +42,7 @@ from tests.integration.chain_helpers import (
     stored_evidence,
     stored_hashes,
     try_status,
+    wal_signatures,
 )
 from tests.integration.conftest import run_cli
 
@@ -73,11 +75,15 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
     crypto.save_key(root / "alice.json", alice)
     crypto.save_key(root / "poor.json", poor)
     flows = tuple(crypto.PrivateKey.generate() for _ in range(3))
+    for j, key in enumerate(flows):
+        crypto.save_key(root / f"flow{j}.json", key)
     homes = make_homes(root, 4, chain_id=CHAIN)
     genesis = root / "genesis.json"
-    make_genesis(genesis, chain_id=CHAIN, validators=homes,
+    make_genesis(genesis, chain_id=CHAIN, validators=homes, via_cli=False,
                  accounts=[(alice.address, RICH), (poor.address, POOR),
                            *[(k.address, RICH) for k in flows]])
+    checked = run_cli("genesis", "validate", str(genesis))
+    assert checked.returncode == 0 and "4 validators" in checked.stdout, checked
     install_genesis(genesis, homes)
     net = ChainNet(homes)
     try:
@@ -111,12 +117,18 @@ def _wait_height(chain: Chain, nodes: list[int], height: int, limit: float) -> N
 def test_transfers_finalize_with_one_block_hash_on_every_node(chain: Chain) -> None:
     net = chain.net
     amounts = [1_000, 2_000, 3_000]
+    # Three senders at once, each through another validator's API, each waiting for its
+    # block; then a second transfer from the first sender.
+    sends = [("tx", "send", "--from", str(chain.root / f"flow{j}.json"), chain.bob,
+              str(amount), "--node", net.homes[j].url, "--wait", "--timeout", "15", "--json")
+             for j, amount in enumerate(amounts)]
+    sends.append(("tx", "send", "--from", str(chain.alice_file), chain.bob, "4000",
+                  "--node", net.homes[3].url, "--wait", "--timeout", "15", "--json"))
+    amounts.append(4_000)
     heights = []
-    for i, amount in enumerate(amounts):  # each through another node's API
-        done = run_cli("tx", "send", "--from", str(chain.alice_file), chain.bob, str(amount),
-                       "--node", net.homes[i].url, "--wait", "--timeout", "15", "--json")
+    for done in run_cli_many(sends):
         doc = _cli_json(done)
-        assert doc["accepted"] is True and doc["sequence"] == i, doc
+        assert doc["accepted"] is True and doc["sequence"] == 0, doc
         result = doc["result"]
         assert isinstance(result, dict) and result["code"] == 0, doc
         heights.append(int(result["height"]))
@@ -131,14 +143,15 @@ def test_transfers_finalize_with_one_block_hash_on_every_node(chain: Chain) -> N
     headers = [b["header"] for b in blocks]
     assert all(isinstance(h, dict) for h in headers)
     assert len({json.dumps(h, sort_keys=True) for h in headers}) == 1
-    # Every height up to there, on every node: the same block hash.
+    # Every height up to there, in every node's block store: the same block hash.
+    stores = [stored_hashes(home.data) for home in net.homes[:4]]
     for h in range(1, top + 1):
-        hashes = {net.client(i).block(h)["hash"] for i in range(4)}
+        hashes = {store[h].hex() for store in stores}
         assert len(hashes) == 1, f"height {h}: nodes disagree: {hashes}"
     for i in range(4):
         account = net.client(i).account(chain.bob)
         assert account["balance"] == sum(amounts), (i, account)
-        assert net.client(i).account(chain.alice.address)["sequence"] == len(amounts)
+        assert net.client(i).account(chain.alice.address)["sequence"] == 1
 
 
 # ------------------------------------------------------------------ bad input
@@ -250,6 +263,16 @@ def _victim_sigs(chain: Chain, victim: bytes) -> dict[tuple[int, int], set[tuple
     return found
 
 
+def _wal_sigs(chain: Chain, height: int, victim: bytes
+              ) -> defaultdict[tuple[int, int], set[bytes]]:
+    """(round, step) -> signatures of the victim at ``height`` in the four WALs."""
+    found: defaultdict[tuple[int, int], set[bytes]] = defaultdict(set)
+    for home in chain.net.homes[:4]:
+        for rnd, step, sig in wal_signatures(home.data, height, victim):
+            found[(rnd, step)].add(sig)
+    return found
+
+
 def _check_guard_signature(state: LastSign, victim: bytes) -> None:
     kind = "proposal" if state.step == SignStep.PROPOSE else "vote"
     try:
@@ -322,6 +345,83 @@ def test_killed_validator_catches_up_and_never_signs_conflicting_votes(chain: Ch
     assert record["tokens"] == VALIDATOR_STAKE and record["power"] == 10, record
     for node in net.nodes:
         assert "double sign by" not in node.text(), node.tail()
+
+
+def test_validator_killed_in_a_halted_height_resumes_it_without_double_signing(
+        chain: Chain) -> None:
+    """Two validators paused (SIGSTOP): the chain halts at height H (2 of 4 is not > 2/3)
+    after node0 and the victim voted in it. The victim is SIGKILLed there and restarted
+    into the same height: it rebuilds H from its WAL, its guard never moves backwards, and
+    once the paused two resume, H is decided with no conflicting vote by anyone."""
+    net = chain.net
+    victim_i, victim_home = 3, net.homes[3]
+    victim = victim_home.key.public
+    guard_file = victim_home.data / "priv_validator_state.json"
+    paused = [net.nodes[1], net.nodes[2]]
+    _wait_height(chain, [0, 1, 2, 3], height_of(net.client(0)) + 1, COMMIT_LIMIT)
+    halted: list[int] = []
+    try:
+        for node in paused:
+            assert node.proc is not None
+            node.proc.send_signal(signal.SIGSTOP)
+
+        def voted_in_a_halted_height() -> bool:
+            tops = {height_of(net.client(i)) for i in (0, victim_i)}
+            state = load_state(guard_file)
+            if len(tops) == 1 and state.height == min(tops) + 1 and state.step >= 2:
+                halted[:] = [state.height]
+                return True
+            return False
+        poll(voted_in_a_halted_height, limit=COMMIT_LIMIT,
+             what="the victim voting in the halted height", describe=net.tails)
+        time.sleep(0.5)  # a few timeouts of that height pass with nothing to decide
+        height = halted[0]
+        assert height_of(net.client(0)) == height - 1, "the chain did not halt"
+        net.nodes[victim_i].kill()
+        at_crash = load_state(guard_file)
+        _check_guard_signature(at_crash, victim)
+        assert at_crash.height == height, (at_crash, height)
+        victim_node = net.start(victim_i)  # a fresh log file
+        victim_node.wait_log(rf"replayed \d+ WAL records of height {height}\b",
+                             limit=CATCHUP_LIMIT)
+        time.sleep(0.5)  # it runs the height again, two of four still paused
+        assert load_state(guard_file).hrs >= at_crash.hrs
+        assert height_of(net.client(0)) == height - 1, "the chain moved with two paused"
+        seen = _wal_sigs(chain, height, victim)
+    finally:
+        for node in paused:
+            if node.alive and node.proc is not None:
+                node.proc.send_signal(signal.SIGCONT)
+
+    def decided() -> bool:  # read the WALs of height H until (and once after) it is decided
+        done = height_of(net.client(0)) >= height
+        for key, sigs in _wal_sigs(chain, height, victim).items():
+            seen[key] |= sigs
+        return done
+    poll(decided, limit=CATCHUP_LIMIT, what=f"height {height} decided", describe=net.tails,
+         interval=0.02)
+    # Every proposal and vote of the victim at H that any node logged (the victim's own
+    # before and after the crash, node0's during the halt, everyone's at the decision):
+    # one signature per (round, step).
+    assert (at_crash.round, at_crash.step, at_crash.signature) in {
+        (r, st, sig) for (r, st), sigs in seen.items() for sig in sigs}, seen
+    doubled = {key: sorted(sig.hex()[:16] for sig in sigs)
+               for key, sigs in seen.items() if len(sigs) > 1}
+    assert not doubled, f"the victim signed twice at height {height}: {doubled}"
+    _wait_height(chain, [0, 1, 2, 3], height + 2, CATCHUP_LIMIT)
+    after = load_state(guard_file)
+    assert after.hrs > at_crash.hrs and after.height > height, (at_crash, after)
+    sigs = _victim_sigs(chain, victim)
+    conflicts = {hr: s for hr, s in sigs.items() if len(s) > 1}
+    assert not conflicts, f"conflicting precommits by the victim: {conflicts}"
+    for home in net.homes[:4]:
+        assert stored_evidence(home.data) == 0, home.name
+    for node in net.nodes:
+        assert "double sign by" not in node.text(), node.tail()
+    record = next(v for v in net.client(0).validators()["validators"]
+                  if v["pubkey"] == victim.hex())
+    assert (record["jailed"], record["tombstoned"], record["tokens"]) == (
+        False, False, VALIDATOR_STAKE), record
 
 
 # ------------------------------------------------------------------ a late follower
