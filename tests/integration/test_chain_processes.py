@@ -5,8 +5,11 @@ and each node runs as ``p2pakash node start --config HOME/config.toml``. One mod
 testnet serves the tests in file order: transfers finalize with one block hash on every
 node; bad txs are refused with their reason; a validator killed with SIGKILL while txs
 flow is restarted, catches up and provably never signed conflicting votes (its signing
-guard's file and every commit in every block store); a fifth node started late syncs from
-genesis to the same hashes. Every wait is bounded; every process is stopped at the end.
+guard's file and every commit in every block store); a validator killed inside a height
+the chain is halted at (two others paused with SIGSTOP) resumes that height from its WAL
+with one signature per (round, step) in every node's WAL; a fifth node started late syncs
+from genesis to the same hashes. Every wait is bounded; every process is stopped at the
+end (paused ones are continued first).
 """
 
 from __future__ import annotations
