@@ -151,7 +151,8 @@ class ChainService:
                                  else data_dir / "priv_validator_state.json")
         self.driver = ConsensusDriver(self, local=None if key is None else key.public,
                                       guard=guard, wal=wal, params=self.timeouts, name=self.name)
-        self.sync = BlockSync(gossip, self, name=self.name)
+        self.sync = BlockSync(gossip, self, name=self.name,
+                              genesis_hash=genesis.genesis_hash())
 
     # ------------------------------------------------------------ public queries
 

@@ -51,6 +51,7 @@ from p2pakash.market.validators import (
     MarketValidators,
 )
 from p2pakash.mempool import Mempool
+from p2pakash.metrics import NodeMetrics
 from p2pakash.plugins.manager import PluginManager
 from p2pakash.plugins.types import PluginConfig
 from p2pakash.provider.service import ProviderService
@@ -121,6 +122,7 @@ class Node:
         self.tx_gossip: TxGossip | None = None
         self.tenant: TenantService | None = None
         self.provider: ProviderService | None = None
+        self.metrics: NodeMetrics | None = None
         if genesis is None:
             return
         if genesis.chain_id != cfg.chain_id:
@@ -151,6 +153,8 @@ class Node:
                 peers=lambda: len(self.gossip.connected),
                 info=NodeInfo(chain_id=cfg.chain_id, node_id=key.node_id, moniker=cfg.moniker,
                               pubkey=key.public))
+            self.metrics = NodeMetrics(self)
+            self.api.mounts.append(self.metrics.mount)
 
     def _provider(self, cfg: NodeConfig, key: PrivateKey, *, in_memory: bool,
                   now_ms: Callable[[], int] | None) -> ProviderService:
@@ -196,6 +200,8 @@ class Node:
                             self.api.mounts.append(TenantRoutes(self.tenant))
                         api_addr = await nursery.start(self.api.run)
                         log.info("node API on http://%s", api_addr)
+                    if self.metrics is not None:
+                        await nursery.start(self.metrics.run)
                     await nursery.start(self.chain.run)
                     if self.provider is not None:
                         await nursery.start(self.provider.run)

@@ -42,6 +42,7 @@ class StatusRequest:
 class Status:
     height: int  # latest committed block (0: only genesis)
     base: int  # lowest stored block (1 unless pruned; 0 when none)
+    genesis: bytes = b""  # genesis hash: peers of one chain ID but another genesis part ways
 
 
 @wire.message(tag=132)

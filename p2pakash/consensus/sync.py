@@ -46,8 +46,9 @@ class SyncTarget(Protocol):
 class BlockSync:
     def __init__(self, gossip: GossipService, target: SyncTarget, *, window: int = 16,
                  request_timeout: float = 2.0, status_wait: float = 0.2,
-                 name: str = "") -> None:
+                 name: str = "", genesis_hash: bytes = b"") -> None:
         self.gossip = gossip
+        self.genesis_hash = genesis_hash
         self.target = target
         self.window = window
         self.request_timeout = request_timeout
@@ -69,7 +70,8 @@ class BlockSync:
 
     def status(self) -> Status:
         height = self.target.committed_height()
-        return Status(height=height, base=self.target.base_height())
+        return Status(height=height, base=self.target.base_height(),
+                      genesis=self.genesis_hash)
 
     def _on_status_request(self, peer: NodeID, item: object) -> None:
         self.gossip.send_to(peer, self.status())
@@ -78,6 +80,11 @@ class BlockSync:
         assert isinstance(item, Status)
         if item.height < 0 or item.base < 0 or item.base > item.height:
             raise RemoteProtocolError(f"bad status: height {item.height}, base {item.base}")
+        if self.genesis_hash and item.genesis != self.genesis_hash:
+            log.error("%s: peer %s runs a different genesis (hash %s, ours %s): check that"
+                      " this node's genesis.json is the network's", self.name, peer[:12],
+                      item.genesis.hex()[:16] or "none", self.genesis_hash.hex()[:16])
+            raise RemoteProtocolError("different genesis")
         self.peer_heights[peer] = item.height
         self._arrived.set()
 
