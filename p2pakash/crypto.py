@@ -13,6 +13,7 @@ Rules and invariants:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -93,16 +94,19 @@ def _id_bytes(public: bytes) -> bytes:
     return hashlib.sha256(public).digest()[:20]
 
 
+@functools.lru_cache(maxsize=65536)
 def node_id(public: bytes) -> NodeID:
     return NodeID(_id_bytes(public).hex())
 
 
+@functools.lru_cache(maxsize=65536)  # bech32 is slow and accounts recur: a pure function
 def address(public: bytes) -> Address:
     words = bech32.convertbits(_id_bytes(public), 8, 5)
     assert words is not None  # 20 bytes always convert
     return Address(bech32.bech32_encode(ADDRESS_PREFIX, words))
 
 
+@functools.lru_cache(maxsize=65536)
 def address_bytes(addr: str) -> bytes:
     """The 20 bytes behind a bech32 ``akash1...`` address; ValueError when it is not one."""
     hrp, data = bech32.bech32_decode(addr)
