@@ -118,6 +118,9 @@ class GossipService:
         self._wake = trio.Event()
         self._started = trio.Event()
         self._encoded: dict[int, tuple[object, bytes]] = {}
+        self._seeds = frozenset(seeds)
+        self._wanted = frozenset(seeds) | frozenset(persistent)
+        self._dial_failures: dict[NodeID, int] = {}
 
     # ------------------------------------------------------------ public API
 
@@ -225,11 +228,25 @@ class GossipService:
             conn = await self.transport.dial(addr.hostport, expected=addr.node_id)
         except (OSError, HandshakeError, RemoteProtocolError, ConnectionClosed) as exc:
             self._dialing.discard(addr.node_id)
-            log.debug("dial %s failed: %s", addr, exc)
+            self._log_dial_failure(addr, exc)
             self._apply(self.peers.dial_failed(self._now(), addr, str(exc)))
             return
         self._dialing.discard(addr.node_id)
+        self._dial_failures.pop(addr.node_id, None)
         await self._serve_connection(conn)
+
+    def _log_dial_failure(self, addr: PeerAddr, exc: BaseException) -> None:
+        """Seeds and persistent peers that cannot be reached are the user's business: say so
+        (the first failure, then every tenth); other addresses come and go quietly."""
+        if addr not in self._wanted:
+            log.debug("dial %s failed: %s", addr, exc)
+            return
+        count = self._dial_failures.get(addr.node_id, 0) + 1
+        self._dial_failures[addr.node_id] = count
+        if count == 1 or count % 10 == 0:
+            reason = str(exc) or type(exc).__name__
+            log.warning("cannot reach %s (%s; attempt %d): %s", addr,
+                        "seed" if addr in self._seeds else "persistent peer", count, reason)
 
     async def _inbound(self, conn: Connection) -> None:
         await self._serve_connection(conn)
