@@ -13,11 +13,18 @@ Rules and invariants:
 * GPUs: a unit with ``gpu.units > 0`` takes that many free GPUs per replica, each matching
   one of the unit's GPU attribute keys (glob, Akash's ``vendor/<v>/model/<m>[/ram/<r>]
   [/interface/<i>]``); a unit without GPU attributes takes any free GPU. Lowest index first.
+* Cost: running totals (CPU, memory, storage by class, GPU indices taken) change in
+  ``reserve``/``release``/``expire``, so a decision costs the same however many
+  allocations are held; free GPUs are looked up only for units that want GPUs; reservations
+  expire through a heap ordered by ``expires_ms``. ``held`` is a read-only view: every
+  change goes through the methods above, so the totals always equal a recomputation.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Hashable, Mapping, Sequence
+from types import MappingProxyType
 
 import attrs
 
@@ -92,52 +99,53 @@ def demand(units: Sequence[tuple[Resources, int]]) -> tuple[int, int, dict[str, 
 class Inventory:
     def __init__(self, capacity: Capacity) -> None:
         self.capacity = capacity
-        self.held: dict[Hashable, Allocation] = {}
+        self._held: dict[Hashable, Allocation] = {}
+        self.held: Mapping[Hashable, Allocation] = MappingProxyType(self._held)
+        # Running totals of everything in ``_held`` (kept equal to a recomputation).
+        self._cpu = 0
+        self._memory = 0
+        self._storage: dict[str, int] = {}  # class -> bytes; no zero entries
+        self._taken: set[int] = set()  # GPU indices held
+        self._gpus = tuple(sorted(capacity.gpus, key=lambda g: g.index))
+        # (expires_ms, seq, key, allocation); an entry whose allocation is no longer the
+        # one held under its key is stale and skipped (lazy deletion).
+        self._expiry: list[tuple[int, int, Hashable, Allocation]] = []
+        self._seq = 0
 
     # ------------------------------------------------------------ queries
 
     def used(self) -> tuple[int, int, dict[str, int], set[int]]:
-        cpu = memory = 0
-        storage: dict[str, int] = {}
-        gpus: set[int] = set()
-        for a in self.held.values():
-            cpu += a.cpu_millis
-            memory += a.memory_bytes
-            for cls, size in a.storage:
-                storage[cls] = storage.get(cls, 0) + size
-            gpus.update(a.gpus)
-        return cpu, memory, storage, gpus
+        """(CPU millis, memory bytes, storage bytes by class, GPU indices) held: O(1) in
+        the number of allocations (copies of the running totals)."""
+        return self._cpu, self._memory, dict(self._storage), set(self._taken)
 
     def free_gpus(self) -> list[GPURecord]:
-        taken = self.used()[3]
-        return sorted((g for g in self.capacity.gpus if g.index not in taken),
-                      key=lambda g: g.index)
+        return [g for g in self._gpus if g.index not in self._taken]
 
     # ------------------------------------------------------------ changes
 
     def reserve(self, key: Hashable, units: Sequence[tuple[Resources, int]], *,
                 expires_ms: int | None = None) -> Allocation:
-        if key in self.held:
+        if key in self._held:
             raise InsufficientCapacity(f"{key} already holds resources")
         cap = self.capacity
         cpu, memory, storage = demand(units)
-        used_cpu, used_mem, used_storage, _ = self.used()
-        if used_cpu + cpu > cap.cpu_millis:
+        if self._cpu + cpu > cap.cpu_millis:
             raise InsufficientCapacity(f"insufficient CPU: want {cpu}m, free "
-                                       f"{cap.cpu_millis - used_cpu}m")
-        if used_mem + memory > cap.memory_bytes:
+                                       f"{cap.cpu_millis - self._cpu}m")
+        if self._memory + memory > cap.memory_bytes:
             raise InsufficientCapacity(f"insufficient memory: want {memory} bytes, free "
-                                       f"{cap.memory_bytes - used_mem}")
+                                       f"{cap.memory_bytes - self._memory}")
         for cls, size in sorted(storage.items()):
-            have = cap.storage.get(cls, 0) - used_storage.get(cls, 0)
+            have = cap.storage.get(cls, 0) - self._storage.get(cls, 0)
             if size > have:
                 raise InsufficientCapacity(f"insufficient storage of class {cls!r}: want "
                                            f"{size} bytes, free {max(have, 0)}")
-        gpus = self._pick_gpus(units)
+        gpus = self._pick_gpus(units) if any(r.gpu.units * n for r, n in units) else ()
         allocation = Allocation(cpu_millis=cpu, memory_bytes=memory,
                                 storage=tuple(sorted(storage.items())), gpus=gpus,
                                 expires_ms=expires_ms)
-        self.held[key] = allocation
+        self._add(key, allocation)
         return allocation
 
     def _pick_gpus(self, units: Sequence[tuple[Resources, int]]) -> tuple[int, ...]:
@@ -161,17 +169,56 @@ class Inventory:
 
     def commit(self, key: Hashable, new_key: Hashable) -> Allocation:
         """Move the allocation under ``key`` to ``new_key``, held until released."""
-        allocation = attrs.evolve(self.held.pop(key), expires_ms=None)
-        self.held[new_key] = allocation
+        if new_key in self._held and new_key != key:
+            raise InsufficientCapacity(f"{new_key} already holds resources")
+        allocation = attrs.evolve(self._held[key], expires_ms=None)
+        del self._held[key]  # the totals do not change: the same resources, another key
+        self._held[new_key] = allocation
         return allocation
 
     def release(self, key: Hashable) -> bool:
-        return self.held.pop(key, None) is not None
+        allocation = self._held.pop(key, None)
+        if allocation is None:
+            return False
+        self._subtract(allocation)
+        return True
 
     def expire(self, now_ms: int) -> list[Hashable]:
-        """Release every reservation whose expiry is at or before ``now_ms``."""
-        gone = [k for k, a in self.held.items()
-                if a.expires_ms is not None and a.expires_ms <= now_ms]
-        for key in gone:
-            del self.held[key]
+        """Release every reservation whose expiry is at or before ``now_ms`` (in expiry
+        order); the cost is the number of heap entries due, not the number held."""
+        gone: list[Hashable] = []
+        heap = self._expiry
+        while heap and heap[0][0] <= now_ms:
+            _, _, key, allocation = heapq.heappop(heap)
+            if self._held.get(key) is allocation:
+                del self._held[key]
+                self._subtract(allocation)
+                gone.append(key)
         return gone
+
+    # ------------------------------------------------------------ totals
+
+    def _add(self, key: Hashable, allocation: Allocation) -> None:
+        self._held[key] = allocation
+        self._cpu += allocation.cpu_millis
+        self._memory += allocation.memory_bytes
+        for cls, size in allocation.storage:
+            self._storage[cls] = self._storage.get(cls, 0) + size
+        self._taken.update(allocation.gpus)
+        if allocation.expires_ms is not None:
+            if len(self._expiry) > 2 * len(self._held) + 64:  # mostly stale: rebuild
+                self._expiry = [e for e in self._expiry if self._held.get(e[2]) is e[3]]
+                heapq.heapify(self._expiry)
+            self._seq += 1
+            heapq.heappush(self._expiry, (allocation.expires_ms, self._seq, key, allocation))
+
+    def _subtract(self, allocation: Allocation) -> None:
+        self._cpu -= allocation.cpu_millis
+        self._memory -= allocation.memory_bytes
+        for cls, size in allocation.storage:
+            left = self._storage[cls] - size
+            if left:
+                self._storage[cls] = left
+            else:
+                del self._storage[cls]
+        self._taken.difference_update(allocation.gpus)
