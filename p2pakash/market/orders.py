@@ -14,12 +14,16 @@ Rules and invariants:
   uakt per block and must satisfy ``1 <= price <= floor(max)``. Only ``uakt`` is accepted.
 * A bid names the exact order it answers (``order_digest`` = sha256 of the order body's
   encoding), so a bid can never be attached to another order with the same ID.
+* ``Order.digest`` and ``Bid.digest`` are computed once per object and kept in a slot
+  (``functools.cached_property`` on the slotted attrs class): not an attrs field, so not
+  encoded, compared or hashed. Messages and their bodies are immutable, so it never goes stale.
 * ``check_*`` raise ``InvalidMarketMessage`` (a RemoteProtocolError) naming the field.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Sequence
 
@@ -214,8 +218,10 @@ class Order:
     def owner(self) -> str:
         return self.body.deployment.owner
 
-    @property
+    @functools.cached_property
     def digest(self) -> bytes:
+        """sha256 of the body's encoding, computed once (a slot, not an attrs field: never
+        on the wire, not in ``==`` or ``hash``)."""
         return wire.digest(self.body)
 
     def order_id(self, gseq: int) -> OrderID:
@@ -271,8 +277,9 @@ class Bid:
         return LeaseID(owner=o.owner, dseq=o.dseq, gseq=o.gseq, oseq=o.oseq,
                        provider=self.body.provider)
 
-    @property
+    @functools.cached_property
     def digest(self) -> bytes:
+        """As ``Order.digest``: computed once, never on the wire."""
         return wire.digest(self.body)
 
 

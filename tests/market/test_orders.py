@@ -163,3 +163,33 @@ def test_decline_rules() -> None:
     with pytest.raises(InvalidMarketMessage, match="one line"):
         om.check_decline(body)
     om.check_decline(attrs.evolve(body, text="no a100 here"))
+
+
+def test_digest_is_computed_once_and_stays_off_the_wire(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    o = order(TENANT)
+    data = wire.encode(o)
+    fresh = wire.decode(data, Order)
+    calls: list[object] = []
+    real = wire.digest
+
+    def counting(obj: object) -> bytes:
+        calls.append(obj)
+        return real(obj)
+
+    monkeypatch.setattr(wire, "digest", counting)
+    assert fresh.digest == fresh.digest == real(o.body)
+    assert calls == [fresh.body]  # once per object, however often it is read
+    # the cached value is not a field: same bytes, equal and same hash as before reading it
+    assert [f.name for f in attrs.fields(Order)] == ["body", "pubkey", "signature"]
+    assert wire.encode(fresh) == data
+    twin = wire.decode(data, Order)
+    assert twin == fresh and hash(twin) == hash(fresh)
+    assert wire.decode(wire.encode(fresh), Order).digest == fresh.digest
+    b = bid(PROVIDER, o)
+    calls.clear()
+    assert b.digest == b.digest == real(b.body) and wire.decode(wire.encode(b), Bid) == b
+    assert calls == [b.body]
+    # evolve builds a new object with its own digest
+    other = attrs.evolve(fresh, body=attrs.evolve(fresh.body, oseq=2))
+    assert other.digest != fresh.digest and other.digest == real(other.body)
