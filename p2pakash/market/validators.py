@@ -15,6 +15,9 @@ Rules and invariants:
   rate limit, then ledger reads. Every table is bounded (LRU eviction).
 * A bid is checked against its order when this node has seen that order (``orders`` keeps
   the last ``max_orders`` accepted); otherwise only what the bid alone shows.
+* ``accepted_order(data)`` hands a local subscriber (the provider) the Order this node's
+  validator decoded, checked and verified from exactly these bytes (the last ``max_orders``
+  accepted, by sha256 of the bytes), so the subscriber need not decode and verify it again.
 """
 
 from __future__ import annotations
@@ -104,6 +107,7 @@ class MarketValidators:
         self.cache = cache or crypto.VerifyCache()
         self.params = params or ValidatorParams()
         self.orders: _Lru[bytes, Order] = _Lru(self.params.max_orders)  # digest -> order
+        self._accepted: _Lru[bytes, Order] = _Lru(self.params.max_orders)  # sha256(data)
         self._signers: _Lru[str, _Signer] = _Lru(self.params.max_signers)
         self._seen: _Lru[bytes, int] = _Lru(self.params.max_seen)  # sha256(data) -> expiry
         self.stats: dict[str, int] = {}
@@ -116,6 +120,11 @@ class MarketValidators:
     def strikes(self, address: str) -> int:
         rec = self._signers.get(address)
         return 0 if rec is None else rec.strikes
+
+    def accepted_order(self, data: bytes) -> Order | None:
+        """The Order this validator accepted from exactly ``data``, or None (never seen,
+        refused, or evicted): the caller must then decode and verify it itself."""
+        return self._accepted.get(hashlib.sha256(data).digest())
 
     def banned(self, address: str) -> bool:
         rec = self._signers.get(address)
@@ -133,6 +142,7 @@ class MarketValidators:
         if self.view.balance(order.owner) < order.body.deposit:
             return self._offence(order, "unfunded", Verdict.IGNORE)
         self.orders.put(order.digest, order)
+        self._accepted.put(hashlib.sha256(data).digest(), order)
         return self._count("accepted", Verdict.ACCEPT)
 
     def validate_bid(self, source: NodeID, topic: str, data: bytes) -> Verdict:

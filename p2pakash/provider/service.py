@@ -1,7 +1,9 @@
 """ProviderService: the trio driver of a provider (bids, leases, manifests, containers, pay).
 
 Rules and invariants (DESIGN.md §1, reference/akash.md §2):
-* Orders come from gossip topic ``orders``; the bid engine (pure) decides; pricing runs in
+* Orders come from gossip topic ``orders``. An order the node's market validator accepted
+  (``market.accepted_order``) is used as decoded and verified there; any other is decoded,
+  checked and verified here. The bid engine (pure) decides; pricing runs in
   worker threads (``trio.to_thread``, at most ``pricing_threads`` at once). A raising or
   nonsensical pricing plugin is a PluginError in the log and a decline; the service goes on.
   Bids go to topic ``bids``, declines (rate limited) to ``declines``.
@@ -55,7 +57,12 @@ from p2pakash.market.orders import (
 from p2pakash.market.orders import verify as verify_market
 from p2pakash.market.sdl.manifest import ManifestGroup
 from p2pakash.market.sdl.resources import Attribute
-from p2pakash.market.validators import TOPIC_BIDS, TOPIC_DECLINES, TOPIC_ORDERS
+from p2pakash.market.validators import (
+    TOPIC_BIDS,
+    TOPIC_DECLINES,
+    TOPIC_ORDERS,
+    MarketValidators,
+)
 from p2pakash.mempool import Mempool
 from p2pakash.plugins.manager import PluginManager
 from p2pakash.provider import messages as pm
@@ -113,8 +120,9 @@ class ProviderService:
                  chain: ChainService, mempool: Mempool, publish: Callable[[bytes], None],
                  plugins: PluginManager, executor: Executor, host_uri: str = "",
                  state_dir: Path | None = None, now_ms: Callable[[], int] | None = None,
-                 tick: float = 0.1) -> None:
+                 tick: float = 0.1, market: MarketValidators | None = None) -> None:
         self.key = key
+        self.market = market  # the node's validators of the market topics, if installed
         self.address = key.address
         self.cfg = cfg
         self.gossip = gossip
@@ -251,13 +259,16 @@ class ProviderService:
 
     def _on_order(self, data: bytes) -> None:
         assert self.engine is not None
-        try:
-            order = wire.decode(data, Order)
-            check_order(order.body)
-            verify_market(order, self.chain_id, self.chain.verify_cache)
-        except (DecodeError, InvalidMarketMessage, InvalidSignature) as exc:
-            log.debug("provider: order dropped: %s", exc)
-            return
+        order = None if self.market is None else self.market.accepted_order(data)
+        if order is None:
+            try:
+                order = wire.decode(data, Order)
+                check_order(order.body)
+                verify_market(order, self.chain_id, self.chain.verify_cache)
+            except (DecodeError, InvalidMarketMessage, InvalidSignature) as exc:
+                log.debug("provider: order dropped: %s", exc)
+                return
+            self._count("orders_checked_here")
         self._count("orders")
         for error in self.plugins.order_seen(order):
             log.error("%s", error)

@@ -69,6 +69,22 @@ def test_valid_order_is_accepted_and_remembered(mv: MarketValidators) -> None:
     assert mv.stats == {"accepted": 1, "replayed": 1}
 
 
+def test_accepted_order_hands_over_the_decoded_order_for_exactly_those_bytes(
+        mv: MarketValidators) -> None:
+    o = _order()
+    data = wire.encode(o)
+    assert mv.accepted_order(data) is None  # not validated yet
+    assert mv.validate_order(PEER, "orders", data) is Verdict.ACCEPT
+    got = mv.accepted_order(data)
+    assert got == o and got is mv.orders[o.digest]
+    forged = wire.encode(attrs.evolve(o, signature=bytes(64)))
+    assert mv.validate_order(PEER, "orders", forged) is Verdict.REJECT
+    assert mv.accepted_order(forged) is None  # refused bytes are never handed over
+    unfunded = wire.encode(_order(deposit=200 * 1_000_000, dseq=9))
+    assert mv.validate_order(PEER, "orders", unfunded) is Verdict.IGNORE
+    assert mv.accepted_order(unfunded) is None
+
+
 def test_malformed_and_forged_orders_are_rejected(mv: MarketValidators) -> None:
     o = _order()
     assert mv.validate_order(PEER, "orders", b"\x00garbage") is Verdict.REJECT

@@ -94,6 +94,7 @@ class Peer:
     chain: ChainService
     mempool: Mempool
     txs: TxGossip
+    market: MarketValidators
 
     def submit(self, *msgs: object) -> None:
         seq = (self.chain.ledger.account(self.key.address).sequence
@@ -119,12 +120,13 @@ async def start_peer(nursery: trio.Nursery, net: MemoryNetwork, i: int, cache: V
     mempool = Mempool.for_ledger(chain.ledger, verify=cache.verify)
     chain.mempool = mempool
     txs = TxGossip(gossip, mempool)
-    MarketValidators(chain_id=CHAIN, view=lm.LedgerView(chain.ledger.store), now_ms=now_ms,
-                     cache=cache).install(gossip.pubsub)
+    market = MarketValidators(chain_id=CHAIN, view=lm.LedgerView(chain.ledger.store),
+                              now_ms=now_ms, cache=cache)
+    market.install(gossip.pubsub)
     await nursery.start(gossip.run)
     await nursery.start(txs.run)
     await nursery.start(chain.run)
-    return Peer(key=k, gossip=gossip, chain=chain, mempool=mempool, txs=txs)
+    return Peer(key=k, gossip=gossip, chain=chain, mempool=mempool, txs=txs, market=market)
 
 
 @attrs.define(eq=False)
@@ -190,13 +192,15 @@ class Market:
     provider_scope: trio.CancelScope | None = None
 
     async def start_provider(self, cfg: ProviderConfig, executor: Executor,
-                             plugins: PluginManager, state_dir: Path | None = None
-                             ) -> ProviderService:
+                             plugins: PluginManager, state_dir: Path | None = None,
+                             *, use_market: bool = True) -> ProviderService:
+        """``use_market=False``: the provider decodes and verifies each order itself."""
         p = self.provider_peer
         service = ProviderService(key=PROVIDER, cfg=cfg, gossip=p.gossip, chain=p.chain,
                                   mempool=p.mempool, publish=p.txs.publish, plugins=plugins,
                                   executor=executor, state_dir=state_dir, now_ms=now_ms,
-                                  tick=0.05)
+                                  tick=0.05,
+                                  market=p.market if use_market else None)
 
         async def runner(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
             with trio.CancelScope() as scope:

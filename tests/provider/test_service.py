@@ -87,6 +87,8 @@ async def test_order_to_teardown(autojump_clock: trio.abc.Clock) -> None:
         _, _, lid = await lease_for(m, 1)
         svc = m.provider
         assert svc is not None and svc.leases[lid].state == "pending"
+        # the order came as the node's market validator decoded and verified it
+        assert svc.stats["orders"] == 1 and "orders_checked_here" not in svc.stats
 
         # a manifest whose hash is not the order's is refused; the lease stays pending
         ack = await m.tenant.ask(m.tenant.manifest(lid, manifest_bytes(web_sdl(count=2))))
@@ -142,9 +144,11 @@ async def test_order_to_teardown(autojump_clock: trio.abc.Clock) -> None:
 async def test_manifest_timeout_closes_the_lease(autojump_clock: trio.abc.Clock) -> None:
     async with market(seed=2) as m:
         executor = FakeExecutor()
-        await m.start_provider(CFG, executor, plugins_with(1000))  # escrow outlasts the wait
+        # escrow outlasts the wait; no validator handle: the provider checks orders itself
+        await m.start_provider(CFG, executor, plugins_with(1000), use_market=False)
         await registered(m)
         _, _, lid = await lease_for(m, 7, price=1000)
+        assert m.provider is not None and m.provider.stats["orders_checked_here"] == 1
         await wait_for(lambda: (rec := lease_rec(m, lid)) is not None
                        and rec.state is lm.LeaseState.CLOSED, limit=10)
         rec = lease_rec(m, lid)
