@@ -24,6 +24,10 @@ Part ``service``: a real provider ``Node`` (node.py; fake executor) and a publis
 burst, 5/s sustained) in batches of ``--batch`` per 10 ms; the provider's stats
 (``orders``, ``bids``, ``declines``) are sampled until every order is answered or
 ``--limit`` seconds pass. Orders/s = orders answered / (last answer - first publish).
+``--handoff``: ``node`` (default) leaves the provider as node.py builds it; ``on`` hands it
+the node's ``MarketValidators`` (``ProviderService.market``), so it takes each order as the
+gossip validator decoded and verified it; ``off`` makes it decode and verify every order
+again (the behaviour before that hand-off existed).
 
 Every loop is bounded in count and time. Benchmark only: never a test.
 """
@@ -352,7 +356,7 @@ async def publisher(spec: Json) -> None:
         nursery.cancel_scope.cancel()
 
 
-def run_service(n_orders: int, batch: int, limit: float) -> Json:
+def run_service(n_orders: int, batch: int, limit: float, handoff: str = "node") -> Json:
     """The provider node here; the publisher in a child process (its own core)."""
     genesis_time_ms = int(time.time() * 1000)
     addrs = [f"127.0.0.1:{p}" for p in free_ports(2)]
@@ -362,7 +366,7 @@ def run_service(n_orders: int, batch: int, limit: float) -> Json:
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert child.stdin is not None and child.stdout is not None
     try:
-        return trio.run(bench_service, spec, addrs, child.stdout, limit)
+        return trio.run(bench_service, spec, addrs, child.stdout, limit, handoff)
     finally:
         child.stdin.close()
         try:
@@ -372,7 +376,8 @@ def run_service(n_orders: int, batch: int, limit: float) -> Json:
             child.wait(5)
 
 
-async def bench_service(spec: Json, addrs: list[str], stdout: Any, limit: float) -> Json:
+async def bench_service(spec: Json, addrs: list[str], stdout: Any, limit: float,
+                        handoff: str) -> Json:
     n_orders, batch = spec["orders"], spec["batch"]
     gen, tenants = service_genesis(n_orders, spec["genesis_time_ms"])
     pcfg = ProviderConfig(attributes={"region": "local"}, executor="fake", cpu=100_000.0,
@@ -385,6 +390,10 @@ async def bench_service(spec: Json, addrs: list[str], stdout: Any, limit: float)
                 PROVIDER, genesis=gen, in_memory=True, api=False)
     svc = prov.provider
     assert svc is not None
+    if handoff == "on":
+        svc.market = prov.market
+    elif handoff == "off":
+        svc.market = None
 
     def answered() -> int:
         return svc.stats.get("bids", 0) + svc.stats.get("declines", 0)
@@ -401,7 +410,8 @@ async def bench_service(spec: Json, addrs: list[str], stdout: Any, limit: float)
 
     out: Json = {"orders": n_orders, "tenants": len(tenants), "batch_per_10ms": batch,
                  "nodes": "provider node here, publisher node (the validator) in a child "
-                          "process; TcpTransport each"}
+                          "process; TcpTransport each", "handoff": handoff,
+                 "provider_has_validator_handle": svc.market is not None}
     async with trio.open_nursery() as nursery:
         nursery.start_soon(read_child)
         if not await wait_until(lambda: "LISTENING" in marks, 30):
@@ -425,6 +435,7 @@ async def bench_service(spec: Json, addrs: list[str], stdout: Any, limit: float)
             "publish_s": round(marks.get("SENT", float("nan")) - marks["START"], 3),
             "orders_seen": svc.stats.get("orders", 0), "bids": svc.stats.get("bids", 0),
             "declines": svc.stats.get("declines", 0), "answered_in_s": round(span, 3),
+            "orders_decoded_twice": svc.stats.get("orders_checked_here", 0),
             "orders_per_s": round(final / max(span, 1e-9), 1),
             "provider_process_cpu_s": round(cpu, 3),
             "provider_cpu_ms_per_order": round(cpu * 1000 / max(final, 1), 3)})
@@ -456,7 +467,8 @@ def table(r: Json) -> str:
         lines.append(f"\nservice over TCP: {s['orders']} orders -> {s['bids']} bids + "
                      f"{s['declines']} declines in {s['answered_in_s']} s = "
                      f"**{s['orders_per_s']} orders/s** (provider process CPU "
-                     f"{s['provider_cpu_ms_per_order']} ms per order)")
+                     f"{s['provider_cpu_ms_per_order']} ms per order; handoff "
+                     f"{s['handoff']}, {s['orders_decoded_twice']} orders decoded twice)")
     return "\n".join(lines)
 
 
@@ -467,6 +479,8 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=1500, help="orders in the service part")
     ap.add_argument("--batch", type=int, default=10, help="orders published per 10 ms")
     ap.add_argument("--limit", type=float, default=60.0)
+    ap.add_argument("--handoff", choices=("node", "on", "off"), default="node",
+                    help="service part: give the provider the node's market validators")
     ap.add_argument("--profile", type=Path, help="cProfile the decision loops into FILE")
     ap.add_argument("--json-out", type=Path)
     ap.add_argument("--publisher-child", help=argparse.SUPPRESS)
@@ -496,7 +510,7 @@ def main() -> None:
     if "pipeline" in parts:
         result["pipeline"] = {name: bench_pipeline(o) for name, o in workloads.items()}
     if "service" in parts:
-        result["service"] = run_service(args.orders, args.batch, args.limit)
+        result["service"] = run_service(args.orders, args.batch, args.limit, args.handoff)
     result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     text = json.dumps(result, indent=1)
     if args.json_out:
