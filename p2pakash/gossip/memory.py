@@ -22,15 +22,25 @@ Rules and invariants:
   RemoteProtocolError and closes the connection. ``aclose`` lets the peer drain what was
   already sent, then its ``receive`` raises ConnectionClosed (the end arrives after the
   link latency, even across a partition); its ``send`` raises ConnectionClosed at once.
-* No background tasks and no stored nurseries: ``serve`` runs handlers in its own nursery;
-  everything else is waits on parking lots and ``sleep_until``, so trio's MockClock with
-  autojump gives virtual time.
+* No background tasks and no stored nurseries: ``serve`` runs handlers (and, on an
+  ``items`` network, the delivery pump) in its own nursery; everything else is waits on
+  parking lots and ``sleep_until``, so trio's MockClock with autojump gives virtual time.
+* Item mode (``MemoryNetwork(items=True)``, the simulator's fast path): besides bytes, a
+  connection can carry an already-decoded batch of frame items (``send_items``, with the
+  size its encoding has, for counters and bandwidth). The receiving side may ``attach`` a
+  sink instead of calling ``receive``: the listening transport's one pump task then calls
+  ``sink(payload)`` at each frame's delivery time (``None`` marks the end of the stream),
+  in delivery-time order and per-direction FIFO, with the same latency, loss, bandwidth
+  and partition rules. No per-connection reader task and no decode: the cost of a frame
+  is one heap push and one call. Default networks (``items=False``) carry bytes only.
 """
 
 from __future__ import annotations
 
 import errno
+import heapq
 import logging
+import math
 import random
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
@@ -47,21 +57,79 @@ log = logging.getLogger(__name__)
 LatencyModel = Callable[[NodeID, NodeID, random.Random], float]
 
 
+class Batch:
+    """Decoded frame items in flight on an item-mode network, with their encoded size."""
+
+    __slots__ = ("items", "size")
+
+    def __init__(self, items: tuple[object, ...], size: int) -> None:
+        self.items = items
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+
+Payload = bytes | Batch
+Sink = Callable[[Payload | None], None]  # None: the peer closed, nothing more will come
+
+
 class _Pipe:
     """One direction of a connection."""
 
-    __slots__ = ("capacity", "eof_at", "last_at", "queue", "reader_closed", "readers",
-                 "writer_closed", "writers")
+    __slots__ = ("capacity", "eof_at", "last_at", "pump", "queue", "reader_closed", "readers",
+                 "sink", "writer_closed", "writers")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.queue: deque[tuple[float, bytes]] = deque()
+        self.queue: deque[tuple[float, Payload | None]] = deque()
         self.last_at = float("-inf")
         self.eof_at = float("-inf")
         self.writer_closed = False
         self.reader_closed = False
         self.readers = trio.lowlevel.ParkingLot()
         self.writers = trio.lowlevel.ParkingLot()
+        self.sink: Sink | None = None
+        self.pump: _Pump | None = None
+
+    def deliver_head(self) -> None:
+        """Called by the pump at the head's delivery time (item mode, sink attached)."""
+        if not self.queue:
+            return
+        _, payload = self.queue.popleft()
+        if self.writers:
+            self.writers.unpark()
+        sink = self.sink
+        if sink is not None and not self.reader_closed:
+            sink(payload)
+
+
+class _Pump:
+    """Per listening transport: delivers due frames of attached pipes to their sinks."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int, _Pipe]] = []
+        self.seq = 0
+        self.scope: trio.CancelScope | None = None
+
+    def push(self, at: float, pipe: _Pipe) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (at, self.seq, pipe))
+        scope = self.scope
+        if scope is not None and at < scope.deadline:
+            scope.deadline = at
+
+    async def run(self) -> None:
+        heap = self.heap
+        lot = trio.lowlevel.ParkingLot()  # never unparked: waits end by the deadline
+        while True:
+            now = trio.current_time()
+            while heap and heap[0][0] <= now:
+                heapq.heappop(heap)[2].deliver_head()
+            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
+                self.scope = scope
+                await lot.park()
+            self.scope = None
 
 
 class MemoryNetwork:
@@ -69,7 +137,8 @@ class MemoryNetwork:
 
     def __init__(self, rng: random.Random, *, latency: float | LatencyModel = 0.0,
                  loss: float = 0.0, bandwidth: float | None = None,
-                 buffer_frames: int = 1024) -> None:
+                 buffer_frames: int = 1024, items: bool = False,
+                 resolution: float = 0.0) -> None:
         if not 0.0 <= loss <= 1.0:
             raise ValueError(f"loss must be within 0..1, got {loss}")
         if bandwidth is not None and bandwidth <= 0:
@@ -79,6 +148,10 @@ class MemoryNetwork:
         self.loss = loss
         self.bandwidth = bandwidth
         self.buffer_frames = buffer_frames
+        self.items = items
+        if not resolution >= 0.0:
+            raise ValueError(f"resolution must not be negative, got {resolution}")
+        self.resolution = resolution
         self.frames_sent = 0
         self.bytes_sent = 0
         self.frames_dropped = 0
@@ -143,7 +216,7 @@ class MemoryNetwork:
 
     # ------------------------------------------------------------ frames
 
-    def _carry(self, src: NodeID, dst: NodeID, pipe: _Pipe, payload: bytes) -> None:
+    def _carry(self, src: NodeID, dst: NodeID, pipe: _Pipe, payload: Payload) -> None:
         self.frames_sent += 1
         self.bytes_sent += len(payload)
         loss = self.link_loss(src, dst)
@@ -155,9 +228,14 @@ class MemoryNetwork:
             at = pipe.last_at
         if self.bandwidth is not None:
             at += len(payload) / self.bandwidth
+        if self.resolution:
+            at = math.ceil(at / self.resolution - 1e-6) * self.resolution  # float noise
         pipe.last_at = at
         pipe.queue.append((at, payload))
-        pipe.readers.unpark()
+        if pipe.pump is not None:
+            pipe.pump.push(at, pipe)
+        elif pipe.readers:
+            pipe.readers.unpark()
 
 
 class MemoryConnection:
@@ -166,7 +244,7 @@ class MemoryConnection:
     def __init__(self, network: MemoryNetwork, *, local_id: NodeID, remote_id: NodeID,
                  remote_pubkey: PublicKey, remote_listen_addr: str, remote_host: str,
                  outbound: bool, max_frame: int, remote_version: str, out_pipe: _Pipe,
-                 in_pipe: _Pipe) -> None:
+                 in_pipe: _Pipe, pump: _Pump | None = None) -> None:
         self.local_id = local_id
         self.remote_id = remote_id
         self.remote_pubkey = remote_pubkey
@@ -178,6 +256,7 @@ class MemoryConnection:
         self._network = network
         self._out = out_pipe
         self._in = in_pipe
+        self._pump = pump  # the local transport's, when it is serving on an item network
         self._closed = False
 
     def __repr__(self) -> str:
@@ -201,6 +280,47 @@ class MemoryConnection:
         self._network._carry(self.local_id, self.remote_id, pipe, payload)
         await trio.lowlevel.cancel_shielded_checkpoint()
 
+    @property
+    def can_attach(self) -> bool:
+        """Item mode: ``send_items`` and ``attach`` are available on this connection."""
+        return self._pump is not None
+
+    def send_items(self, items: tuple[object, ...], size: int) -> bool:
+        """Item mode: hand a batch of frame items (encoded size ``size``) to the network
+        without waiting; False (nothing sent) when the direction's buffer is full.
+        ConnectionClosed once either side closed."""
+        if self._closed:
+            raise ConnectionClosed("connection is closed")
+        pipe = self._out
+        if pipe.reader_closed:
+            raise ConnectionClosed("peer closed the connection")
+        if size > self.max_frame:
+            raise LocalProtocolError(
+                f"frame of {size} bytes exceeds the limit of {self.max_frame}")
+        if len(pipe.queue) >= pipe.capacity:
+            return False
+        self._network._carry(self.local_id, self.remote_id, pipe, Batch(items, size))
+        return True
+
+    def attach(self, sink: Sink) -> None:
+        """Item mode: deliver every incoming payload to ``sink`` at its delivery time,
+        ``None`` once the peer closed and everything it sent was delivered. ``receive``
+        must not be used afterwards."""
+        pump = self._pump
+        if pump is None:
+            raise LocalProtocolError("attach needs an item network and a serving transport")
+        pipe = self._in
+        pipe.sink, pipe.pump = sink, pump
+        for at, _ in pipe.queue:
+            pump.push(at, pipe)
+        if pipe.writer_closed:
+            self._queue_eof(pipe)
+
+    def _queue_eof(self, pipe: _Pipe) -> None:
+        if pipe.pump is not None and not pipe.reader_closed:
+            pipe.queue.append((pipe.eof_at, None))
+            pipe.pump.push(pipe.eof_at, pipe)
+
     async def receive(self) -> bytes:
         await trio.lowlevel.checkpoint_if_cancelled()
         pipe = self._in
@@ -216,6 +336,9 @@ class MemoryConnection:
                     continue
                 pipe.queue.popleft()
                 pipe.writers.unpark()
+                if not isinstance(payload, bytes):  # a Batch or end marker: item mode only
+                    self._close()
+                    raise LocalProtocolError("receive on an item-mode connection; use attach")
                 if len(payload) > self.max_frame:
                     self._close()
                     raise RemoteProtocolError(
@@ -242,6 +365,7 @@ class MemoryConnection:
                                                                           self.remote_id))
         out.readers.unpark_all()
         out.writers.unpark_all()
+        self._queue_eof(out)
         inn.reader_closed = True
         inn.queue.clear()
         inn.readers.unpark_all()
@@ -269,6 +393,7 @@ class MemoryTransport:
         self.version = version
         self.backlog = backlog
         self._inbox: trio.MemorySendChannel[MemoryConnection] | None = None
+        self._pump: _Pump | None = None
 
     def __repr__(self) -> str:
         return f"<MemoryTransport {self.node_id[:8]} at {self.listen}>"
@@ -283,6 +408,9 @@ class MemoryTransport:
         self._inbox = send
         try:
             async with trio.open_nursery() as nursery:
+                if self.network.items:
+                    self._pump = _Pump()
+                    nursery.start_soon(self._pump.run)
                 task_status.started(self.listen)
                 async for conn in receive:
                     nursery.start_soon(run_handler, handler, conn)
@@ -290,6 +418,7 @@ class MemoryTransport:
             if listeners.get(self.listen) is self:
                 del listeners[self.listen]
             self._inbox = None
+            self._pump = None
             while True:  # refuse whatever was accepted but never handled
                 try:
                     receive.receive_nowait()._close()
@@ -323,11 +452,13 @@ class MemoryTransport:
         mine = MemoryConnection(net, local_id=a, remote_id=b, remote_pubkey=target.key.public,
                                 remote_listen_addr=target.listen, remote_host=target.host,
                                 outbound=True, max_frame=self.max_frame,
-                                remote_version=target.version, out_pipe=up, in_pipe=down)
+                                remote_version=target.version, out_pipe=up, in_pipe=down,
+                                pump=self._pump)
         theirs = MemoryConnection(net, local_id=b, remote_id=a, remote_pubkey=self.key.public,
                                   remote_listen_addr=self.listen, remote_host=self.host,
                                   outbound=False, max_frame=target.max_frame,
-                                  remote_version=self.version, out_pipe=down, in_pipe=up)
+                                  remote_version=self.version, out_pipe=down, in_pipe=up,
+                                  pump=target._pump)
         try:
             target._inbox.send_nowait(theirs)
         except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -336,4 +467,5 @@ class MemoryTransport:
         return mine
 
 
-__all__ = ["LatencyModel", "MemoryConnection", "MemoryNetwork", "MemoryTransport"]
+__all__ = ["Batch", "LatencyModel", "MemoryConnection", "MemoryNetwork", "MemoryTransport",
+           "Payload", "Sink"]

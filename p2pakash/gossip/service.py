@@ -16,6 +16,13 @@ Rules and invariants:
   ``subscribe`` and ``set_validator``.
 * No stored or injected nurseries: dials run in the nursery of ``_dialer``; inbound
   connections run in the transport's own ``serve``.
+* In-memory fast path (a ``MemoryNetwork(items=True)``, the simulator's): a link carries
+  decoded items, not bytes. Each item is still encoded once (the cache below) for sizes,
+  counters and the frame limit, but nobody decodes: the receiver's transport calls
+  ``_on_frame`` at the delivery time, the same function the byte reader calls after
+  decoding. The per-link writer task is replaced by one flusher task per service that
+  batches every link's queued items after a checkpoint, as the writer does per link.
+  Queue bounds, drops, bans and the cores' inputs are the same; TCP is unchanged.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from p2pakash.gossip import messages as m
 from p2pakash.gossip import peers as pm
 from p2pakash.gossip import pubsub as ps
 from p2pakash.gossip.addr import PeerAddr
+from p2pakash.gossip.memory import Batch, MemoryConnection, Payload
 from p2pakash.gossip.transport import Connection, ConnectionClosed, Transport
 
 log = logging.getLogger(__name__)
@@ -43,6 +51,12 @@ PUBSUB_TYPES: tuple[type, ...] = (m.Subscribe, m.Publish, m.IHave, m.IWant, m.Gr
                                   m.IDontWant)
 PEER_TYPES: tuple[type, ...] = (m.Ping, m.Pong, m.PexRequest, m.PexAddrs)
 Handler = Callable[[NodeID, object], None]
+_FRAME_HEAD = len(wire.encode_batch(m.Frame, [])) - 1  # tag and the 1-field array
+
+
+def _frame_overhead(count: int) -> int:
+    """Bytes a ``Frame`` of ``count`` items adds to its items' encodings (CBOR heads)."""
+    return _FRAME_HEAD + (1 if count < 24 else 2 if count < 256 else 3 if count < 65536 else 5)
 
 
 @attrs.frozen(kw_only=True)
@@ -75,6 +89,9 @@ class _Link:
     recv: trio.MemoryReceiveChannel[object]
     scope: trio.CancelScope
     goodbye: str = ""
+    fast: bool = False  # item mode: ``pending`` and the service's flusher, not ``send``
+    pending: list[object] = attrs.Factory(list)
+    dirty: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -118,6 +135,8 @@ class GossipService:
         self._wake = trio.Event()
         self._started = trio.Event()
         self._encoded: dict[int, tuple[object, bytes]] = {}
+        self._dirty: list[_Link] = []  # fast links with pending items
+        self._flush_lot = trio.lowlevel.ParkingLot()
         self._seeds = frozenset(seeds)
         self._wanted = frozenset(seeds) | frozenset(persistent)
         self._dial_failures: dict[NodeID, int] = {}
@@ -137,6 +156,16 @@ class GossipService:
         link = self._links.get(peer)
         if link is None:
             return False
+        if link.fast:
+            if len(link.pending) >= self.settings.queue_size:
+                self.stats.dropped_out += 1
+                return False
+            link.pending.append(item)
+            if not link.dirty:
+                link.dirty = True
+                self._dirty.append(link)
+                self._flush_lot.unpark()
+            return True
         try:
             link.send.send_nowait(item)
         except trio.WouldBlock:
@@ -192,6 +221,7 @@ class GossipService:
             self.listen_addr = await nursery.start(self.transport.serve, self._inbound)
             nursery.start_soon(self._dialer)
             nursery.start_soon(self._ticker)
+            nursery.start_soon(self._flusher)
             self._apply(self.peers.start(self._now()))
             self._started.set()
             task_status.started(self.listen_addr)
@@ -262,7 +292,8 @@ class GossipService:
             await conn.aclose()
             return
         send, recv = trio.open_memory_channel[object](self.settings.queue_size)
-        link = _Link(conn=conn, send=send, recv=recv, scope=trio.CancelScope())
+        link = _Link(conn=conn, send=send, recv=recv, scope=trio.CancelScope(),
+                     fast=isinstance(conn, MemoryConnection) and conn.can_attach)
         self._links[peer] = link
         log.info("peer connected %s %s %s", peer[:12], "out" if conn.outbound else "in",
                  conn.remote_listen_addr or conn.remote_host)
@@ -273,10 +304,13 @@ class GossipService:
                                                  listen_addr=conn.remote_listen_addr,
                                                  outbound=conn.outbound))
                 self._apply(self.pubsub.add_peer(now, peer, outbound=conn.outbound))
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._writer, link)
-                    await self._reader(link)
-                    nursery.cancel_scope.cancel()
+                if link.fast:
+                    await self._fast_link(link)
+                else:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._writer, link)
+                        await self._reader(link)
+                        nursery.cancel_scope.cancel()
         finally:
             if self._links.get(peer) is link:
                 del self._links[peer]
@@ -308,14 +342,103 @@ class GossipService:
             except RemoteProtocolError as exc:
                 self.ban(peer, f"protocol error: {exc}")
                 return
-            self.stats.frames_in += 1
-            self.stats.bytes_in += len(payload)
-            self.stats.items_in += len(frame.items)
-            self.peers.seen(self._now(), peer)
-            for item in frame.items:
-                self._dispatch(peer, item)
-                if peer not in self._links:
-                    return
+            self._on_frame(peer, frame.items, len(payload))
+            if peer not in self._links:
+                return
+
+    def _on_frame(self, peer: NodeID, items: Sequence[object], size: int) -> None:
+        """A frame arrived from ``peer`` (decoded, or as items on the fast path)."""
+        self.stats.frames_in += 1
+        self.stats.bytes_in += size
+        self.stats.items_in += len(items)
+        self.peers.seen(self._now(), peer)
+        for item in items:
+            self._dispatch(peer, item)
+            if peer not in self._links:
+                return
+
+    async def _fast_link(self, link: _Link) -> None:
+        """Item mode: the transport's pump feeds ``_on_frame``; wait for the end."""
+        conn = link.conn
+        assert isinstance(conn, MemoryConnection)
+        peer = conn.remote_id
+        ended = trio.Event()
+        max_frame = self.settings.max_frame
+
+        def sink(payload: Payload | None) -> None:
+            if ended.is_set() or link.scope.cancel_called:
+                return
+            if payload is None:
+                ended.set()
+                return
+            if isinstance(payload, Batch):
+                self._on_frame(peer, payload.items, payload.size)
+                return
+            try:  # bytes on an item link: a Goodbye, or a test speaking raw frames
+                frame = wire.decode(payload, m.Frame, max_size=max_frame, canonical=False)
+            except RemoteProtocolError as exc:
+                self.ban(peer, f"protocol error: {exc}")
+                ended.set()
+                return
+            self._on_frame(peer, frame.items, len(payload))
+
+        conn.attach(sink)
+        if link.pending and not link.dirty:
+            link.dirty = True
+            self._dirty.append(link)
+            self._flush_lot.unpark()
+        await ended.wait()
+
+    async def _flusher(self) -> None:
+        """Item mode: one batch per link with queued items, after a checkpoint (or
+        ``flush_interval``), like ``_writer`` does for its link."""
+        flush = self.settings.flush_interval
+        while True:
+            while not self._dirty:
+                await self._flush_lot.park()
+            if flush > 0:
+                await trio.sleep(flush)
+            else:
+                await trio.lowlevel.checkpoint()
+            dirty, self._dirty = self._dirty, []
+            for link in dirty:
+                link.dirty = False
+                pending, link.pending = link.pending, []
+                if not link.scope.cancel_called:
+                    self._flush_link(link, pending)
+
+    def _flush_link(self, link: _Link, pending: list[object]) -> None:
+        limit = self.settings.max_frame - 16
+        batch: list[object] = []
+        size = 0
+        for item in pending:
+            n = len(self._encode(item))
+            if n > limit:
+                self.stats.dropped_out += 1
+                continue
+            if batch and size + n > limit:
+                self._send_items(link, batch, size)
+                batch, size = [], 0
+            batch.append(item)
+            size += n
+        if batch:
+            self._send_items(link, batch, size)
+
+    def _send_items(self, link: _Link, items: list[object], size: int) -> None:
+        conn = link.conn
+        assert isinstance(conn, MemoryConnection)
+        size += _frame_overhead(len(items))
+        try:
+            sent = conn.send_items(tuple(items), size)
+        except (ConnectionClosed, OSError):
+            link.scope.cancel()
+            return
+        if not sent:
+            self.stats.dropped_out += len(items)
+            return
+        self.stats.frames_out += 1
+        self.stats.bytes_out += size
+        self.stats.items_out += len(items)
 
     def _dispatch(self, peer: NodeID, item: object) -> None:
         now = self._now()
@@ -369,9 +492,8 @@ class GossipService:
             pending.clear()
 
     def _encode(self, item: object) -> bytes:
-        """Encode once however many peers get the item (a forwarded message goes to ~D)."""
-        if type(item) is not m.Publish:
-            return wire.encode(item)
+        """Encode once however many peers get the item (a forwarded message goes to ~D,
+        a Status to every peer). Items are frozen, so the bytes stay right."""
         cached = self._encoded.get(id(item))
         if cached is not None and cached[0] is item:
             return cached[1]

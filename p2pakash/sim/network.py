@@ -53,7 +53,8 @@ class RegionLatency:
 def build_network(spec: NetworkSpec, rng: random.Random) -> tuple[MemoryNetwork, RegionLatency]:
     model = RegionLatency(spec)
     net = MemoryNetwork(rng, latency=model, loss=spec.loss,
-                        bandwidth=float(spec.bandwidth) if spec.bandwidth else None)
+                        bandwidth=float(spec.bandwidth) if spec.bandwidth else None,
+                        items=True, resolution=spec.resolution_ms / 1000.0)
     return net, model
 
 

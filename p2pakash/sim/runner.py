@@ -220,7 +220,8 @@ class Runner:
         chain = FaultyChain(gossip=gossip, key=node.validator_key, genesis=self.genesis,
                             data_dir=node.data_dir, timeouts=self.sc.chain.timeouts(),
                             verify_cache=self.cache, now_ms=node.clock.now_ms,
-                            status_interval=0.5, catchup_delay=2.0, name=node.name)
+                            status_interval=self.sc.chain.status_interval,
+                            catchup_delay=self.sc.chain.catchup_delay, name=node.name)
         chain.behaviour = node.behaviour
         mempool = Mempool.for_ledger(chain.ledger, verify=self.cache.verify)
         chain.mempool = mempool

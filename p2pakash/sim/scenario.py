@@ -52,6 +52,8 @@ class ChainSpec:
     precommit: float = attrs.field(default=0.1, validator=_positive)
     precommit_delta: float = attrs.field(default=0.05, validator=_non_negative)
     commit: float = attrs.field(default=1.0, validator=_non_negative)
+    status_interval: float = attrs.field(default=2.0, validator=_positive)  # Status to peers
+    catchup_delay: float = attrs.field(default=2.0, validator=_positive)  # 1 behind -> sync
 
     def timeouts(self) -> TimeoutParams:
         return TimeoutParams(propose=self.propose, propose_delta=self.propose_delta,
@@ -83,6 +85,7 @@ class NetworkSpec:
     peers_per_node: int = attrs.field(default=6, validator=_positive)  # persistent peers
     max_outbound: int = attrs.field(default=8, validator=_positive)
     max_inbound: int = attrs.field(default=40, validator=_positive)
+    resolution_ms: float = attrs.field(default=1.0, validator=_non_negative)  # 0: exact
 
 
 @attrs.frozen(kw_only=True)
