@@ -12,8 +12,10 @@ The load generator is a separate process (this file with ``--loadgen SPEC``):
            turn, so no account's sequence serialises the load.
   load   : ``--conns`` keep-alive HTTP connections per validator, each owning a disjoint set
            of accounts (account a goes to node a % 4, so a sender's txs reach one mempool in
-           order); each connection POSTs its txs to ``/tx`` as fast as the node answers
-           (503 "mempool full" is retried after 20 ms, at most 500 times per tx).
+           order); each connection POSTs its txs, ``--batch`` at a time to ``/txs`` (0: one
+           per ``POST /tx``), as fast as the node answers or paced to ``--rate`` tx/s in all;
+           txs refused as "mempool full" are resent from the first such one after 20 ms
+           (at most 500 times in a row).
   commit : the SSE thread stamps each tx when node0 reports its block; the run ends when
            every admitted tx is committed or after ``--duration`` seconds.
 Reported: admitted and finalized tx/s (finalized txs / (last commit - first submit)), the
@@ -113,46 +115,75 @@ class Events:
 
 
 class Submitter(threading.Thread):
-    """One keep-alive connection POSTing its txs in order."""
+    """One keep-alive connection POSTing its txs in order: one per ``POST /tx`` (batch 0)
+    or ``batch`` at a time to ``POST /txs``; ``rate`` > 0 paces it to that many tx/s."""
 
-    def __init__(self, port: int, txs: list[tuple[str, bytes]], deadline: float) -> None:
+    def __init__(self, port: int, txs: list[tuple[str, str]], deadline: float, *,
+                 batch: int = 0, rate: float = 0.0) -> None:
         super().__init__(daemon=True)
         self.port = port
         self.txs = txs
         self.deadline = deadline
+        self.batch = batch
+        self.rate = rate
         self.sent: dict[str, float] = {}  # hash -> submit time
         self.refused: collections.Counter[str] = collections.Counter()
         self.full_retries = 0
+        self.requests = 0
+        self.conn = self._connect()
+
+    def _connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+
+    def _post(self, path: str, body: bytes) -> tuple[int, Json] | None:
+        self.requests += 1
+        try:
+            self.conn.request("POST", path, body, {"content-type": "application/json"})
+            resp = self.conn.getresponse()
+            return resp.status, json.loads(resp.read())
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            self.refused[f"connection: {exc}"] += 1
+            self.conn.close()
+            self.conn = self._connect()
+            time.sleep(0.05)
+            return None
 
     def run(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        headers = {"content-type": "application/json"}
-        for tx_hash, body in self.txs:
-            for _ in range(500):
-                if time.monotonic() > self.deadline:
-                    return
-                start = time.monotonic()
-                try:
-                    conn.request("POST", "/tx", body, headers)
-                    resp = conn.getresponse()
-                    answer = resp.read()
-                except (OSError, http.client.HTTPException) as exc:
-                    self.refused[f"connection: {exc}"] += 1
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-                    time.sleep(0.05)
-                    continue
-                if resp.status == 503:
-                    self.full_retries += 1
-                    time.sleep(0.02)
-                    continue
-                if resp.status in (200, 409):
+        step = max(1, self.batch)
+        t0 = time.monotonic()
+        i = 0
+        retries = 0
+        while i < len(self.txs) and retries < 500 and time.monotonic() < self.deadline:
+            if self.rate > 0:  # pace: the i-th tx leaves no earlier than t0 + i / rate
+                wait = t0 + i / self.rate - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+            chunk = self.txs[i:i + step]
+            start = time.monotonic()
+            if self.batch:
+                answer = self._post("/txs", ('{"txs":["' + '","'.join(h for _, h in chunk)
+                                             + '"]}').encode())
+                results = [] if answer is None else answer[1].get("results", [])
+            else:
+                answer = self._post("/tx", ('{"tx":"' + chunk[0][1] + '"}').encode())
+                results = [] if answer is None else [answer[1]]
+            done = 0
+            for (tx_hash, _), res in zip(chunk, results, strict=False):
+                if res.get("status") == "full":
+                    break  # this one and every later one: the pool was full
+                if res.get("accepted") or res.get("status") == "duplicate":
                     self.sent[tx_hash] = start
                 else:
-                    reason = json.loads(answer).get("error", "")
-                    self.refused[reason.split(":")[0]] += 1
-                break
-        conn.close()
+                    self.refused[str(res.get("reason") or res.get("error", "")).split(":")[0]] += 1
+                done += 1
+            i += done
+            if done < len(chunk):
+                self.full_retries += 1
+                retries += 1
+                time.sleep(0.02)
+            else:
+                retries = 0
+        self.conn.close()
 
 
 def loadgen(spec: Json) -> Json:
@@ -176,11 +207,11 @@ def loadgen(spec: Json) -> Json:
     keys = [account_key(i) for i in range(n_acc)]
     dest = crypto.PrivateKey.from_seed(b"\x07" * 32).address
     threads = len(ports) * spec["conns"]
-    per_thread: list[list[tuple[str, bytes]]] = [[] for _ in range(threads)]
+    per_thread: list[list[tuple[str, str]]] = [[] for _ in range(threads)]
     for k in range(n_txs):
         a, seq = k % n_acc, k // n_acc
         tx = sign_tx(keys[a], CHAIN, sequence=seq, msgs=(Send(to=dest, amount=1),))
-        body = json.dumps({"tx": tx.encode().hex()}).encode()
+        body = tx.encode().hex()
         # account a -> node a % 4, connection (a // 4) % conns on that node
         node = a % len(ports)
         per_thread[node * spec["conns"] + (a // len(ports)) % spec["conns"]].append(
@@ -192,7 +223,8 @@ def loadgen(spec: Json) -> Json:
     Path(spec["started_file"]).write_text("load")
     start = time.monotonic()
     deadline = start + spec["duration"]
-    subs = [Submitter(ports[i // spec["conns"]], txs, deadline)
+    subs = [Submitter(ports[i // spec["conns"]], txs, deadline, batch=spec["batch"],
+                      rate=spec["rate"] / threads)
             for i, txs in enumerate(per_thread)]
     cpu0 = time.process_time()
     for s in subs:
@@ -231,6 +263,8 @@ def loadgen(spec: Json) -> Json:
         "blocks": len(load_blocks), "txs_per_block_median": statistics.median(sizes)
         if sizes else 0, "txs_per_block_max": max(sizes, default=0),
         "mempool_full_retries": sum(s.full_retries for s in subs),
+        "requests": sum(s.requests for s in subs), "batch": spec["batch"],
+        "rate_limit": spec["rate"],
         "refused": dict(refused), "events_error": events.error,
     }
     return result
@@ -321,6 +355,7 @@ def run(args: argparse.Namespace) -> Json:
              what="four validators at height 2", describe=net.tails)
         spec = {"api_ports": [h.api_port for h in homes], "accounts": args.accounts,
                 "txs": args.txs, "conns": args.conns, "duration": args.duration,
+                "batch": args.batch, "rate": args.rate,
                 "idle": args.idle, "started_file": str(work / "load-started")}
         spec_file = work / "loadgen.json"
         spec_file.write_text(json.dumps(spec))
@@ -375,7 +410,9 @@ def table(r: Json) -> str:
         ("txs admitted / pre-signed", f"{load['admitted']} / {load['txs_presigned']}"
                                       f" ({load['accounts']} accounts,"
                                       f" {load['connections']} connections)"),
-        ("admitted tx/s (POST /tx)", f"{load['admitted_tx_per_s']:.0f}"),
+        ("admitted tx/s", f"{load['admitted_tx_per_s']:.0f} (batch {load['batch']},"
+                          f" rate limit {load['rate_limit'] or 'none'},"
+                          f" {load['requests']} requests)"),
         ("finalized tx/s", f"{load['finalized_tx_per_s']:.0f} ({load['finalized']} txs in"
                            f" {load['finalize_seconds']:.1f} s)"),
         ("latency submit->commit p50 / p90 / p99 / max",
@@ -411,7 +448,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--txs", type=int, default=30_000, help="pre-signed Send txs")
     ap.add_argument("--accounts", type=int, default=3_000, help="funded sender accounts")
-    ap.add_argument("--conns", type=int, default=6, help="HTTP connections per validator")
+    ap.add_argument("--conns", type=int, default=2, help="HTTP connections per validator")
+    ap.add_argument("--batch", type=int, default=100,
+                    help="txs per POST /txs request (0: one POST /tx per tx)")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="total submit rate in tx/s over all connections (0: as fast as the"
+                         " nodes admit)")
     ap.add_argument("--duration", type=float, default=40.0, help="max seconds of load")
     ap.add_argument("--idle", type=float, default=5.0, help="seconds to watch idle blocks")
     ap.add_argument("--profile", type=int, default=0,

@@ -27,12 +27,11 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from p2pakash import wire
 from p2pakash.crypto import NodeID
 from p2pakash.errors import DecodeError, LocalProtocolError, TxError
 from p2pakash.gossip.pubsub import Validator, Verdict
 from p2pakash.ledger.app import Ledger, VerifyFn
-from p2pakash.ledger.txs import Code, Tx, tx_hash
+from p2pakash.ledger.txs import Code, Tx, decode_tx, tx_hash
 
 TOPIC = "txs"
 MiB = 1024 * 1024
@@ -157,7 +156,7 @@ class Mempool:
             return _refused(h, Status.FULL,
                             f"mempool is full ({len(self._txs)} txs, {self._bytes} bytes)")
         try:
-            tx = wire.decode(tx_bytes, Tx, max_size=self.max_tx_bytes)
+            tx = decode_tx(tx_bytes, max_size=self.max_tx_bytes)
         except DecodeError as exc:
             return _refused(h, Status.MALFORMED, f"malformed tx: {exc}")
         try:

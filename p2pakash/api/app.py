@@ -5,6 +5,8 @@ Rules and invariants:
   ``{"error": "..."}`` (plus context fields for a refused tx), with 400 for bad input, 403
   for a refused write, 404 for an unknown path or object, 405 for a wrong method, 413 for
   an oversize body, 500 when the node itself failed (logged with its traceback).
+* ``POST /txs`` admits a batch (``{"txs": [hex, ...]}``, at most ``MAX_BATCH_TXS``) in order
+  and answers 200 with one ``POST /tx``-style answer per tx: the HTTP cost is paid per batch.
 * Writes (every POST) are served only to loopback clients unless ``allow_remote_writes``;
   a request whose client address is unknown counts as remote.
 * Bytes are lowercase hex; amounts are integers in uakt; times are ms since the epoch plus
@@ -47,6 +49,8 @@ Send = Callable[[Message], Awaitable[None]]
 Json = dict[str, Any]
 
 MAX_BODY_OVERHEAD = 4096
+MAX_BATCH_TXS = 10_000  # txs in one ``POST /txs``
+MAX_BATCH_BODY = 16 * 1024 * 1024
 _HASH = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -210,6 +214,7 @@ class ApiApp:
         self.clock = clock
         self.keepalive = keepalive
         self.max_body = 2 * mempool.max_tx_bytes + MAX_BODY_OVERHEAD
+        self.max_batch_body = max(self.max_body, MAX_BATCH_BODY)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -241,6 +246,10 @@ class ApiApp:
             _allow(method, path, "POST")
             self._check_write_allowed(scope)
             return self._submit(await read_body(receive, self.max_body))
+        if route == "txs" and len(parts) == 1:
+            _allow(method, path, "POST")
+            self._check_write_allowed(scope)
+            return self._submit_batch(await read_body(receive, self.max_batch_body))
         gets: dict[tuple[str, int], Callable[[list[str]], tuple[int, Json]]] = {
             ("status", 1): self._status, ("validators", 1): self._validators,
             ("block", 2): self._block, ("account", 2): self._account, ("tx", 2): self._tx,
@@ -334,26 +343,50 @@ class ApiApp:
     # ------------------------------------------------------------ POST /tx
 
     def _submit(self, body: bytes) -> tuple[int, Json]:
-        try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise HttpError(400, f"request body is not JSON: {exc}") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("tx"), str):
+        doc = _json_object(body, '{"tx": "<hex of the encoded tx>"}')
+        if not isinstance(doc.get("tx"), str):
             raise HttpError(400, 'expected a JSON object {"tx": "<hex of the encoded tx>"}')
         try:
             raw = bytes.fromhex(doc["tx"])
         except ValueError:
             raise HttpError(400, "field tx: not a hex string") from None
-        result = self.mempool.add(raw)
-        answer: Json = {"hash": result.tx_hash.hex(), "accepted": result.accepted,
-                        "reason": result.reason, "status": result.status.value,
-                        "code": result.code}
-        if result.accepted:
-            if self.publish is not None:
-                self.publish(raw)
+        answer = self._admit(raw)
+        if answer["accepted"]:
             return 200, answer
-        status = {Status.DUPLICATE: 409, Status.FULL: 503}.get(result.status, 400)
-        return status, {"error": result.reason, **answer}
+        status = {Status.DUPLICATE.value: 409, Status.FULL.value: 503}.get(answer["status"], 400)
+        return status, {"error": answer["reason"], **answer}
+
+    def _submit_batch(self, body: bytes) -> tuple[int, Json]:
+        """``POST /txs``: admit each tx in order; one answer per tx, as ``POST /tx`` gives.
+
+        The HTTP status is 200 whenever the request itself is well formed: each tx's own
+        outcome is in its answer (``accepted``, ``status``, ``reason``, ``code``)."""
+        usage = '{"txs": ["<hex of an encoded tx>", ...]}'
+        doc = _json_object(body, usage)
+        items = doc.get("txs")
+        if not isinstance(items, list):
+            raise HttpError(400, f"expected a JSON object {usage}")
+        if len(items) > MAX_BATCH_TXS:
+            raise HttpError(413, f"field txs: {len(items)} txs, limit {MAX_BATCH_TXS} per request")
+        raws: list[bytes] = []
+        for i, item in enumerate(items):
+            if not isinstance(item, str):
+                raise HttpError(400, f"field txs[{i}]: expected a hex string")
+            try:
+                raws.append(bytes.fromhex(item))
+            except ValueError:
+                raise HttpError(400, f"field txs[{i}]: not a hex string") from None
+        results = [self._admit(raw) for raw in raws]
+        accepted = sum(1 for r in results if r["accepted"])
+        return 200, {"accepted": accepted, "refused": len(results) - accepted,
+                     "results": results}
+
+    def _admit(self, raw: bytes) -> Json:
+        result = self.mempool.add(raw)
+        if result.accepted and self.publish is not None:
+            self.publish(raw)
+        return {"hash": result.tx_hash.hex(), "accepted": result.accepted,
+                "reason": result.reason, "status": result.status.value, "code": result.code}
 
     # ------------------------------------------------------------ SSE
 
@@ -411,6 +444,16 @@ def _is_loopback(host: str) -> bool:
     return ip.is_loopback
 
 
+def _json_object(body: bytes, usage: str) -> Json:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HttpError(400, f"request body is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise HttpError(400, f"expected a JSON object {usage}")
+    return doc
+
+
 async def read_body(receive: Receive, limit: int) -> bytes:
     """The whole request body; HttpError 413 past ``limit`` bytes."""
     chunks: list[bytes] = []
@@ -429,7 +472,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 
 
 async def _send_json(send: Send, status: int, body: Json) -> None:
-    data = (json.dumps(body, indent=1) + "\n").encode()
+    data = (json.dumps(body, separators=(",", ":")) + "\n").encode()
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(data)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})

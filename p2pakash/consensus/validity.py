@@ -35,7 +35,7 @@ from p2pakash.consensus.types import (
 )
 from p2pakash.crypto import VerifyCache
 from p2pakash.errors import DecodeError, RemoteProtocolError
-from p2pakash.ledger import Tx
+from p2pakash.ledger import decode_tx
 
 MAX_CLOCK_DRIFT_MS = 10_000
 MAX_EVIDENCE_AGE = 100_000
@@ -75,7 +75,7 @@ def check_block(block: Block, st: ChainState, store: BlockStore, cache: VerifyCa
         raise RemoteProtocolError(f"{where}: txs exceed {max_block_bytes} bytes")
     for i, raw in enumerate(block.txs):
         try:
-            wire.decode(raw, Tx, max_size=max_tx_bytes)
+            decode_tx(raw, max_size=max_tx_bytes)
         except DecodeError as exc:
             raise RemoteProtocolError(f"{where}: tx {i} does not decode: {exc}") from None
     seen: set[bytes] = set()

@@ -10,6 +10,9 @@ Rules and invariants:
      Success increments the sequence and moves the fee to the fee collector.
   2. *messages* — each handler in order in an overlay; if one refuses, every message write
      is dropped but the fee and sequence stand (the tx is in the block: code != 0).
+* A tx's size, hash and signed body bytes come from its encoding as received (``Tx.encode``
+  is the decoded bytes; ``Tx.body_bytes`` a slice of them): nothing is re-encoded.
+  Chain ID and params are fixed at genesis and read once per ``Ledger``.
 * ``check_tx`` runs both stages on a throwaway overlay and raises ``TxRejected``. On a
   ledger from ``copy_for_check`` a passing tx's effects are kept in the copy, so the
   mempool can admit a sender's next sequence; on the committed ledger nothing is written.
@@ -28,7 +31,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
-from p2pakash import crypto, wire
+from p2pakash import crypto
 from p2pakash.errors import DecodeError, InvalidSignature, LocalProtocolError, StorageError
 from p2pakash.ledger import bank, slashing, staking
 from p2pakash.ledger.blocks import Account, BlockInput, BlockResult
@@ -67,7 +70,7 @@ from p2pakash.ledger.txs import (
     TxResult,
     Undelegate,
     Unjail,
-    tx_hash,
+    decode_tx,
 )
 
 VerifyFn = Callable[[bytes, str, str, bytes, bytes], None]
@@ -106,6 +109,8 @@ class Ledger:
         self._store = Store(kv)
         self._verify: VerifyFn = verify or crypto.verify
         self._check_copy = False
+        self._chain_id: str | None = None  # fixed at genesis: read once
+        self._params: Params | None = None
 
     # ------------------------------------------------------------ genesis
 
@@ -158,10 +163,14 @@ class Ledger:
         return self._store.get_int(K_TIME)
 
     def chain_id(self) -> str:
-        return self._store.chain_id()
+        if self._chain_id is None:
+            self._chain_id = self._store.chain_id()
+        return self._chain_id
 
     def params(self) -> Params:
-        return self._store.params()
+        if self._params is None:
+            self._params = self._store.params()
+        return self._params
 
     def supply(self) -> int:
         return bank.supply(self._store)
@@ -201,6 +210,7 @@ class Ledger:
     def copy_for_check(self) -> Ledger:
         copy = Ledger(Overlay(self._kv), verify=self._verify)
         copy._check_copy = True
+        copy._chain_id, copy._params = self._chain_id, self._params
         return copy
 
     # ------------------------------------------------------------ transactions
@@ -208,13 +218,13 @@ class Ledger:
     def check_tx(self, tx: Tx, *, verify: VerifyFn | None = None) -> None:
         """Raise TxRejected unless ``tx`` would succeed on top of this state."""
         try:
-            size = len(wire.encode(tx))
+            size = len(tx.encode())
         except LocalProtocolError as exc:
             raise TxRejected(Code.DECODE, f"tx cannot be encoded: {exc}") from None
         overlay = Overlay(self._kv)
         store = Store(overlay)
         self._run_tx(store, tx, size, self.height() + 1, self.time_ms(), verify or self._verify,
-                     keep_fee_on_failure=False)
+                     keep_fee_on_failure=False, quiet=True)
         if self._check_copy:
             overlay.flush()
 
@@ -236,7 +246,7 @@ class Ledger:
             raise TxRejected(Code.BAD_SIGNATURE,
                              f"sender {body.sender} is not the address of the signing key")
         try:
-            verify(tx.pubkey, "tx", chain_id, wire.encode(body), tx.signature)
+            verify(tx.pubkey, "tx", chain_id, tx.body_bytes(), tx.signature)
         except InvalidSignature as exc:
             raise TxRejected(Code.BAD_SIGNATURE, f"bad signature: {exc}") from None
         account = bank.get_account(store, body.sender)
@@ -257,15 +267,16 @@ class Ledger:
             bank.transfer(store, body.sender, FEE_COLLECTOR, body.fee)
 
     def _run_tx(self, parent: Store, tx: Tx, size: int, height: int, time_ms: int,
-                verify: VerifyFn, *, keep_fee_on_failure: bool) -> list[Event]:
-        chain_id = parent.chain_id()
-        params = parent.params()
+                verify: VerifyFn, *, keep_fee_on_failure: bool, quiet: bool = False
+                ) -> list[Event]:
+        chain_id = self.chain_id()
+        params = self.params()
         ante = Overlay(parent.kv)
         self._ante(Store(ante), tx, size, chain_id, params, verify)
         msgs = Overlay(ante)
         ctx = Context(store=Store(msgs), height=height, time_ms=time_ms, chain_id=chain_id,
-                      params=params, sender=tx.body.sender, pubkey=tx.pubkey)
-        ctx.emit("tx", hash=tx_hash(tx), sender=tx.body.sender, sequence=tx.body.sequence,
+                      params=params, sender=tx.body.sender, pubkey=tx.pubkey, quiet=quiet)
+        ctx.emit("tx", hash=tx.hash(), sender=tx.body.sender, sequence=tx.body.sequence,
                  fee=tx.body.fee)
         for i, msg in enumerate(tx.body.msgs):
             handler = handler_for(msg)
@@ -282,12 +293,12 @@ class Ledger:
         return ctx.events
 
     def _deliver(self, store: Store, raw: bytes, height: int, time_ms: int) -> TxResult:
-        params = store.params()
+        params = self.params()
         if len(raw) > params.max_tx_bytes:
             return TxResult(code=int(Code.TOO_LARGE),
                             log=f"tx too large: {len(raw)} bytes, limit {params.max_tx_bytes}")
         try:
-            tx = wire.decode(raw, Tx, max_size=params.max_tx_bytes)
+            tx = decode_tx(raw, max_size=params.max_tx_bytes)
         except DecodeError as exc:
             return TxResult(code=int(Code.DECODE), log=f"undecodable tx: {exc}")
         try:
@@ -312,7 +323,7 @@ class Ledger:
         overlay = Overlay(self._kv)
         store = Store(overlay)
         ctx = Context(store=store, height=block.height, time_ms=block.time_ms,
-                      chain_id=store.chain_id(), params=store.params())
+                      chain_id=self.chain_id(), params=self.params())
         for ev in block.misbehaviour:
             slashing.handle_misbehaviour(ctx, ev.pubkey, ev.height, ev.time_ms)
         slashing.handle_signatures(ctx, block.signers)

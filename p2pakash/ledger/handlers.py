@@ -42,9 +42,11 @@ class Context:
     sender: str = ""  # the tx signer's address ("" in begin/end block)
     pubkey: bytes = b""  # the tx signer's public key
     events: list[Event] = attrs.field(factory=list)
+    quiet: bool = False  # a check (CheckTx): events would be thrown away, so none are made
 
     def emit(self, type_: str, **fields: object) -> None:
-        self.events.append(event(type_, **fields))
+        if not self.quiet:
+            self.events.append(event(type_, **fields))
 
 
 Handler = Callable[[Context, Any], None]

@@ -7,6 +7,9 @@ Rules and invariants:
   order the ``KV`` protocol promises.
 * A file that is not a SQLite database, or cannot be written, raises StorageError naming
   the path; the node must stop rather than run on broken state.
+* Point reads go through a bounded cache of values (``None``: absent) read or written by
+  this connection, which is the database's only writer: a write updates the cache, a
+  rollback empties it. ``iterate`` always reads SQLite (which sees the open transaction).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from pathlib import Path
 
 from p2pakash.errors import StorageError
 from p2pakash.ledger.kv import prefix_end
+
+CACHE_SIZE = 1 << 16
 
 
 class SqliteKV:
@@ -31,6 +36,13 @@ class SqliteKV:
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot open the state database ({exc})") from None
         self._in_tx = False
+        self._cache: dict[bytes, bytes | None] = {}
+
+    def _remember(self, key: bytes, value: bytes | None) -> None:
+        cache = self._cache
+        if key not in cache and len(cache) >= CACHE_SIZE:
+            del cache[next(iter(cache))]  # the oldest entry
+        cache[key] = value
 
     def _begin(self) -> None:
         if not self._in_tx:
@@ -39,24 +51,34 @@ class SqliteKV:
 
     def get(self, key: bytes) -> bytes | None:
         try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        try:
             row = self._db.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: read failed ({exc})") from None
-        return None if row is None else bytes(row[0])
+        value = None if row is None else bytes(row[0])
+        self._remember(key, value)
+        return value
 
     def set(self, key: bytes, value: bytes) -> None:
         try:
             self._begin()
             self._db.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
         except sqlite3.Error as exc:
+            self._cache.clear()
             raise StorageError(f"{self.path}: write failed ({exc})") from None
+        self._remember(key, bytes(value))
 
     def delete(self, key: bytes) -> None:
         try:
             self._begin()
             self._db.execute("DELETE FROM kv WHERE k = ?", (key,))
         except sqlite3.Error as exc:
+            self._cache.clear()
             raise StorageError(f"{self.path}: write failed ({exc})") from None
+        self._remember(key, None)
 
     def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         end = prefix_end(prefix)
@@ -79,11 +101,13 @@ class SqliteKV:
         try:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
+            self._cache.clear()
             raise StorageError(f"{self.path}: commit failed ({exc})") from None
         self._in_tx = False
 
     def rollback(self) -> None:
         """Drop uncommitted writes (used when a block fails half way)."""
+        self._cache.clear()
         if self._in_tx:
             self._db.execute("ROLLBACK")
             self._in_tx = False

@@ -17,6 +17,9 @@ Rules and invariants:
 * Decoded records are memoised process-wide by (class, bytes): records are immutable and
   decoding is a pure function, so every ledger of a simulation shares one bounded cache
   and a state read costs a dict lookup instead of a CBOR decode and canonical re-encode.
+* ``encode_record`` equals ``wire.encode`` for every record; a record whose fields are all
+  plain (exact int in the wire range, str, bytes, bool, None) is encoded by cbor2 alone,
+  skipping the generic Python walk (the hot path: an account write per tx and party).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Iterator
 from typing import TypeVar
 
 import attrs
+import cbor2
 
 from p2pakash import wire
 from p2pakash.errors import StorageError
@@ -122,6 +126,33 @@ def decode_record(raw: bytes, cls: type[T]) -> T:
     return found  # type: ignore[return-value]
 
 
+_FLAT: dict[type, tuple[int, tuple[str, ...]]] = {}
+_PLAIN = frozenset({str, bytes, bool, type(None)})
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def encode_record(value: object) -> bytes:
+    """``wire.encode(value)``, with a fast path for records of plain fields."""
+    cls = type(value)
+    spec = _FLAT.get(cls)
+    if spec is None:
+        if not wire.is_message(value):
+            return wire.encode(value)
+        names = tuple(f.name for f in attrs.fields(cls))  # type: ignore[arg-type]
+        spec = (wire.TAG_BASE + wire.tag_of(cls), names)
+        _FLAT[cls] = spec
+    fields = [getattr(value, name) for name in spec[1]]
+    for item in fields:
+        kind = type(item)
+        if kind is int:
+            if not _INT_MIN <= item <= _INT_MAX:
+                return wire.encode(value)  # raises, naming the integer
+        elif kind not in _PLAIN:
+            return wire.encode(value)  # nested messages, tuples, enums: the generic walk
+    data: bytes = cbor2.dumps(cbor2.CBORTag(spec[0], fields), canonical=True)
+    return data
+
+
 class Store:
     """Typed reads and writes of wire records over a KV."""
 
@@ -134,7 +165,7 @@ class Store:
         return None if raw is None else decode_record(raw, cls)
 
     def put(self, key: bytes, value: object) -> None:
-        self.kv.set(key, wire.encode(value))
+        self.kv.set(key, encode_record(value))
 
     def delete(self, key: bytes) -> None:
         self.kv.delete(key)

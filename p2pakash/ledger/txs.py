@@ -12,6 +12,13 @@ Rules and invariants:
   signer's key (proof of possession comes for free, as does the operator address).
 * Amounts are integers in uakt. A refusal is a ``TxRejected`` (a ``TxError``) carrying a
   ``Code``; its message names the reason (e.g. "wrong sequence: expected 3, got 2").
+* A ``Tx`` keeps its canonical encoding once known (``encode``, cached; ``decode_tx`` stores
+  the received bytes, which canonical decoding proved equal to it), so its hash, size and
+  the signed body bytes (``body_bytes``: a slice of the encoding) are never re-encoded.
+* ``decode_tx`` memoises decoded txs process-wide by their bytes (bounded): decoding is a
+  pure function, so the mempool, block validity and block execution of a node (or of every
+  node of a simulation) decode each tx once.
+* ``TxBatch`` carries many encoded txs in one gossip message on the ``txs`` topic.
 """
 
 from __future__ import annotations
@@ -20,9 +27,10 @@ import enum
 import hashlib
 
 import attrs
+import cbor2
 
 from p2pakash import crypto, wire
-from p2pakash.errors import TxError
+from p2pakash.errors import DecodeError, TxError
 
 MAX_MEMO = 256
 MAX_MONIKER = 70
@@ -101,23 +109,75 @@ class TxBody:
 
 
 @wire.message(tag=200)
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)  # no slots: the encoding is cached in __dict__
 class Tx:
     body: TxBody
     pubkey: bytes
     signature: bytes
 
     def encode(self) -> bytes:
-        return wire.encode(self)
+        """The canonical encoding (computed once, or the bytes it was decoded from)."""
+        raw: bytes | None = self.__dict__.get("_raw")
+        if raw is None:
+            raw = wire.encode(self)
+            object.__setattr__(self, "_raw", raw)
+        return raw
 
     def hash(self) -> bytes:
-        return tx_hash(self)
+        digest: bytes | None = self.__dict__.get("_hash")
+        if digest is None:
+            digest = hashlib.sha256(self.encode()).digest()
+            object.__setattr__(self, "_hash", digest)
+        return digest
+
+    def body_bytes(self) -> bytes:
+        """``wire.encode(self.body)``, what the signature covers: a slice of ``encode()``.
+
+        The tx is the array [body, pubkey, signature] under its tag; the body's encoding
+        sits between the tag and array heads and the two byte strings' encodings."""
+        raw = self.encode()
+        return raw[_TX_HEAD:len(raw) - _bstr_size(len(self.pubkey))
+                   - _bstr_size(len(self.signature))]
+
+
+def _bstr_size(n: int) -> int:
+    """Bytes of the canonical CBOR encoding of a byte string of length ``n``."""
+    return n + (1 if n < 24 else 2 if n < 1 << 8 else 3 if n < 1 << 16 else
+                5 if n < 1 << 32 else 9)
+
+
+# The tag head plus the head of the 3-item array: three nulls encode as one byte each.
+_TX_HEAD = len(cbor2.dumps(cbor2.CBORTag(wire.TAG_BASE + wire.tag_of(Tx), [None] * 3))) - 3
 
 
 def tx_hash(tx: Tx | bytes) -> bytes:
     """sha256 of the canonical encoding (pass the bytes when you already have them)."""
-    data = tx if isinstance(tx, bytes) else wire.encode(tx)
-    return hashlib.sha256(data).digest()
+    return tx.hash() if isinstance(tx, Tx) else hashlib.sha256(tx).digest()
+
+
+_DECODED: dict[bytes, Tx] = {}
+DECODE_CACHE_SIZE = 1 << 15
+
+
+def decode_tx(raw: bytes, *, max_size: int = wire.MAX_MESSAGE_SIZE) -> Tx:
+    """``wire.decode(raw, Tx, max_size=max_size)``, memoised by ``raw`` (DecodeError as it).
+
+    The canonical check compares cbor2's canonical re-encoding of the plain decoded item
+    tree with ``raw`` (equal to re-encoding the decoded Tx, without the Python walk)."""
+    if len(raw) > max_size:
+        raise DecodeError(f"message of {len(raw)} bytes exceeds the limit of {max_size}")
+    raw = bytes(raw)
+    found = _DECODED.get(raw)
+    if found is not None:
+        return found
+    tx = wire.decode(raw, Tx, max_size=max_size, canonical=False)
+    if cbor2.dumps(cbor2.loads(raw), canonical=True) != raw:
+        raise DecodeError("non-canonical encoding")
+    object.__setattr__(tx, "_raw", raw)
+    if len(_DECODED) >= DECODE_CACHE_SIZE:
+        del _DECODED[next(iter(_DECODED))]
+    _DECODED[raw] = tx
+    return tx
 
 
 def sign_tx(key: crypto.PrivateKey, chain_id: str, *, sequence: int, msgs: tuple[object, ...],
@@ -125,6 +185,14 @@ def sign_tx(key: crypto.PrivateKey, chain_id: str, *, sequence: int, msgs: tuple
     """Build and sign a tx from ``key``'s account."""
     body = TxBody(sender=key.address, sequence=sequence, fee=fee, memo=memo, msgs=msgs)
     return Tx(body=body, pubkey=key.public, signature=key.sign("tx", chain_id, wire.encode(body)))
+
+
+@wire.message(tag=225)
+@attrs.frozen(kw_only=True)
+class TxBatch:
+    """Encoded txs gossiped together (each item is one tx's canonical encoding)."""
+
+    txs: tuple[bytes, ...]
 
 
 @wire.message(tag=220)

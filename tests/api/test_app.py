@@ -104,3 +104,41 @@ async def test_status_for_a_non_validator() -> None:
 def test_iso_ms() -> None:
     assert iso_ms(0) == "1970-01-01T00:00:00.000Z"
     assert iso_ms(1_700_000_000_123) == "2023-11-14T22:13:20.123Z"
+
+
+def batch_body(*seqs: int) -> bytes:
+    txs = [sign_tx(USERS[0], CHAIN, sequence=s, msgs=(Send(to=USERS[1].address, amount=1),))
+           for s in seqs]
+    return json.dumps({"txs": [tx.encode().hex() for tx in txs]}).encode()
+
+
+async def test_batch_submit_answers_each_tx_in_order() -> None:
+    published: list[bytes] = []
+    app = make_app()
+    app.publish = published.append
+    status, body = await asgi_call(app, "POST", "/txs", batch_body(0, 1, 1, 5))
+    assert status == 200 and (body["accepted"], body["refused"]) == (2, 2)
+    assert [r["status"] for r in body["results"]] == ["admitted", "admitted", "duplicate",
+                                                      "invalid"]
+    assert body["results"][3]["reason"].startswith("wrong sequence for")
+    assert app.mempool.size == 2 and len(published) == 2
+
+
+@pytest.mark.parametrize(("payload", "error"), [
+    (b'{"tx": "00"}', 'expected a JSON object {"txs": ["<hex of an encoded tx>", ...]}'),
+    (b'[1]', 'expected a JSON object {"txs": ["<hex of an encoded tx>", ...]}'),
+    (b'{"txs": ["00", 7]}', "field txs[1]: expected a hex string"),
+    (b'{"txs": ["zz"]}', "field txs[0]: not a hex string"),
+])
+async def test_batch_submit_bad_input(payload: bytes, error: str) -> None:
+    app = make_app()
+    status, body = await asgi_call(app, "POST", "/txs", payload)
+    assert (status, body) == (400, {"error": error}) and app.mempool.size == 0
+
+
+async def test_batch_submit_is_a_write() -> None:
+    app = make_app()
+    status, body = await asgi_call(app, "POST", "/txs", batch_body(0), client=("10.0.0.5", 1))
+    assert status == 403 and app.mempool.size == 0
+    status, body = await asgi_call(app, "GET", "/txs")
+    assert status == 405 and body["error"] == "method GET not allowed on /txs (use POST)"

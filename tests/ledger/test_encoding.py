@@ -1,0 +1,99 @@
+"""The fast paths must equal the generic codec: tx bytes kept from decoding, the body
+slice the signature covers, memoised tx decoding, flat record encoding, the SQLite cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cbor2
+import pytest
+
+from p2pakash import wire
+from p2pakash.errors import DecodeError, LocalProtocolError
+from p2pakash.ledger import Send, SqliteKV, Tx, TxBody, decode_tx, sign_tx
+from p2pakash.ledger.state import (
+    AccountRec,
+    SigningInfo,
+    UnbondingRec,
+    ValidatorRec,
+    ValSet,
+    encode_record,
+)
+from tests.ledger.helpers import CHAIN, USERS
+
+A, B = USERS[0], USERS[1]
+
+
+@pytest.mark.parametrize("memo", ["", "m" * 23, "m" * 24, "m" * 255, "m" * 256, "m" * 70_000])
+@pytest.mark.parametrize(("pubkey", "signature"), [
+    (A.public, b"s" * 64), (b"", b""), (b"k" * 23, b"s" * 24), (b"k" * 300, b"s" * 70_000)])
+def test_body_bytes_is_the_encoded_body(memo: str, pubkey: bytes, signature: bytes) -> None:
+    body = TxBody(sender=A.address, sequence=3, fee=0, memo=memo,
+                  msgs=(Send(to=B.address, amount=5),))
+    tx = Tx(body=body, pubkey=pubkey, signature=signature)
+    assert tx.body_bytes() == wire.encode(body)
+    decoded = decode_tx(wire.encode(tx))
+    assert decoded == tx and decoded.body_bytes() == wire.encode(body)
+    assert decoded.encode() == wire.encode(tx)
+
+
+def test_decode_tx_keeps_the_bytes_and_memoises() -> None:
+    raw = sign_tx(A, CHAIN, sequence=0, msgs=(Send(to=B.address, amount=1),)).encode()
+    tx = decode_tx(raw)
+    assert tx.encode() is raw or tx.encode() == raw
+    assert decode_tx(bytes(bytearray(raw))) is tx
+    assert tx.hash() == wire.digest(tx)
+
+
+def test_decode_tx_refuses_what_wire_decode_refuses() -> None:
+    raw = sign_tx(A, CHAIN, sequence=5, msgs=(Send(to=B.address, amount=1),)).encode()
+    with pytest.raises(DecodeError, match="trailing bytes"):
+        decode_tx(raw + b"\x00")
+    with pytest.raises(DecodeError, match="exceeds the limit of 10"):
+        decode_tx(raw, max_size=10)
+    # sequence 5 written as a one-byte-extended integer (0x18 0x05): not canonical
+    tree = cbor2.loads(raw)
+    body = cbor2.dumps(tree.value[0])
+    assert b"\x05" in body
+    bad = raw.replace(body, body.replace(b"\x05", b"\x18\x05", 1), 1)
+    with pytest.raises(DecodeError, match="non-canonical"):
+        wire.decode(bad, Tx)
+    with pytest.raises(DecodeError, match="non-canonical"):
+        decode_tx(bad)
+    with pytest.raises(DecodeError):
+        decode_tx(wire.encode(Send(to=B.address, amount=1)))
+
+
+@pytest.mark.parametrize("record", [
+    AccountRec(balance=0, sequence=0), AccountRec(balance=2**64 - 1, sequence=-(2**63)),
+    ValidatorRec(pubkey=A.public, moniker="v é", tokens=10, shares=3, jailed=True),
+    UnbondingRec(delegator=A.address, validator=B.public, amount=1, creation_height=2,
+                 completion_ms=3),
+    SigningInfo(start_height=1, missed=0), ValSet(validators=((A.public, 5),)), 7, "text",
+])
+def test_encode_record_equals_wire_encode(record: object) -> None:
+    assert encode_record(record) == wire.encode(record)
+
+
+def test_encode_record_refuses_an_integer_out_of_range() -> None:
+    with pytest.raises(LocalProtocolError, match="out of the 64-bit wire range"):
+        encode_record(AccountRec(balance=2**64, sequence=0))
+
+
+def test_sqlite_cache_follows_writes_commits_and_rollbacks(tmp_path: Path) -> None:
+    kv = SqliteKV(tmp_path / "s.db")
+    assert kv.get(b"a") is None
+    kv.set(b"a", b"1")
+    kv.commit()
+    kv.set(b"a", b"2")
+    kv.delete(b"b")
+    assert kv.get(b"a") == b"2"
+    kv.rollback()
+    assert kv.get(b"a") == b"1"  # the rolled-back write is gone from the cache too
+    kv.delete(b"a")
+    assert kv.get(b"a") is None and list(kv.iterate(b"")) == []
+    kv.commit()
+    kv.close()
+    again = SqliteKV(tmp_path / "s.db")
+    assert again.get(b"a") is None
+    again.close()
