@@ -16,7 +16,8 @@ Rules and invariants:
   state; those that now fail are dropped and forgotten by the cache (they may come back).
 * The cache holds hashes of admitted and committed txs only: a refused tx is not cached,
   so it is judged afresh if it comes back when state has changed.
-* Pure: no trio, clock or randomness. The gossip ``txs`` topic validator is ``tx_validator``.
+* Pure: no trio, clock or randomness. The gossip ``txs`` topic validator is ``tx_validator``;
+  a message on the topic is one encoded tx or a ``TxBatch`` of them (told apart by tag).
 """
 
 from __future__ import annotations
@@ -27,13 +28,15 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
+from p2pakash import wire
 from p2pakash.crypto import NodeID
 from p2pakash.errors import DecodeError, LocalProtocolError, TxError
 from p2pakash.gossip.pubsub import Validator, Verdict
 from p2pakash.ledger.app import Ledger, VerifyFn
-from p2pakash.ledger.txs import Code, Tx, decode_tx, tx_hash
+from p2pakash.ledger.txs import Code, Tx, TxBatch, decode_tx, tx_hash
 
 TOPIC = "txs"
+BATCH_TAG = wire.encode(TxBatch(txs=()))[:-2]  # the CBOR tag head a TxBatch starts with
 MiB = 1024 * 1024
 
 CheckFn = Callable[[Tx], None]
@@ -235,9 +238,27 @@ def tx_validator(mempool: Mempool, local_id: NodeID) -> Validator:
     admitted; REJECT (penalise the peer) what can never be valid: malformed bytes, a bad
     signature, an invalid message; IGNORE the rest: duplicates, a full pool, and txs
     whose failure depends on state (sequence, funds), which the peer may see differently.
+    A ``TxBatch`` is admitted tx by tx in order: REJECT if one can never be valid (an
+    honest node batches only txs it admitted), else ACCEPT if one was admitted, else IGNORE.
+    Our own batches are ACCEPTed: they hold only txs we admitted.
     """
 
     def validate(peer: str, topic: str, data: bytes) -> Verdict:
+        if data.startswith(BATCH_TAG):
+            if peer == local_id:
+                return Verdict.ACCEPT
+            try:
+                batch = wire.decode(data, TxBatch)
+            except DecodeError:
+                return Verdict.REJECT
+            admitted = False
+            for raw in batch.txs:
+                result = mempool.add(raw)
+                if result.accepted:
+                    admitted = True
+                elif result.permanent:
+                    return Verdict.REJECT
+            return Verdict.ACCEPT if admitted else Verdict.IGNORE
         if peer == local_id and mempool.has(tx_hash(data)):
             return Verdict.ACCEPT
         result = mempool.add(data)

@@ -12,7 +12,7 @@ from p2pakash.crypto import NodeID
 from p2pakash.errors import LocalProtocolError
 from p2pakash.gossip.pubsub import Verdict
 from p2pakash.ledger import UAKT_PER_AKT as AKT
-from p2pakash.ledger import Code, Ledger, MemoryKV, Send, Tx, sign_tx
+from p2pakash.ledger import Code, Ledger, MemoryKV, Send, Tx, TxBatch, sign_tx
 from p2pakash.mempool import Mempool, Status, tx_validator
 from tests import test_imports_pure
 from tests.ledger.helpers import CHAIN, USERS, Chain, genesis, new_ledger
@@ -246,3 +246,29 @@ def test_tx_validator_accepts_own_publication_of_admitted_tx(pool: Mempool) -> N
     assert pool.add(raw).accepted  # submitted through the API first
     assert validate(LOCAL, "txs", raw) is Verdict.ACCEPT
     assert validate(PEER, "txs", raw) is Verdict.IGNORE
+
+
+def batch(*raws: bytes) -> bytes:
+    return wire.encode(TxBatch(txs=raws))
+
+
+def test_tx_validator_admits_a_batch_in_order(pool: Mempool) -> None:
+    validate = tx_validator(pool, LOCAL)
+    assert validate(PEER, "txs", batch(send(ALICE, 0), send(ALICE, 1), send(BOB, 0))
+                    ) is Verdict.ACCEPT
+    assert pool.size == 3
+    # all duplicates or state-dependent: nothing new to forward
+    assert validate(PEER, "txs", batch(send(ALICE, 1), send(BOB, 7))) is Verdict.IGNORE
+    # one new tx is enough to forward the batch
+    assert validate(PEER, "txs", batch(send(ALICE, 0), send(ALICE, 2))) is Verdict.ACCEPT
+    assert pool.size == 4
+
+
+def test_tx_validator_rejects_a_batch_with_a_forged_or_malformed_tx(pool: Mempool) -> None:
+    validate = tx_validator(pool, LOCAL)
+    forged = attrs.evolve(wire.decode(send(BOB, 0), Tx), signature=bytes(64))
+    assert validate(PEER, "txs", batch(send(ALICE, 0), forged.encode())) is Verdict.REJECT
+    assert validate(PEER, "txs", batch(b"junk")) is Verdict.REJECT
+    assert validate(PEER, "txs", batch(send(CAROL, 0))[:-3]) is Verdict.REJECT
+    assert validate(LOCAL, "txs", batch(send(CAROL, 0))) is Verdict.ACCEPT  # our own batch
+    assert pool.size == 1  # ALICE's, admitted before the forged one was met

@@ -10,7 +10,11 @@ Rules and invariants:
   the SSE subscribers, in height order, by one task.
 * Everything the service opens (the index, the server sockets) closes when ``run`` ends.
 * ``TxGossip`` joins the ``txs`` topic for the mempool; ``TxGossip.publish`` is what the
-  API calls for each tx it admitted.
+  API (and the tenant and provider) call for each tx admitted. While ``run`` runs, txs are
+  buffered and published together as one ``TxBatch`` ``flush_interval`` seconds after the
+  first (or at once when ``max_batch_bytes`` or ``MAX_TX_BATCH`` fill): gossip pays its
+  per-message cost per batch, not per tx. A lone tx goes out as itself; so does every tx
+  published while ``run`` is not running.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from p2pakash import wire
 from p2pakash.api.app import (
     ApiApp,
     ChainView,
@@ -39,6 +44,7 @@ from p2pakash.api.txindex import TxIndex
 from p2pakash.consensus.types import Block
 from p2pakash.gossip.service import GossipService
 from p2pakash.ledger.blocks import BlockResult
+from p2pakash.ledger.txs import MAX_TX_BATCH, TxBatch
 from p2pakash.mempool import TOPIC as TX_TOPIC
 from p2pakash.mempool import Mempool, tx_validator
 
@@ -124,25 +130,67 @@ class ApiService:
 
 class TxGossip:
     """The ``txs`` gossip topic: peers' txs enter the mempool through the topic validator
-    (admitted -> forwarded, malformed or forged -> the peer is penalised), and txs the API
-    admitted are published. Delivered copies need no more work: the validator admitted them.
+    (admitted -> forwarded, malformed or forged -> the peer is penalised), and txs admitted
+    here are published in batches. Delivered copies need no more work: the validator
+    admitted them.
     """
 
-    def __init__(self, gossip: GossipService, mempool: Mempool) -> None:
+    def __init__(self, gossip: GossipService, mempool: Mempool, *,
+                 flush_interval: float = 0.005, max_batch_bytes: int = 256 * 1024) -> None:
         self.gossip = gossip
         self.mempool = mempool
+        self.flush_interval = flush_interval
+        self.max_batch_bytes = max_batch_bytes
+        self.published = 0  # gossip messages sent (a batch or a lone tx)
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._wake: trio.Event | None = None  # set while ``run`` runs
 
     def publish(self, tx_bytes: bytes) -> None:
-        self.gossip.publish(TX_TOPIC, tx_bytes)
+        if self._wake is None:
+            self._publish([tx_bytes])
+            return
+        self._pending.append(tx_bytes)
+        self._pending_bytes += len(tx_bytes)
+        if self._pending_bytes >= self.max_batch_bytes or len(self._pending) >= MAX_TX_BATCH:
+            self.flush()
+        else:
+            self._wake.set()
+
+    def flush(self) -> None:
+        """Publish the buffered txs now."""
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        if pending:
+            self._publish(pending)
+
+    def _publish(self, txs: list[bytes]) -> None:
+        self.published += 1
+        data = txs[0] if len(txs) == 1 else wire.encode(TxBatch(txs=tuple(txs)))
+        self.gossip.publish(TX_TOPIC, data)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
         self.gossip.set_validator(TX_TOPIC, tx_validator(self.mempool, self.gossip.node_id))
         channel = self.gossip.subscribe(TX_TOPIC)
-        task_status.started()
-        async with channel:
-            async for _ in channel:
-                pass
+        self._wake = trio.Event()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_drain, channel)
+                task_status.started()
+                while True:
+                    await self._wake.wait()
+                    if self.flush_interval > 0:
+                        await trio.sleep(self.flush_interval)
+                    self._wake = trio.Event()
+                    self.flush()
+        finally:
+            self._wake = None
+
+
+async def _drain(channel: trio.MemoryReceiveChannel[object]) -> None:
+    async with channel:
+        async for _ in channel:
+            pass
 
 
 def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

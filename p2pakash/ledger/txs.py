@@ -187,12 +187,15 @@ def sign_tx(key: crypto.PrivateKey, chain_id: str, *, sequence: int, msgs: tuple
     return Tx(body=body, pubkey=key.public, signature=key.sign("tx", chain_id, wire.encode(body)))
 
 
+MAX_TX_BATCH = 4096
+
+
 @wire.message(tag=225)
 @attrs.frozen(kw_only=True)
 class TxBatch:
     """Encoded txs gossiped together (each item is one tx's canonical encoding)."""
 
-    txs: tuple[bytes, ...]
+    txs: tuple[bytes, ...] = attrs.field(validator=wire.max_items(MAX_TX_BATCH))
 
 
 @wire.message(tag=220)

@@ -30,6 +30,7 @@ from p2pakash.ledger import (
     GenesisValidator,
     Send,
     Tx,
+    TxBatch,
     sign_tx,
 )
 from p2pakash.mempool import TOPIC, Mempool, tx_validator
@@ -136,4 +137,30 @@ async def test_tx_submitted_to_one_node_is_gossiped_and_committed(
     await wait_until(lambda: a.mempool.size == 0 and b.mempool.size == 0)
     status = (await ahttp(a.url + "/status"))[1]
     assert status["peers"] == 1 and status["validator"] is True
+    nursery.cancel_scope.cancel()
+
+
+async def test_txs_admitted_together_are_gossiped_as_one_batch(nursery: trio.Nursery) -> None:
+    net = MemoryNetwork(random.Random(8))
+    cache = VerifyCache()
+    a = await start_node(nursery, net, 0, cache)
+    b = await start_node(nursery, net, 1, cache)
+    await wait_until(lambda: len(a.chain.gossip.connected) == 1
+                     and TOPIC in b.chain.gossip.pubsub.subscriptions())
+    seen: list[bytes] = []
+    validate = tx_validator(a.mempool, a.chain.gossip.node_id)
+
+    def observed(peer: str, topic: str, data: bytes) -> Verdict:
+        seen.append(data)
+        return validate(peer, topic, data)
+
+    a.chain.gossip.set_validator(TOPIC, observed)
+    raws = [sign_tx(USER, CHAIN, sequence=s, msgs=(Send(to=KEYS[0].address, amount=1),)
+                    ).encode() for s in range(5)]
+    status, body = await ahttp(b.url + "/txs", "POST", {"txs": [r.hex() for r in raws]})
+    assert status == 200 and body["accepted"] == 5, body
+    await wait_until(lambda: all(a.mempool.has(wire.decode(r, Tx).hash()) for r in raws)
+                     or a.chain.ledger.account(USER.address).sequence == 5)
+    assert seen == [wire.encode(TxBatch(txs=tuple(raws)))]  # one gossip message, in order
+    await wait_until(lambda: a.chain.ledger.account(USER.address).sequence == 5)
     nursery.cancel_scope.cancel()
