@@ -19,6 +19,10 @@ Rules and invariants:
   that exited non-zero is FAILED with its exit code and its last line of output (where
   catatonit, the init, says why an exec failed). Ports are reported only while running.
   Errors talking to the service itself raise ExecutorError.
+* Teardown is one ``DELETE /containers/{id}?force=true&timeout=0&v=true`` per replica (killed
+  at once: a closed lease gets no stop grace), all replicas of the lease concurrently, at most
+  ``max_threads`` podman calls at a time. Podman's own cleanup of a bridge-networked
+  container (netavark) dominates: ~0.15-0.25 s each on the reference machine.
 """
 
 from __future__ import annotations
@@ -293,10 +297,10 @@ class PodmanExecutor:
         return lines[max(0, len(lines) - tail):]
 
     def _remove(self, cid: str) -> None:
-        # Stop first, so the short stop timeout applies; a 304/404 here is fine.
-        self._client.api.post(f"/containers/{cid}/stop", params={"timeout": self.stop_timeout})
+        # One call: force with a zero timeout kills at once (SIGKILL, no SIGTERM grace) and
+        # removes the container and its anonymous volumes; 404 means it is already gone.
         response = self._client.api.delete(f"/containers/{cid}",
-                                           params={"force": True, "v": True})
+                                           params={"force": True, "v": True, "timeout": 0})
         if response.status_code != 404:
             response.raise_for_status()
 
