@@ -174,7 +174,8 @@ class Node:
             key=key, cfg=pcfg, gossip=self.gossip, chain=self.chain, mempool=self.mempool,
             publish=self.tx_gossip.publish, plugins=plugins, executor=executor,
             host_uri=pcfg.host_uri or f"p2p://{key.node_id}@{cfg.p2p.advertised}",
-            state_dir=None if in_memory else cfg.data_dir / "provider", now_ms=now_ms)
+            state_dir=None if in_memory else cfg.data_dir / "provider", now_ms=now_ms,
+            market=self.market)
 
     @classmethod
     def from_config_file(cls, path: Path) -> Node:
