@@ -22,8 +22,12 @@ times; its ``emit`` callback stamps each event with ``time.perf_counter``:
                        returning with every replica running (a timing wrapper around the
                        node's own executor); includes the manifest's trip to the provider.
 Between deploys the tenant closes the deployment (CloseDeployment) and the bench waits for
-the containers' teardown (lease closed -> teardown done is reported too). Block intervals
-are the tenant node's block arrival times during the deploys.
+the containers' teardown. Reported from "lease closed" (the CloseDeployment tx committed, seen
+by the tenant's node): teardown starts (the provider's executor ``teardown`` is called),
+service down (podman only: a thread probing the published port with an HTTP GET every 2 ms
+sees its first non-HTTP answer — refused or a 50 ms timeout — and never HTTP again) and
+teardown done (``teardown`` returned: every container removed). Block intervals are the
+tenant node's block arrival times during the deploys.
 
 Every loop is bounded in count and time; the podman service started here is stopped.
 Benchmark only: never a test.
@@ -224,6 +228,7 @@ class TimedExecutor:
         self.inner = inner
         self.name = inner.name
         self.deployed: dict[str, tuple[float, float, list[ContainerStatus]]] = {}
+        self.teardown_started: dict[str, float] = {}
         self.torn_down: dict[str, float] = {}
 
     async def deploy(self, lease_id: str, group: ManifestGroup, *,
@@ -241,11 +246,33 @@ class TimedExecutor:
         return await self.inner.logs(lease_id, service=service, tail=tail)
 
     async def teardown(self, lease_id: str) -> None:
+        self.teardown_started.setdefault(lease_id, time.perf_counter())
         await self.inner.teardown(lease_id)
         self.torn_down[lease_id] = time.perf_counter()
 
     async def adopt(self) -> list[str]:
         return await self.inner.adopt()
+
+
+def probe_http(port: int, stop: list[bool], limit: float) -> float | None:
+    """Wall time (perf_counter) of the first non-HTTP answer on ``port`` after which no HTTP
+    answer came again; None if it still answered at the end. Runs in a thread."""
+    down: float | None = None
+    deadline = time.perf_counter() + limit
+    while time.perf_counter() < deadline and not (stop and down is not None):
+        t = time.perf_counter()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.05) as conn:
+                conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                ok = conn.recv(16).startswith(b"HTTP")
+        except OSError:
+            ok = False
+        if ok:
+            down = None
+        elif down is None:
+            down = t
+        time.sleep(0.002)
+    return down
 
 
 async def wait_until(cond: Callable[[], bool], limit: float, step: float = 0.005) -> bool:
@@ -319,7 +346,8 @@ async def run_net(executor: str, reps: int, socket_url: str, seed: int) -> Json:
     result["deploys_ok"] = f"{len(ok)}/{len(runs)}"
     for name in ("order_to_first_bid_ms", "order_to_lease_ms", "lease_to_running_ms",
                  "lease_to_manifest_ack_ms", "lease_to_deploy_start_ms", "executor_deploy_ms",
-                 "close_to_teardown_ms"):
+                 "close_to_teardown_start_ms", "close_to_service_down_ms",
+                 "close_to_teardown_ms", "teardown_call_ms"):
         result[name] = summary([r[name] for r in ok if r.get(name) is not None])
     interval = result["block_interval_ms"].get("median", float("nan"))
     result["order_to_lease_in_block_intervals"] = summary(
@@ -360,13 +388,31 @@ async def one_deploy(tenant: Any, prov: Node, timed: TimedExecutor, rep: int) ->
         out["lease_to_running_ms"] = (t_run - t_lease) * ms if all_running else None
         out["lease_to_deploy_start_ms"] = (t_start - t_lease) * ms
         out["executor_deploy_ms"] = (t_run - t_start) * ms
-    # close: CloseDeployment committed -> the provider's teardown done
-    with trio.fail_after(30):
-        await tenant.submit((lm.CloseDeployment(
-            deployment=DeploymentID(owner=TENANT.address, dseq=dseq)),))
-    t_closed = time.perf_counter()
-    if await wait_until(lambda: lid in timed.torn_down, 20):
-        out["close_to_teardown_ms"] = (timed.torn_down[lid] - t_closed) * ms
+    # close: CloseDeployment committed -> teardown starts, the service stops answering,
+    # the provider's teardown is done (containers removed)
+    port = next((s.ports.get("8080/tcp") for s in timed.deployed[lid][2]), None) if (
+        running and timed.name == "podman") else None
+    stop: list[bool] = []
+    down: list[float | None] = []
+
+    async def probe() -> None:
+        assert port is not None
+        down.append(await trio.to_thread.run_sync(probe_http, port, stop, 20.0))
+
+    async with trio.open_nursery() as nursery:
+        if port is not None:
+            nursery.start_soon(probe)
+        with trio.fail_after(30):
+            await tenant.submit((lm.CloseDeployment(
+                deployment=DeploymentID(owner=TENANT.address, dseq=dseq)),))
+        t_closed = time.perf_counter()
+        if await wait_until(lambda: lid in timed.torn_down, 20):
+            out["close_to_teardown_ms"] = (timed.torn_down[lid] - t_closed) * ms
+            out["close_to_teardown_start_ms"] = (timed.teardown_started[lid] - t_closed) * ms
+            out["teardown_call_ms"] = (timed.torn_down[lid] - timed.teardown_started[lid]) * ms
+        stop.append(True)
+    if down and down[0] is not None:
+        out["close_to_service_down_ms"] = (down[0] - t_closed) * ms
     return out
 
 
@@ -379,13 +425,16 @@ def net_table(r: Json) -> str:
             ("lease ACTIVE -> executor deploy starts", r["lease_to_deploy_start_ms"], ""),
             ("executor deploy call", r["executor_deploy_ms"], ""),
             ("lease ACTIVE -> container running", r["lease_to_running_ms"], "<= 1500 ms"),
-            ("lease closed -> teardown done", r["close_to_teardown_ms"], "")]
+            ("lease closed -> teardown starts", r["close_to_teardown_start_ms"], ""),
+            ("lease closed -> service down (podman)", r["close_to_service_down_ms"], ""),
+            ("lease closed -> teardown done", r["close_to_teardown_ms"], "<= 1 block"),
+            ("executor teardown call", r["teardown_call_ms"], "")]
     lines = [f"executor {r['executor']}: {r['deploys_ok']} deploys ok, "
              f"manifest refusals {r['manifest_refusals']}",
-             f"| {'':36} | median | p95 | min | max | target |", "|---|---|---|---|---|---|"]
+             f"| {'':38} | median | p95 | min | max | target |", "|---|---|---|---|---|---|"]
     for name, s, target in rows:
         if s.get("n"):
-            lines.append(f"| {name:36} | {s['median']} | {s['p95']} | {s['min']} | {s['max']}"
+            lines.append(f"| {name:38} | {s['median']} | {s['p95']} | {s['min']} | {s['max']}"
                          f" | {target} |")
     return "\n".join(lines)
 
