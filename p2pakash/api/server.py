@@ -7,7 +7,7 @@ Rules and invariants:
   actually bound (port 0 picks a free one) through ``task_status``. Failing to bind raises
   the OSError before ``started``.
 * Each committed block is indexed (SQLite, one transaction per block) and then pushed to
-  the SSE subscribers, in height order, by one task.
+  the SSE subscribers, in height order, by one task (rendered only if there are any).
 * Everything the service opens (the index, the server sockets) closes when ``run`` ends.
 * ``TxGossip`` joins the ``txs`` topic for the mempool; ``TxGossip.publish`` is what the
   API (and the tenant and provider) call for each tx admitted. While ``run`` runs, txs are
@@ -124,8 +124,9 @@ class ApiService:
         async with blocks:
             async for block, result in blocks:
                 txindex.add_block(block.height, block.txs, result.tx_results)
-                self.hub.publish(sse_frame("block", block_event_json(block, result),
-                                           block.height))
+                if len(self.hub):  # rendered only when someone listens
+                    self.hub.publish(sse_frame("block", block_event_json(block, result),
+                                               block.height))
 
 
 class TxGossip:

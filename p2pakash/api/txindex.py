@@ -23,6 +23,7 @@ import attrs
 
 from p2pakash import wire
 from p2pakash.errors import DecodeError, StorageError
+from p2pakash.ledger.state import encode_record
 from p2pakash.ledger.txs import TxResult, tx_hash
 
 FILE_NAME = "txindex.sqlite"
@@ -67,7 +68,7 @@ class TxIndex:
             return False
         if results is not None and len(results) != len(txs):
             raise ValueError(f"block {height}: {len(txs)} txs but {len(results)} results")
-        rows = [(tx_hash(raw), height, i, None if results is None else wire.encode(results[i]))
+        rows = [(tx_hash(raw), height, i, None if results is None else encode_record(results[i]))
                 for i, raw in enumerate(txs)]
         try:
             self._db.execute("BEGIN")

@@ -17,9 +17,9 @@ Rules and invariants:
 * Decoded records are memoised process-wide by (class, bytes): records are immutable and
   decoding is a pure function, so every ledger of a simulation shares one bounded cache
   and a state read costs a dict lookup instead of a CBOR decode and canonical re-encode.
-* ``encode_record`` equals ``wire.encode`` for every record; a record whose fields are all
-  plain (exact int in the wire range, str, bytes, bool, None) is encoded by cbor2 alone,
-  skipping the generic Python walk (the hot path: an account write per tx and party).
+* ``encode_record`` equals ``wire.encode`` for every record, faster (a type-keyed walk;
+  the hot path is an account write per tx and party). A record written is put in the
+  decode cache under its new bytes, so reading it back costs no decode.
 """
 
 from __future__ import annotations
@@ -126,31 +126,53 @@ def decode_record(raw: bytes, cls: type[T]) -> T:
     return found  # type: ignore[return-value]
 
 
-_FLAT: dict[type, tuple[int, tuple[str, ...]]] = {}
+_SPECS: dict[type, tuple[int, tuple[str, ...]]] = {}
 _PLAIN = frozenset({str, bytes, bool, type(None)})
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 
-def encode_record(value: object) -> bytes:
-    """``wire.encode(value)``, with a fast path for records of plain fields."""
-    cls = type(value)
-    spec = _FLAT.get(cls)
+class _Generic(Exception):
+    """A value the fast path leaves to ``wire.encode`` (an enum, a list, a bad integer)."""
+
+
+def _tree(obj: object) -> object:
+    kind = type(obj)
+    if kind is int:
+        if not _INT_MIN <= obj <= _INT_MAX:  # type: ignore[operator]
+            raise _Generic
+        return obj
+    if kind in _PLAIN:
+        return obj
+    if kind is tuple:
+        return [_tree(x) for x in obj]  # type: ignore[attr-defined]
+    spec = _SPECS.get(kind)
     if spec is None:
-        if not wire.is_message(value):
-            return wire.encode(value)
-        names = tuple(f.name for f in attrs.fields(cls))  # type: ignore[arg-type]
-        spec = (wire.TAG_BASE + wire.tag_of(cls), names)
-        _FLAT[cls] = spec
-    fields = [getattr(value, name) for name in spec[1]]
-    for item in fields:
-        kind = type(item)
-        if kind is int:
-            if not _INT_MIN <= item <= _INT_MAX:
-                return wire.encode(value)  # raises, naming the integer
-        elif kind not in _PLAIN:
-            return wire.encode(value)  # nested messages, tuples, enums: the generic walk
-    data: bytes = cbor2.dumps(cbor2.CBORTag(spec[0], fields), canonical=True)
+        if not wire.is_message(obj):
+            raise _Generic
+        names = tuple(f.name for f in attrs.fields(kind))  # type: ignore[arg-type]
+        spec = _SPECS[kind] = (wire.TAG_BASE + wire.tag_of(kind), names)
+    return cbor2.CBORTag(spec[0], [_tree(getattr(obj, name)) for name in spec[1]])
+
+
+def encode_record(value: object) -> bytes:
+    """``wire.encode(value)``: the same bytes (or error), faster for records built of
+    ints, str, bytes, bool, None, tuples and nested messages (a type-keyed walk that
+    hands the tree to cbor2 in one call); anything else goes through ``wire.encode``."""
+    try:
+        tree = _tree(value)
+    except _Generic:
+        return wire.encode(value)
+    data: bytes = cbor2.dumps(tree, canonical=True)
     return data
+
+
+def remember_record(raw: bytes, value: object) -> None:
+    """Seed the decode cache with a record just encoded (decode(encode(v)) == v)."""
+    key = (type(value), raw)
+    if key not in _DECODED:
+        if len(_DECODED) >= DECODE_CACHE_SIZE:
+            del _DECODED[next(iter(_DECODED))]
+        _DECODED[key] = value
 
 
 class Store:
@@ -165,7 +187,10 @@ class Store:
         return None if raw is None else decode_record(raw, cls)
 
     def put(self, key: bytes, value: object) -> None:
-        self.kv.set(key, encode_record(value))
+        raw = encode_record(value)
+        if type(value) in _SPECS:  # a record (immutable): the next read needs no decode
+            remember_record(raw, value)
+        self.kv.set(key, raw)
 
     def delete(self, key: bytes) -> None:
         self.kv.delete(key)

@@ -10,7 +10,7 @@ import pytest
 
 from p2pakash import wire
 from p2pakash.errors import DecodeError, LocalProtocolError
-from p2pakash.ledger import Send, SqliteKV, Tx, TxBody, decode_tx, sign_tx
+from p2pakash.ledger import Code, Send, SqliteKV, Tx, TxBody, TxResult, decode_tx, sign_tx
 from p2pakash.ledger.state import (
     AccountRec,
     SigningInfo,
@@ -19,6 +19,7 @@ from p2pakash.ledger.state import (
     ValSet,
     encode_record,
 )
+from p2pakash.ledger.txs import event
 from tests.ledger.helpers import CHAIN, USERS
 
 A, B = USERS[0], USERS[1]
@@ -70,6 +71,8 @@ def test_decode_tx_refuses_what_wire_decode_refuses() -> None:
     UnbondingRec(delegator=A.address, validator=B.public, amount=1, creation_height=2,
                  completion_ms=3),
     SigningInfo(start_height=1, missed=0), ValSet(validators=((A.public, 5),)), 7, "text",
+    TxResult(code=0, log="", events=(event("tx", hash=b"\x01", n=3), event("t"))),
+    TxResult(code=Code.INVALID_MSG, log="enum code: the generic path"), None, (1, (b"", "")),
 ])
 def test_encode_record_equals_wire_encode(record: object) -> None:
     assert encode_record(record) == wire.encode(record)
