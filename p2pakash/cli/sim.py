@@ -49,8 +49,9 @@ class _ProgressBar:
         vt = runner.result.virtual_seconds
         height = max((n.height for n in runner.nodes), default=0)
         speed = vt / max(1e-9, now - self.started)
+        leases = sum(1 for d in runner.result.market.deploys if d.outcome == "leased")
         self.progress.update(self.task, completed=vt,
-                             description=f"height {height}  leases n/a  {speed:.0f}x")
+                             description=f"height {height}  leases {leases}  {speed:.0f}x")
         self.progress.refresh()
 
 

@@ -68,20 +68,40 @@ def deterministic_scheduling(seed: int) -> Iterator[None]:
         module._r.setstate(old_state)
 
 
+@contextlib.contextmanager
+def inline_threads() -> Iterator[None]:
+    """``trio.to_thread.run_sync`` calls the function on the trio thread, after a checkpoint.
+
+    A real worker thread would let MockClock's autojump move virtual time by however much
+    it likes while the thread runs, and finish at a wall-clock-dependent point: neither
+    deterministic nor meaningful. The provider's pricing and plugin notifications are the
+    callers; the function's result or exception is returned or raised as by the original.
+    """
+    module: Any = trio.to_thread
+    original = module.run_sync
+
+    async def run_sync(sync_fn: Callable[..., T], *args: object, **_options: object) -> T:
+        await trio.lowlevel.checkpoint()
+        return sync_fn(*args)
+
+    module.run_sync = run_sync
+    try:
+        yield
+    finally:
+        module.run_sync = original
+
+
 def deterministic_run(fn: Callable[[], Awaitable[T]], *, seed: int) -> T:
-    """``trio.run(fn)`` on virtual time with seeded, creation-ordered scheduling."""
+    """``trio.run(fn)`` on virtual time with seeded, creation-ordered scheduling and worker
+    threads run inline."""
     clock = trio.testing.MockClock(autojump_threshold=0)
 
     async def main() -> T:
         return await fn()
 
-    with deterministic_scheduling(seed):
+    with deterministic_scheduling(seed), inline_threads():
         return trio.run(main, clock=clock)
 
 
-__all__ = [
-    "derive",
-    "deterministic_run",
-    "deterministic_scheduling",
-        "rng_for",
-]
+__all__ = ["derive", "deterministic_run", "deterministic_scheduling", "inline_threads",
+           "rng_for"]

@@ -17,6 +17,9 @@ Rules and invariants:
   ``until``, restarted from its storage: block store, ledger, WAL and signing state.
 * ``clock_skew``: ``skew_ms`` is added to what the node's clock says (its ``now_ms``:
   block times, vote timestamps, expiry checks), from ``at`` until ``until``.
+* ``containers_die`` (providers): at ``at`` every container of the provider exits with
+  137 and its container engine stops answering (deploys, status and logs fail) until
+  ``until``; the provider service itself keeps running.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Event:
     at: float
     seq: int
     action: str  # crash restart equivocate withhold skew twin_start twin_stop partition heal
+    #                containers_die
     node: str = ""
     value: int = 0  # skew_ms; 1/0 to switch a behaviour on/off
     groups: tuple[tuple[str, ...], ...] = ()
@@ -65,6 +69,10 @@ def schedule(sc: Scenario) -> list[Event]:
             add(f.at, "skew", node=f.node, value=f.skew_ms)
             if f.until:
                 add(f.until, "skew", node=f.node, value=0)
+        elif f.kind == "containers_die":
+            add(f.at, "containers_die", node=f.node, value=1)
+            if f.until:
+                add(f.until, "containers_die", node=f.node, value=0)
         elif f.kind == "twin":
             add(f.at, "twin_start", node=f"{f.node}-twin")
             if f.until:

@@ -12,6 +12,13 @@ Rules and invariants:
 * ``checkpoints`` (every ``CHECKPOINT_EVERY`` virtual seconds: time, height, hash) let a
   replay prove it followed the same chain.
 * The report embeds the scenario (as data) so ``sim replay REPORT`` needs nothing else.
+* ``market``: deployments by outcome; ``fill_rate`` = leased / deployments that finished
+  (a deploy still collecting bids at the end is ``pending`` and not counted); latencies
+  from the tenant publishing its order to the first bid it accepted as valid and to the
+  CreateLease commit it saw; lease prices (uakt per block) by the GPU models of the chosen
+  bid (``cpu-only`` without GPUs); per provider its GPUs, price factor, leases, revenue
+  (withdrawn + accrued payments, from the ledger at the end) and mean leased share of its
+  GPUs and CPU over the samples.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import Any
 import attrs
 
 from p2pakash.sim.runner import SimResult
+from p2pakash.sim.scenario import scenario_data
 
 WALL_FIELDS = ("wall_seconds", "speedup")
 CHECKPOINT_EVERY = 10.0
@@ -85,7 +93,7 @@ def build_report(result: SimResult) -> dict[str, Any]:
     report = {
         "scenario": sc.name,
         "purpose": sc.purpose,
-        "scenario_data": attrs.asdict(sc, recurse=True),
+        "scenario_data": scenario_data(sc),
         "seed": result.seed,
         "until": _r(result.until),
         "stopped_by": result.stopped_by,
@@ -107,8 +115,56 @@ def build_report(result: SimResult) -> dict[str, Any]:
         "nodes": per_node,
         "validators": result.validators,
         "checkpoints": _checkpoints(result),
+        "market": market_report(result),
     }
     return dict(json.loads(json.dumps(report)))  # plain JSON types: tuples become lists
+
+
+def market_report(result: SimResult) -> dict[str, Any]:
+    m = result.market
+    names: dict[str, str] = {str(n.key.address): n.name for n in result.nodes}
+    outcomes: dict[str, int] = {}
+    for d in m.deploys:
+        outcomes[d.outcome] = outcomes.get(d.outcome, 0) + 1
+    finished = sum(v for k, v in outcomes.items() if k != "pending")
+    leased = [d for d in m.deploys if d.outcome == "leased"]
+    prices: dict[str, list[float]] = {}
+    for d in leased:
+        prices.setdefault(",".join(d.gpus) or "cpu-only", []).append(float(d.price))
+    templates: dict[str, dict[str, int]] = {}
+    for d in m.deploys:
+        t = templates.setdefault(d.template, {"deployments": 0, "leased": 0})
+        t["deployments"] += 1
+        t["leased"] += int(d.outcome == "leased")
+    providers: dict[str, dict[str, Any]] = {}
+    for node in result.nodes:
+        if node.engine is None:
+            continue
+        samples, gpu_busy, cpu_busy = m.busy.get(node.name, (0, 0.0, 0.0))
+        gpu = node.gpu
+        providers[node.name] = {
+            "gpus": f"{gpu.count}x {gpu.model}" if gpu is not None else "",
+            "price_factor": _r(float(node.price_factor)),
+            **result.revenue.get(node.name, {}),
+            "won": sum(1 for d in leased if names.get(d.provider) == node.name),
+            "gpu_utilisation": _r(gpu_busy / samples) if samples else 0.0,
+            "cpu_utilisation": _r(cpu_busy / samples) if samples else 0.0,
+        }
+    last = m.utilisation[-1] if m.utilisation else None
+    return {
+        "deployments": len(m.deploys), "outcomes": dict(sorted(outcomes.items())),
+        "fill_rate": _r(len(leased) / finished) if finished else 0.0,
+        "order_to_first_bid": stats([d.first_bid - d.started for d in m.deploys
+                                     if d.first_bid is not None]),
+        "order_to_lease": stats([d.lease_at - d.started for d in leased
+                                 if d.lease_at is not None]),
+        "prices_by_gpu": {k: stats(v) for k, v in sorted(prices.items())},
+        "by_template": dict(sorted(templates.items())),
+        "closed_by_tenants": m.closes, "containers_killed": m.containers_killed,
+        "revenue_uakt": sum(p.get("earned_uakt", 0) for p in providers.values()),
+        "gpus_leased_at_end": [last[1], last[2]] if last else [0, 0],
+        "providers": providers,
+    }
 
 
 def deterministic_view(report: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +208,27 @@ def write_plots(result: SimResult, out: Path) -> list[Path]:
         ax.set_ylabel("count")
         save(fig, name)
 
+    if result.market.utilisation:
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        u = result.market.utilisation
+        ax.plot([x[0] for x in u], [x[1] / x[2] if x[2] else 0 for x in u], label="GPUs leased")
+        ax.plot([x[0] for x in u], [x[3] / x[4] if x[4] else 0 for x in u], label="CPU leased")
+        ax.set_xlabel("virtual seconds")
+        ax.set_ylabel("share of provider capacity")
+        ax.legend()
+        save(fig, "utilisation.png")
+        prices: dict[str, list[int]] = {}
+        for d in result.market.deploys:
+            if d.outcome == "leased":
+                prices.setdefault(",".join(d.gpus) or "cpu-only", []).append(d.price)
+        if prices:
+            fig, ax = plt.subplots(figsize=(7, 3.5))
+            keys = sorted(prices)
+            ax.boxplot([prices[k] for k in keys])
+            ax.set_xticks(range(1, len(keys) + 1), keys, rotation=30)
+            ax.set_ylabel("lease price (uakt/block)")
+            save(fig, "prices.png")
+
     fig, ax = plt.subplots(figsize=(7, 3.5))
     names = [n.name for n in result.nodes]
     ax.bar(names, [n.past.bytes_out / 1e6 for n in result.nodes])
@@ -184,6 +261,13 @@ def summary(report: dict[str, Any]) -> str:
         f"p95 {report['commit_latency'].get('p95', 0):.3f} s, gossip copies/message "
         f"{report['gossip']['copies_per_message']:.2f}",
     ]
+    mk = report.get("market", {})
+    if mk.get("deployments"):
+        lines.append(
+            f"market: {mk['deployments']} deployments, fill rate {mk['fill_rate']:.2f}, "
+            f"order->first bid p50 {mk['order_to_first_bid'].get('p50', 0):.3f} s, "
+            f"order->lease p50 {mk['order_to_lease'].get('p50', 0):.3f} s, provider revenue "
+            f"{mk['revenue_uakt'] / 1e6:.3f} AKT")
     if report["not_simulated"]:
         lines.append(f"not simulated yet: {', '.join(report['not_simulated'])}")
     for v in report["invariant_violations"]:

@@ -3,8 +3,10 @@
 Rules and invariants:
 * Every node runs the real services over the in-memory transport: GossipService,
   ChainService (the ``FaultyChain`` subclass, honest unless a fault switches it), the real
-  Mempool with the ``txs`` topic (``api.server.TxGossip``) and the market's gossip
-  validators. One VerifyCache serves all nodes (verification is a pure function).
+  Mempool with the ``txs`` topic (``api.server.TxGossip``), the market's gossip validators
+  and subscriptions (every node relays the market topics, as ``node.py`` does); providers
+  add ProviderService, tenants TenantService and their workload (``sim/market.py``). One
+  VerifyCache serves all nodes (verification is a pure function).
 * Randomness: every generator is ``determinism.rng_for(seed, label)`` with a fixed label
   (network, each node's gossip, workload, each byzantine node); keys derive from the seed.
   Time is trio's MockClock; block times come from it (plus a node's skew).
@@ -26,6 +28,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import attrs
@@ -36,11 +39,12 @@ from p2pakash.api.server import TxGossip
 from p2pakash.chain import ChainService
 from p2pakash.consensus.types import Block
 from p2pakash.crypto import NodeID, PrivateKey, VerifyCache
+from p2pakash.executor.fake import FakeEngine, FakeExecutor
 from p2pakash.gossip.addr import PeerAddr
 from p2pakash.gossip.memory import MemoryTransport
 from p2pakash.gossip.peers import PeerParams
 from p2pakash.gossip.pubsub import PubSubParams
-from p2pakash.gossip.service import GossipService, GossipStats
+from p2pakash.gossip.service import Delivered, GossipService, GossipSettings, GossipStats
 from p2pakash.ledger import (
     UAKT_PER_AKT,
     BlockResult,
@@ -51,13 +55,19 @@ from p2pakash.ledger import (
     sign_tx,
 )
 from p2pakash.market.ledger_market import LedgerView
-from p2pakash.market.validators import MarketValidators
+from p2pakash.market.validators import TOPIC_BIDS, TOPIC_DECLINES, TOPIC_ORDERS, MarketValidators
 from p2pakash.mempool import Mempool
+from p2pakash.provider.service import ProviderService
+from p2pakash.sim import market
 from p2pakash.sim import network as simnet
 from p2pakash.sim.determinism import deterministic_run, rng_for
 from p2pakash.sim.faults import Behaviour, Event, FaultyChain, NodeClock, schedule
 from p2pakash.sim.invariants import Checker
-from p2pakash.sim.scenario import Scenario
+from p2pakash.sim.scenario import GpuClass, Scenario
+from p2pakash.tenant import TenantService
+
+MARKET_TOPICS = (TOPIC_ORDERS, TOPIC_BIDS, TOPIC_DECLINES)
+SAMPLE_EVERY = 10.0  # virtual seconds between provider utilisation samples
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +92,11 @@ class SimNode:
     gossip: GossipService | None = None
     chain: ChainService | None = None
     mempool: Mempool | None = None
+    provider: ProviderService | None = None
+    tenant: TenantService | None = None
+    engine: FakeEngine | None = None  # a provider's containers (outlive crashes)
+    gpu: GpuClass | None = None
+    price_factor: Fraction = Fraction(1)
     scope: trio.CancelScope | None = None
     done: trio.Event | None = None
     starts: int = 0
@@ -119,6 +134,8 @@ class SimResult:
     txs_committed: int = 0
     network: dict[str, int] = attrs.Factory(dict)
     validators: dict[str, dict[str, int | bool]] = attrs.Factory(dict)  # at the end
+    market: market.MarketStats = attrs.Factory(market.MarketStats)
+    revenue: dict[str, dict[str, int]] = attrs.Factory(dict)  # provider -> earned, leases
 
 
 class Runner:
@@ -139,6 +156,8 @@ class Runner:
                                state_checks=scenario.invariants.state_checks)
         self.result.checker = self.checker
         self.users = [_key(self.seed, f"user/{i}") for i in range(scenario.workload.accounts)]
+        self.templates = (market.load_templates(scenario.tenants.sdl_dir)
+                          if scenario.tenants.count and scenario.tenants.arrival_rate else [])
         self.nodes: list[SimNode] = []
         self.by_name: dict[str, SimNode] = {}
         self.genesis = self._genesis()
@@ -157,6 +176,11 @@ class Runner:
                     for k in vkeys if sc.validators.balance]
         accounts += [GenesisAccount(address=k.address, balance=sc.workload.balance * UAKT_PER_AKT)
                      for k in self.users if sc.workload.balance]
+        for names, amount in ((sc.provider_names(), sc.providers.balance),
+                              (sc.tenant_names(), sc.tenants.budget)):
+            accounts += [GenesisAccount(address=_key(self.seed, f"node/{name}").address,
+                                        balance=amount * UAKT_PER_AKT)
+                         for name in names if amount]
         self._vkeys = vkeys
         return GenesisDoc(chain_id=sc.chain.chain_id, genesis_time_ms=0,
                           accounts=tuple(accounts),
@@ -168,6 +192,8 @@ class Runner:
         sc = self.sc
         crashing = {f.node for f in sc.faults if f.kind == "crash"}
         byzantine = {f.node for f in sc.faults if f.kind in ("equivocate", "withhold")}
+        gpus = market.assign_gpus(sc.providers, rng_for(self.seed, "providers/gpus"))
+        prices = rng_for(self.seed, "providers/prices")
         for index, name in enumerate(sc.node_names()):
             if name.endswith("-twin"):
                 vkey: PrivateKey | None = self._vkeys[int(name[1:-5])]
@@ -181,26 +207,43 @@ class Runner:
                            data_dir=tmp / name if name in crashing else None)
             if name in byzantine or name.endswith("-twin"):
                 node.behaviour = Behaviour(rng=rng_for(self.seed, f"byzantine/{name}"))
+            if name.startswith("p"):
+                node.engine = FakeEngine()
+                node.gpu = gpus[int(name[1:])]
+                node.price_factor = market.price_factor(sc.providers, prices)
             self.latency.place(node.node_id, index)
             self.nodes.append(node)
             self.by_name[name] = node
         self.result.nodes = self.nodes
+        self._dial = self._topology()
+
+    def _topology(self) -> dict[str, list[str]]:
+        """The persistent-peer graph: each node picks its ring neighbour plus seeded random
+        others; a link joins two nodes when either picked the other. Each link is dialled
+        by its later node (in scenario order), so nobody dials a node that is not started
+        yet; a restarted node is dialled again by its later neighbours."""
+        names = [n.name for n in self.nodes]
+        edges: set[tuple[int, int]] = set()
+        want = min(self.sc.network.peers_per_node, len(names) - 1)
+        for i, name in enumerate(names):
+            if len(names) < 2:
+                break
+            rng = rng_for(self.seed, f"peers/{name}")
+            chosen = {(i + 1) % len(names)}
+            for j in rng.sample(range(len(names)), len(names)):
+                if len(chosen) >= want:
+                    break
+                chosen.add(j)
+            chosen.discard(i)
+            edges.update((min(i, j), max(i, j)) for j in chosen)
+        dial: dict[str, list[str]] = {name: [] for name in names}
+        for a, b in sorted(edges):
+            dial[names[b]].append(names[a])
+        return dial
 
     def _peers_of(self, node: SimNode) -> list[PeerAddr]:
-        """Persistent peers: the ring neighbour plus seeded random others."""
-        others = [n for n in self.nodes if n is not node]
-        if not others:
-            return []
-        rng = rng_for(self.seed, f"peers/{node.name}")
-        chosen = {self.nodes[(node.index + 1) % len(self.nodes)].name}
-        want = min(self.sc.network.peers_per_node, len(others))
-        for n in rng.sample(others, len(others)):
-            if len(chosen) >= want:
-                break
-            chosen.add(n.name)
-        chosen.discard(node.name)
         return [PeerAddr.parse(f"{self.by_name[n].node_id}@{self.by_name[n].addr}")
-                for n in sorted(chosen)]
+                for n in self._dial[node.name]]
 
     # ------------------------------------------------------------ node lifecycle
 
@@ -216,7 +259,8 @@ class Runner:
                                    max_per_host=1000, pex_interval=1e9, backoff_base=0.2,
                                    backoff_max=2.0, ban_seconds=5.0,
                                    misbehave_ban_seconds=5.0),
-            pubsub_params=PubSubParams(), persistent=self._peers_of(node))
+            pubsub_params=PubSubParams(), persistent=self._peers_of(node),
+            settings=GossipSettings(tick_interval=1.0))
         chain = FaultyChain(gossip=gossip, key=node.validator_key, genesis=self.genesis,
                             data_dir=node.data_dir, timeouts=self.sc.chain.timeouts(),
                             verify_cache=self.cache, now_ms=node.clock.now_ms,
@@ -228,7 +272,16 @@ class Runner:
         MarketValidators(chain_id=self.genesis.chain_id, view=LedgerView(store=chain.ledger.store),
                          now_ms=node.clock.now_ms, cache=self.cache).install(gossip.pubsub)
         blocks = chain.subscribe_blocks()
+        txs = TxGossip(gossip, mempool)
+        drains = [gossip.subscribe(topic) for topic in MARKET_TOPICS]  # relay, as node.py
+        provider = self._provider(node, gossip, chain, mempool, txs)
+        tenant = None
+        if node.name.startswith("t"):
+            tenant = TenantService(key=node.key, gossip=gossip, chain=chain, mempool=mempool,
+                                   publish_tx=txs.publish, now_ms=node.clock.now_ms,
+                                   verify_cache=self.cache)
         node.gossip, node.chain, node.mempool = gossip, chain, mempool
+        node.provider, node.tenant = provider, tenant
         node.starts += 1
 
         async def run_node(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
@@ -236,8 +289,20 @@ class Runner:
                 with trio.CancelScope() as scope:
                     async with trio.open_nursery() as inner:
                         await inner.start(gossip.run)
-                        await inner.start(TxGossip(gossip, mempool).run)
+                        await inner.start(txs.run)
+                        for channel in drains:
+                            inner.start_soon(_drain, channel)
+                        if tenant is not None:
+                            await inner.start(tenant.run)
                         await inner.start(chain.run)
+                        if provider is not None:
+                            await inner.start(provider.run)
+                        if tenant is not None:
+                            inner.start_soon(
+                                market.tenant_driver, node.name, tenant, self.sc.tenants,
+                                self.templates, rng_for(self.seed, f"tenant/{node.name}/"
+                                                                   f"{node.starts}"),
+                                self.result.market)
                         inner.start_soon(self._watch, node, chain, blocks)
                         task_status.started(scope)
             finally:
@@ -246,6 +311,19 @@ class Runner:
                 done.set()
 
         node.scope = await nursery.start(run_node)
+
+    def _provider(self, node: SimNode, gossip: GossipService, chain: ChainService,
+                  mempool: Mempool, txs: TxGossip) -> ProviderService | None:
+        if node.engine is None:
+            return None
+        host_uri = f"p2p://{node.node_id}@{node.addr}"
+        cfg = market.provider_config(self.sc.providers, node.gpu, node.price_factor, host_uri)
+        return ProviderService(
+            key=node.key, cfg=cfg, gossip=gossip, chain=chain, mempool=mempool,
+            publish=txs.publish, plugins=market.plugin_manager(cfg, f"providers ({node.name})"),
+            executor=FakeExecutor(node.engine), host_uri=host_uri,
+            state_dir=None if node.data_dir is None else node.data_dir / "provider",
+            now_ms=node.clock.now_ms)
 
     def _keep_stats(self, node: SimNode, gossip: GossipService) -> None:
         for field in attrs.fields(GossipStats):
@@ -299,6 +377,20 @@ class Runner:
             elif ev.action in ("equivocate", "withhold") and node is not None:
                 assert node.behaviour is not None
                 setattr(node.behaviour, ev.action, bool(ev.value))
+            elif ev.action == "containers_die" and node is not None:
+                self._containers(node, down=bool(ev.value))
+
+    def _containers(self, node: SimNode, *, down: bool) -> None:
+        """Every container of the provider exits (137) and its engine stops answering
+        (``down``), or the engine comes back."""
+        engine = node.engine
+        assert engine is not None
+        if down:
+            for lease, containers in sorted(engine.leases.items()):
+                for service, replica in sorted(containers):
+                    engine.exit(lease, service, replica, 137)
+                    self.result.market.containers_killed += 1
+        engine.down = down
 
     async def _workload(self) -> None:
         w = self.sc.workload
@@ -324,6 +416,7 @@ class Runner:
 
     async def _monitor(self) -> None:
         r = self.result
+        next_sample = 0.0
         while True:
             now = trio.current_time()
             heights = [n.height for n in self.nodes if n.running] or [0]
@@ -338,6 +431,10 @@ class Runner:
                     self._healed_at = None
                 if self.checker.failed and self._stop is not None:
                     self._stop.set()
+            if now >= next_sample and self.sc.providers.count:
+                next_sample = now + SAMPLE_EVERY
+                r.market.sample(now, {n.name: n.provider for n in self.nodes
+                                      if n.provider is not None and n.running})
             if self.progress is not None:
                 self.progress(self)
             if self.wall_limit and time.monotonic() - self._wall_start > self.wall_limit:
@@ -358,6 +455,8 @@ class Runner:
             if rec is not None:
                 self.result.validators[f"v{i}"] = {"tokens": rec.tokens, "jailed": rec.jailed,
                                                    "tombstoned": rec.tombstoned}
+        self.result.revenue = market.revenue(best.chain.ledger.store, best.height, {
+            n.name: n.key.address for n in self.nodes if n.engine is not None})
 
     async def main(self) -> SimResult:
         self._stop = trio.Event()
@@ -386,6 +485,11 @@ class Runner:
                                "bytes_sent": self.network.bytes_sent,
                                "frames_dropped": self.network.frames_dropped}
         return self.result
+
+
+async def _drain(channel: trio.MemoryReceiveChannel[Delivered]) -> None:
+    async for _ in channel:
+        pass
 
 
 def run(scenario: Scenario, *, seed: int | None = None, until: float | None = None,

@@ -4,12 +4,14 @@ Rules and invariants:
 * Structuring uses the node config's strict cattrs converter (``p2pakash.config``): no
   silent coercion, unknown keys refused, every problem one line ``FILE: key.path: what``.
 * Everything is checked before a run starts: node names in partitions and faults exist
-  (validators ``v0..``, full nodes ``f0..``, twins ``<validator>-twin``), times are within
-  the run, the region matrix is square and matches the regions, fault kinds are known and
-  target the right role. Problems raise ``ConfigFileError`` naming the key.
+  (validators ``v0..``, full nodes ``f0..``, providers ``p0..``, tenants ``t0..``, twins
+  ``<validator>-twin``), times are within the run, the region matrix is square and matches
+  the regions, fault kinds are known and target the right role. Market checks (the
+  pricing plugin loads, every SDL template prepares) are ``market.check_market``'s.
+  Problems raise ``ConfigFileError`` naming the key.
 * Times are virtual seconds from the start of the run; amounts of AKT are whole AKT.
-* ``providers`` and ``tenants`` are accepted and checked, but their services do not exist
-  yet: a scenario that asks for them runs without them and the report says so.
+* ``tenants.sdl_dir`` is relative to the scenario file; loading a file makes it absolute
+  (so a report's embedded scenario replays from anywhere).
 """
 
 from __future__ import annotations
@@ -20,11 +22,18 @@ from typing import Any
 
 import attrs
 
-from p2pakash.config import ConfigFileError, _Invalid, _problems, _strict_converter
+from p2pakash.config import (
+    ConfigFileError,
+    ProviderConfig,
+    _Invalid,
+    _problems,
+    _strict_converter,
+)
 from p2pakash.consensus.core import TimeoutParams
 
-FAULT_KINDS = ("crash", "equivocate", "withhold", "clock_skew", "twin")
+FAULT_KINDS = ("crash", "equivocate", "withhold", "clock_skew", "twin", "containers_die")
 VALIDATOR_ONLY = ("equivocate", "withhold", "twin")
+PROVIDER_ONLY = ("containers_die",)
 
 
 def _positive(inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -97,18 +106,36 @@ class WorkloadSpec:
 
 
 @attrs.frozen(kw_only=True)
+class GpuClass:
+    """One kind of GPU server: ``count`` GPUs of ``model`` on a ``share`` of providers."""
+
+    model: str = ""  # Akash model key ("a100"); "" = a provider without GPUs
+    ram: str = "24Gi"
+    interface: str = "pcie"
+    count: int = attrs.field(default=1, validator=_non_negative)  # GPUs per provider
+    share: float = attrs.field(default=1.0, validator=_positive)  # relative weight
+
+
+@attrs.frozen(kw_only=True)
 class ProvidersSpec:
     count: int = attrs.field(default=0, validator=_non_negative)
-    pricing: str = "linear"
-    gpus: tuple[str, ...] = ()
+    pricing: str = "linear"  # pricing plugin by name (overrides node.pricing)
+    balance: int = attrs.field(default=100, validator=_non_negative)  # AKT each
+    price_spread: float = attrs.field(default=0.0, validator=_fraction)  # rates x U[1-s,1+s]
+    gpus: tuple[GpuClass, ...] = ()
+    node: ProviderConfig = attrs.field(factory=ProviderConfig)  # a node's [provider] table
 
 
 @attrs.frozen(kw_only=True)
 class TenantsSpec:
     count: int = attrs.field(default=0, validator=_non_negative)
-    sdl_dir: str = ""
-    arrival_rate: float = attrs.field(default=0.0, validator=_non_negative)
-    budget: int = attrs.field(default=0, validator=_non_negative)  # AKT
+    sdl_dir: str = ""  # SDL templates (*.yaml, *.yml), relative to the scenario file
+    arrival_rate: float = attrs.field(default=0.0, validator=_non_negative)  # per tenant, /s
+    budget: int = attrs.field(default=100, validator=_non_negative)  # AKT each
+    deposit: float = attrs.field(default=0.5, validator=_positive)  # AKT per deployment
+    wait: float = attrs.field(default=10.0, validator=_positive)  # bid window, seconds
+    lease_seconds: float = attrs.field(default=0.0, validator=_non_negative)  # mean; 0: keep
+    start: float = attrs.field(default=5.0, validator=_non_negative)  # first arrivals after
 
 
 @attrs.frozen(kw_only=True)
@@ -157,16 +184,22 @@ class Scenario:
     def full_node_names(self) -> list[str]:
         return [f"f{i}" for i in range(self.full_nodes.count)]
 
+    def provider_names(self) -> list[str]:
+        return [f"p{i}" for i in range(self.providers.count)]
+
+    def tenant_names(self) -> list[str]:
+        return [f"t{i}" for i in range(self.tenants.count)]
+
     def twin_names(self) -> list[str]:
         return [f"{f.node}-twin" for f in self.faults if f.kind == "twin"]
 
     def node_names(self) -> list[str]:
-        return self.validator_names() + self.full_node_names() + self.twin_names()
+        return (self.validator_names() + self.full_node_names() + self.provider_names()
+                + self.tenant_names() + self.twin_names())
 
     def not_simulated(self) -> list[str]:
-        """Sections the scenario asks for whose services do not exist yet."""
-        return [name for name, count in (("providers", self.providers.count),
-                                         ("tenants", self.tenants.count)) if count > 0]
+        """Sections the scenario asks for that the simulator does not run (none now)."""
+        return []
 
 
 def check(sc: Scenario) -> list[str]:
@@ -192,8 +225,11 @@ def check(sc: Scenario) -> list[str]:
         if f.kind not in FAULT_KINDS:
             out.append(f"{where}.kind: unknown fault {f.kind!r} (one of {', '.join(FAULT_KINDS)})")
             continue
-        if f.node not in (validators if f.kind in VALIDATOR_ONLY else plain):
-            role = "validator" if f.kind in VALIDATOR_ONLY else "node"
+        allowed = (validators if f.kind in VALIDATOR_ONLY else
+                   set(sc.provider_names()) if f.kind in PROVIDER_ONLY else plain)
+        if f.node not in allowed:
+            role = ("validator" if f.kind in VALIDATOR_ONLY else
+                    "provider" if f.kind in PROVIDER_ONLY else "node")
             out.append(f"{where}.node: no {role} named {f.node!r}")
         if f.at > sc.duration:
             out.append(f"{where}.at: {f.at} is after the end of the run ({sc.duration})")
@@ -222,21 +258,49 @@ def check(sc: Scenario) -> list[str]:
                 seen.add(name)
     if sc.providers.count and not sc.providers.pricing:
         out.append("providers.pricing: a pricing plugin name is required")
+    for k, gpu in enumerate(sc.providers.gpus):
+        if gpu.count and not gpu.model:
+            out.append(f"providers.gpus[{k}].model: a GPU model is required when count > 0")
+    t = sc.tenants
+    if t.count and t.arrival_rate and not t.sdl_dir:
+        out.append("tenants.sdl_dir: a folder of SDL templates is required when tenants "
+                   "deploy (arrival_rate > 0)")
+    if t.count and t.arrival_rate and not sc.providers.count:
+        out.append("tenants.arrival_rate: tenants deploy but there are no providers")
     return out
 
 
 _CONVERTER = _strict_converter()
 
 
-def structure_scenario(data: dict[str, Any], *, source: str) -> Scenario:
+def structure_scenario(data: dict[str, Any], *, source: str, base: Path | None = None
+                       ) -> Scenario:
+    """Structure and check ``data``; a relative ``tenants.sdl_dir`` is made absolute
+    against ``base`` (the scenario file's folder) when given."""
+    tenants = data.get("tenants")
+    if base is not None and isinstance(tenants, dict) and isinstance(tenants.get("sdl_dir"),
+                                                                     str):
+        sdl_dir = tenants["sdl_dir"]
+        if sdl_dir and not Path(sdl_dir).is_absolute():
+            data = {**data, "tenants": {**tenants, "sdl_dir": str((base / sdl_dir).resolve())}}
     try:
         sc = _CONVERTER.structure(data, Scenario)
     except Exception as exc:
         raise ConfigFileError([f"{source}: {line}" for line in _problems(exc, "")]) from None
     problems = check(sc)
+    if not problems:
+        from p2pakash.sim.market import check_market  # the market imports this module
+
+        problems = check_market(sc)
     if problems:
         raise ConfigFileError([f"{source}: {line}" for line in problems])
     return sc
+
+
+def scenario_data(sc: Scenario) -> dict[str, Any]:
+    """The scenario as plain data that ``structure_scenario`` reads back (reports embed it)."""
+    data: dict[str, Any] = _CONVERTER.unstructure(sc)
+    return data
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -251,9 +315,10 @@ def load_scenario(path: Path) -> Scenario:
         raise ConfigFileError([f"{path}: invalid TOML: not UTF-8 text"]) from None
     except OSError as exc:
         raise ConfigFileError([f"{path}: cannot read: {exc.strerror}"]) from None
-    return structure_scenario(data, source=str(path))
+    return structure_scenario(data, source=str(path), base=path.parent)
 
 
-__all__ = ["ChainSpec", "FaultSpec", "FullNodesSpec", "InvariantsSpec", "NetworkSpec",
+__all__ = ["ChainSpec", "FaultSpec", "FullNodesSpec", "GpuClass", "InvariantsSpec",
+           "NetworkSpec",
            "PartitionSpec", "ProvidersSpec", "Scenario", "TenantsSpec", "ValidatorsSpec",
-           "WorkloadSpec", "check", "load_scenario", "structure_scenario"]
+           "WorkloadSpec", "check", "load_scenario", "scenario_data", "structure_scenario"]

@@ -19,19 +19,37 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_quickstart_short_all_invariants_hold(tmp_path: Path) -> None:
     sc = load_scenario(ROOT / "simulations" / "quickstart.toml")
-    sc = attrs.evolve(sc, duration=20.0, full_nodes=attrs.evolve(sc.full_nodes, count=2))
+    sc = attrs.evolve(sc, duration=40.0, full_nodes=attrs.evolve(sc.full_nodes, count=1),
+                      tenants=attrs.evolve(sc.tenants, arrival_rate=0.1, lease_seconds=10.0))
     result = run(sc)
     rep = report.write_report(result, tmp_path, plots=True)
     assert rep["invariant_violations"] == []
-    assert rep["stopped_by"] == "until" and rep["virtual_seconds"] == pytest.approx(20.0)
-    assert rep["final_height"] >= 5
-    assert rep["txs_committed"] > 0 and rep["invariant_checks"]["supply"] >= 5
-    assert rep["not_simulated"] == ["providers", "tenants"]
+    assert rep["stopped_by"] == "until" and rep["virtual_seconds"] == pytest.approx(40.0)
+    assert rep["final_height"] >= 10
+    assert rep["txs_committed"] > 0 and rep["invariant_checks"]["supply"] >= 10
+    assert rep["not_simulated"] == []
     assert all(n["height"] >= rep["final_height"] - 1 for n in rep["nodes"].values())
+    assert set(rep["nodes"]) == {"v0", "v1", "v2", "v3", "f0", "p0", "p1", "p2",
+                                 "t0", "t1", "t2", "t3", "t4"}
     assert rep["gossip"]["copies_per_message"] >= 1.0
-    for png in ("heights.png", "block_interval.png", "commit_latency.png", "traffic.png"):
+    for png in ("heights.png", "block_interval.png", "commit_latency.png", "traffic.png",
+                "utilisation.png", "prices.png"):
         assert (tmp_path / png).stat().st_size > 1000
     assert json.loads((tmp_path / "report.json").read_text()) == rep
+    # the market: real tenants deploy, real providers bid, leases are paid
+    mk = rep["market"]
+    assert mk["deployments"] >= 5 and mk["outcomes"].get("leased", 0) >= 3
+    assert 0.5 <= mk["fill_rate"] <= 1.0
+    assert 0 < mk["order_to_first_bid"]["p50"] < mk["order_to_lease"]["p50"] < 10
+    assert mk["closed_by_tenants"] >= 1
+    assert rep["invariant_checks"]["lease-price"] == sum(
+        p["leases"] for p in mk["providers"].values())
+    assert mk["revenue_uakt"] > 0 and sum(p["won"] for p in mk["providers"].values()) >= 3
+    assert {p["gpus"] for p in mk["providers"].values()} == {"4x rtx4090", "8x a100",
+                                                             "8x h100"}
+    for key, prices in mk["prices_by_gpu"].items():  # below every template's max price
+        assert prices["max"] <= {"cpu-only": 100, "nvidia/a100": 2200, "nvidia/h100": 8000,
+                                 "nvidia/rtx4090": 700, "nvidia/rtx3090": 700}[key]
 
 
 def test_twins_beyond_f_fork_is_caught_by_the_safety_invariant() -> None:

@@ -22,10 +22,18 @@ def test_shipped_scenarios_load(path: Path) -> None:
     assert sc.purpose
 
 
-def test_quickstart_marks_providers_and_tenants_not_simulated() -> None:
+def test_quickstart_is_the_issue_s_market() -> None:
     sc = load_scenario(ROOT / "simulations" / "quickstart.toml")
     assert sc.validators.count == 4 and sc.duration == 600.0
-    assert sc.not_simulated() == ["providers", "tenants"]
+    assert sc.providers.count == 3 and sc.tenants.count == 5
+    assert sc.not_simulated() == []
+    assert Path(sc.tenants.sdl_dir).is_absolute()  # resolved against the scenario file
+    assert Path(sc.tenants.sdl_dir) == ROOT / "simulations" / "sdl"
+
+
+SDL = ROOT / "simulations" / "sdl"
+MARKET = {"providers": {"count": 1}, "tenants": {"count": 1, "arrival_rate": 0.1,
+                                                   "sdl_dir": str(SDL)}}
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -46,6 +54,21 @@ def test_quickstart_marks_providers_and_tenants_not_simulated() -> None:
      "partitions[0].groups[1]: 'v0' is in two groups"),
     ({"name": "x", "network": {"regions": ["a", "b"], "region_latency_ms": [[1, 2]]}},
      "network.region_latency_ms: must be a 2x2 matrix"),
+    ({"name": "x", **MARKET, "providers": {"count": 1, "pricing": "no-such-plugin"}},
+     "providers.pricing: "),
+    ({"name": "x", **MARKET, "providers": {"count": 1, "node": {"cpuu": 3}}},
+     "providers.node.cpuu: unknown key"),
+    ({"name": "x", **MARKET, "tenants": {"count": 1, "arrival_rate": 0.1}},
+     "tenants.sdl_dir: a folder of SDL templates is required"),
+    ({"name": "x", **MARKET, "tenants": {"count": 1, "arrival_rate": 0.1,
+                                         "sdl_dir": "/nonexistent-sdl"}},
+     "tenants.sdl_dir: /nonexistent-sdl: not a folder"),
+    ({"name": "x", "tenants": {"count": 2, "arrival_rate": 0.1, "sdl_dir": str(SDL)}},
+     "tenants.arrival_rate: tenants deploy but there are no providers"),
+    ({"name": "x", **MARKET, "faults": [{"kind": "containers_die", "node": "t0"}]},
+     "faults[0].node: no provider named 't0'"),
+    ({"name": "x", "providers": {"count": 2, "gpus": [{"count": 2}]}},
+     "providers.gpus[0].model: a GPU model is required"),
 ])
 def test_bad_scenarios_name_the_key(data: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigFileError) as info:
@@ -76,3 +99,14 @@ def test_schedule_orders_events_by_time_then_file_order() -> None:
     events = [(e.at, e.action, e.node) for e in schedule(sc)]
     assert events == [(10.0, "skew", "v2"), (10.0, "partition", ""), (30.0, "crash", "v1"),
                       (30.0, "twin_start", "v3-twin"), (40.0, "restart", "v1")]
+
+
+def test_a_bad_sdl_template_is_refused_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text((SDL / "busybox-web.yaml").read_text())
+    (tmp_path / "bad.yaml").write_text("version: '2.0'\nservices: {}\n")
+    data = {"name": "x", **MARKET, "tenants": {"count": 1, "arrival_rate": 0.1,
+                                                "sdl_dir": str(tmp_path)}}
+    with pytest.raises(ConfigFileError) as info:
+        structure_scenario(data, source="s.toml")
+    assert any(line.startswith("s.toml: tenants.sdl_dir: ") and "bad.yaml" in line
+               for line in info.value.problems), info.value.problems
