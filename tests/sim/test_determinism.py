@@ -35,11 +35,34 @@ def test_same_seed_same_report_different_seed_differs() -> None:
     assert c["final_block_hash"] != a["final_block_hash"]
 
 
+MARKET = {"providers": {"count": 2, "price_spread": 0.2,
+                        "gpus": [{"model": "rtx4090", "count": 2}, {"model": "a100",
+                                                                     "ram": "80Gi"}]},
+          "tenants": {"count": 2, "arrival_rate": 0.4, "start": 1.0, "wait": 2.0,
+                      "lease_seconds": 4.0, "sdl_dir": str(ROOT / "simulations" / "sdl")}}
+
+
+def test_market_same_seed_same_report_different_seed_differs() -> None:
+    faults = [{"kind": "crash", "node": "p1", "at": 6.0, "until": 9.0},
+              {"kind": "containers_die", "node": "p0", "at": 8.0, "until": 10.0}]
+    a = _view(7, duration=16.0, faults=faults, **MARKET)
+    b = _view(7, duration=16.0, faults=faults, **MARKET)
+    c = _view(8, duration=16.0, faults=faults, **MARKET)
+    assert a["market"]["deployments"] >= 4 and a["market"]["outcomes"].get("leased", 0) >= 2
+    assert a == b
+    assert c["final_block_hash"] != a["final_block_hash"] and c["market"] != a["market"]
+
+
 def test_same_report_in_another_process_with_another_hash_seed(tmp_path: Path) -> None:
     path = tmp_path / "s.toml"
     path.write_text('name = "s"\nduration = 12.0\n[chain]\ncommit = 0.5\n[full_nodes]\n'
                     'count = 1\n[workload]\naccounts = 3\ntransfer_rate = 2.0\n'
-                    '[network]\njitter = 0.3\nlatency_ms = 8.0\n')
+                    '[network]\njitter = 0.3\nlatency_ms = 8.0\n'
+                    '[providers]\ncount = 1\n[[providers.gpus]]\nmodel = "h100"\n'
+                    'ram = "80Gi"\ninterface = "sxm"\ncount = 2\n[providers.node]\ncpu = 64.0\n'
+                    'memory = "512Gi"\n[tenants]\ncount = 1\narrival_rate = 0.5\n'
+                    'start = 3.0\nwait = 2.0\nsdl_dir = "' + str(ROOT / "simulations" / "sdl")
+                    + '"\n')
     reports = []
     for hash_seed in ("1", "2"):
         out = tmp_path / f"out{hash_seed}"
@@ -51,6 +74,7 @@ def test_same_report_in_another_process_with_another_hash_seed(tmp_path: Path) -
         reports.append(report.deterministic_view(json.loads((out / "report.json").read_text())))
     assert reports[0] == reports[1]
     assert reports[0]["final_height"] >= 5
+    assert reports[0]["market"]["outcomes"].get("leased", 0) >= 1
 
 
 def test_scheduling_hook_is_restored_and_orders_tasks_by_seed() -> None:
