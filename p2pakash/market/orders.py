@@ -14,9 +14,10 @@ Rules and invariants:
   uakt per block and must satisfy ``1 <= price <= floor(max)``. Only ``uakt`` is accepted.
 * A bid names the exact order it answers (``order_digest`` = sha256 of the order body's
   encoding), so a bid can never be attached to another order with the same ID.
-* ``Order.digest`` and ``Bid.digest`` are computed once per object and kept in a slot
-  (``functools.cached_property`` on the slotted attrs class): not an attrs field, so not
-  encoded, compared or hashed. Messages and their bodies are immutable, so it never goes stale.
+* ``body_bytes`` (the body's encoding, which the signature covers) and ``digest`` (its
+  sha256) are computed once per message object and kept in slots (``functools.cached_property``
+  on the slotted attrs class): not attrs fields, so never encoded, compared or hashed.
+  Messages and their bodies are immutable, so they never go stale.
 * ``check_*`` raise ``InvalidMarketMessage`` (a RemoteProtocolError) naming the field.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
 import re
 from collections.abc import Sequence
 
@@ -219,10 +221,15 @@ class Order:
         return self.body.deployment.owner
 
     @functools.cached_property
+    def body_bytes(self) -> bytes:
+        """The body's canonical encoding (what the signature covers), computed once (a slot,
+        not an attrs field: never on the wire, not in ``==`` or ``hash``)."""
+        return wire.encode(self.body)
+
+    @functools.cached_property
     def digest(self) -> bytes:
-        """sha256 of the body's encoding, computed once (a slot, not an attrs field: never
-        on the wire, not in ``==`` or ``hash``)."""
-        return wire.digest(self.body)
+        """sha256 of the body's encoding (``wire.digest(body)``), computed once."""
+        return hashlib.sha256(self.body_bytes).digest()
 
     def order_id(self, gseq: int) -> OrderID:
         d = self.body.deployment
@@ -278,9 +285,14 @@ class Bid:
                        provider=self.body.provider)
 
     @functools.cached_property
+    def body_bytes(self) -> bytes:
+        """As ``Order.body_bytes``: computed once, never on the wire."""
+        return wire.encode(self.body)
+
+    @functools.cached_property
     def digest(self) -> bytes:
         """As ``Order.digest``: computed once, never on the wire."""
-        return wire.digest(self.body)
+        return hashlib.sha256(self.body_bytes).digest()
 
 
 # ---------------------------------------------------------------- decline
@@ -318,6 +330,11 @@ class Decline:
     def provider(self) -> str:
         return self.body.provider
 
+    @functools.cached_property
+    def body_bytes(self) -> bytes:
+        """As ``Order.body_bytes``: computed once, never on the wire."""
+        return wire.encode(self.body)
+
 
 # ---------------------------------------------------------------- signing
 
@@ -350,7 +367,7 @@ def verify(msg: Signed, chain_id: str, cache: crypto.VerifyCache | None = None) 
     kind = _KIND[type(msg.body)]
     if len(msg.pubkey) != 32 or crypto.address(msg.pubkey) != signer(msg):
         raise InvalidSignature(f"{kind} signed by a key that is not {signer(msg)}'s")
-    body = wire.encode(msg.body)
+    body = msg.body_bytes
     if cache is None:
         crypto.verify(msg.pubkey, kind, chain_id, body, msg.signature)
     else:
