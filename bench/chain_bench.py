@@ -163,7 +163,7 @@ class Submitter(threading.Thread):
             if self.batch:
                 answer = self._post("/txs", ('{"txs":["' + '","'.join(h for _, h in chunk)
                                              + '"]}').encode())
-                results = [] if answer is None else answer[1].get("results", [])
+                results = [] if answer is None else _per_tx(len(chunk), answer[1])
             else:
                 answer = self._post("/tx", ('{"tx":"' + chunk[0][1] + '"}').encode())
                 results = [] if answer is None else [answer[1]]
@@ -184,6 +184,16 @@ class Submitter(threading.Thread):
             else:
                 retries = 0
         self.conn.close()
+
+
+def _per_tx(count: int, answer: Json) -> list[Json]:
+    """``POST /txs`` lists only the refused txs (by index): one answer per tx."""
+    if "refused" not in answer:
+        return []
+    out: list[Json] = [{"accepted": True}] * count
+    for res in answer["refused"]:
+        out[res["index"]] = res
+    return out
 
 
 def loadgen(spec: Json) -> Json:
@@ -311,6 +321,11 @@ def _short(frame: str) -> str:
     return f"{where} {name}"
 
 
+def _loadavg() -> float:
+    """The 1-minute load average (the machine is shared: it says how contended a run was)."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
 def overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
     """``section.key=value`` (value parsed as JSON when it can be) -> config overrides."""
     out: dict[str, dict[str, Any]] = {}
@@ -371,6 +386,7 @@ def run(args: argparse.Namespace) -> Json:
         poll(lambda: (work / "load-started").exists() or gen.poll() is not None,
              limit=120, what="the load to start")
         cpu_before = [cpu_seconds(p) for p in pids]
+        result["loadavg_at_load_start"] = _loadavg()
         if args.profile:
             time.sleep(args.profile_delay)
             spy = subprocess.Popen(
@@ -382,6 +398,7 @@ def run(args: argparse.Namespace) -> Json:
         if gen.returncode != 0:
             raise SystemExit(f"load generator failed ({gen.returncode})")
         result.update(json.loads(out))
+        result["loadavg_at_load_end"] = _loadavg()
         result["validator_cpu_s"] = [round(cpu_seconds(p) - c, 2)
                                      for p, c in zip(pids, cpu_before, strict=True)]
         finalized = max(1, result["load"]["finalized"])
@@ -428,6 +445,8 @@ def table(r: Json) -> str:
         ("idle CPU per validator (s per s)",
          ", ".join(map(str, r["validator_idle_cpu_per_s"]))),
         ("CPU s of the load generator (load phase)", f"{r['loadgen_cpu_s']:.1f}"),
+        ("load average at load start / end",
+         f"{r['loadavg_at_load_start']:.2f} / {r['loadavg_at_load_end']:.2f}"),
         ("failed in block / not committed / refused",
          f"{load['failed_in_block']} / {load['not_committed']} / {load['refused']}"),
     ]

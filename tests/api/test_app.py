@@ -117,10 +117,11 @@ async def test_batch_submit_answers_each_tx_in_order() -> None:
     app = make_app()
     app.publish = published.append
     status, body = await asgi_call(app, "POST", "/txs", batch_body(0, 1, 1, 5))
-    assert status == 200 and (body["accepted"], body["refused"]) == (2, 2)
-    assert [r["status"] for r in body["results"]] == ["admitted", "admitted", "duplicate",
-                                                      "invalid"]
-    assert body["results"][3]["reason"].startswith("wrong sequence for")
+    assert status == 200 and body["accepted"] == 2
+    assert [(r["index"], r["status"], r["accepted"]) for r in body["refused"]] == [
+        (2, "duplicate", False), (3, "invalid", False)]
+    assert body["refused"][1]["reason"].startswith("wrong sequence for")
+    assert body["refused"][1]["code"] == 4 and len(body["refused"][1]["hash"]) == 64
     assert app.mempool.size == 2 and len(published) == 2
 
 
