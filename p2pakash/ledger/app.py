@@ -221,12 +221,10 @@ class Ledger:
             size = len(tx.encode())
         except LocalProtocolError as exc:
             raise TxRejected(Code.DECODE, f"tx cannot be encoded: {exc}") from None
-        overlay = Overlay(self._kv)
-        store = Store(overlay)
-        self._run_tx(store, tx, size, self.height() + 1, self.time_ms(), verify or self._verify,
+        # A check copy keeps a passing tx's writes; the committed ledger is never written.
+        parent = self._kv if self._check_copy else Overlay(self._kv)
+        self._run_tx(parent, tx, size, self.height() + 1, self.time_ms(), verify or self._verify,
                      keep_fee_on_failure=False, quiet=True)
-        if self._check_copy:
-            overlay.flush()
 
     def _ante(self, store: Store, tx: Tx, size: int, chain_id: str, params: Params,
               verify: VerifyFn) -> None:
@@ -266,14 +264,17 @@ class Ledger:
         if body.fee:
             bank.transfer(store, body.sender, FEE_COLLECTOR, body.fee)
 
-    def _run_tx(self, parent: Store, tx: Tx, size: int, height: int, time_ms: int,
+    def _run_tx(self, parent: KV, tx: Tx, size: int, height: int, time_ms: int,
                 verify: VerifyFn, *, keep_fee_on_failure: bool, quiet: bool = False
                 ) -> list[Event]:
+        """Run ``tx`` over ``parent``: its writes reach ``parent`` only if it passes, or
+        (``keep_fee_on_failure``) the ante stage's when a message fails."""
         chain_id = self.chain_id()
         params = self.params()
-        ante = Overlay(parent.kv)
+        ante = Overlay(parent)
         self._ante(Store(ante), tx, size, chain_id, params, verify)
-        msgs = Overlay(ante)
+        # Without a fee to keep, one overlay serves both stages: any failure drops it all.
+        msgs = Overlay(ante) if keep_fee_on_failure else ante
         ctx = Context(store=Store(msgs), height=height, time_ms=time_ms, chain_id=chain_id,
                       params=params, sender=tx.body.sender, pubkey=tx.pubkey, quiet=quiet)
         ctx.emit("tx", hash=tx.hash(), sender=tx.body.sender, sequence=tx.body.sequence,
@@ -288,7 +289,8 @@ class Ledger:
                     ante.flush()
                 raise TxRejected(exc.code, f"message {i} ({type(msg).__name__}): {exc.reason}"
                                  ) from None
-        msgs.flush()
+        if msgs is not ante:
+            msgs.flush()
         ante.flush()
         return ctx.events
 
@@ -302,7 +304,7 @@ class Ledger:
         except DecodeError as exc:
             return TxResult(code=int(Code.DECODE), log=f"undecodable tx: {exc}")
         try:
-            events = self._run_tx(store, tx, len(raw), height, time_ms, self._verify,
+            events = self._run_tx(store.kv, tx, len(raw), height, time_ms, self._verify,
                                   keep_fee_on_failure=True)
         except TxRejected as exc:
             return TxResult(code=int(exc.code), log=exc.reason)
