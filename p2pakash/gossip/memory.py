@@ -32,7 +32,9 @@ Rules and invariants:
   ``sink(payload)`` at each frame's delivery time (``None`` marks the end of the stream),
   in delivery-time order and per-direction FIFO, with the same latency, loss, bandwidth
   and partition rules. No per-connection reader task and no decode: the cost of a frame
-  is one heap push and one call. Default networks (``items=False``) carry bytes only.
+  is one heap push and one call. With ``run_clock`` running, one network timer wakes the
+  pumps (cheap unparks) instead of a deadline per pump. Default networks
+  (``items=False``) carry bytes only.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from collections.abc import Callable, Collection, Sequence
 
 import trio
 
+from p2pakash import wire
 from p2pakash.crypto import NodeID, PrivateKey, PublicKey
 from p2pakash.errors import LocalProtocolError, RemoteProtocolError
 from p2pakash.gossip.secret import check_peer
@@ -55,6 +58,7 @@ from p2pakash.gossip.transport import ConnectionClosed, Handler, parse_addr, run
 log = logging.getLogger(__name__)
 
 LatencyModel = Callable[[NodeID, NodeID, random.Random], float]
+SIZE_CACHE = 65_536  # items whose encoded size the network remembers
 
 
 class Batch:
@@ -105,30 +109,46 @@ class _Pipe:
 
 
 class _Pump:
-    """Per listening transport: delivers due frames of attached pipes to their sinks."""
+    """Per listening transport: delivers due frames of attached pipes to their sinks.
 
-    def __init__(self) -> None:
+    It wakes at its earliest frame's delivery time: through the network's clock when one
+    runs (``MemoryNetwork.run_clock``: one timer for every pump, so pumps that wake at one
+    instant cost one timer, not one each), else by a deadline of its own."""
+
+    def __init__(self, network: MemoryNetwork) -> None:
+        self.network = network
         self.heap: list[tuple[float, int, _Pipe]] = []
         self.seq = 0
         self.scope: trio.CancelScope | None = None
+        self.lot = trio.lowlevel.ParkingLot()
+        self.wake_at = math.inf  # the wake asked of the network clock
 
     def push(self, at: float, pipe: _Pipe) -> None:
         self.seq += 1
         heapq.heappush(self.heap, (at, self.seq, pipe))
+        if at < self.wake_at and self.network.clock_running:
+            self.wake_at = at
+            self.network.wake(at, self)
         scope = self.scope
         if scope is not None and at < scope.deadline:
             scope.deadline = at
 
     async def run(self) -> None:
         heap = self.heap
-        lot = trio.lowlevel.ParkingLot()  # never unparked: waits end by the deadline
+        network = self.network
         while True:
             now = trio.current_time()
             while heap and heap[0][0] <= now:
                 heapq.heappop(heap)[2].deliver_head()
+            if network.clock_running:
+                self.wake_at = heap[0][0] if heap else math.inf
+                if heap:
+                    network.wake(self.wake_at, self)
+                await self.lot.park()
+                continue
             with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
                 self.scope = scope
-                await lot.park()
+                await self.lot.park()
             self.scope = None
 
 
@@ -156,6 +176,11 @@ class MemoryNetwork:
         self.bytes_sent = 0
         self.frames_dropped = 0
         self.listeners: dict[str, MemoryTransport] = {}
+        self._sizes: dict[int, tuple[object, int]] = {}  # id(item) -> (item, encoded size)
+        self._wakes: list[tuple[float, int, _Pump]] = []  # the clock's timer heap
+        self._wake_seq = 0
+        self._clock_scope: trio.CancelScope | None = None
+        self.clock_running = False
         self._groups: dict[NodeID, int] | None = None
         self._links: dict[tuple[NodeID, NodeID], tuple[float | None, float | None]] = {}
         self._directed: dict[tuple[NodeID, NodeID], tuple[float | None, float | None]] = {}
@@ -214,7 +239,54 @@ class MemoryNetwork:
         loss = self._override(src, dst)[1] if self._links or self._directed else None
         return self.loss if loss is None else loss
 
+    # ------------------------------------------------------------ clock
+
+    async def run_clock(self) -> None:
+        """Item mode: one timer that wakes every pump at its next delivery time. Run it in
+        a task that outlives the transports (pumps fall back to their own deadlines when
+        it is not running)."""
+        if self.clock_running:
+            raise RuntimeError("the network clock is already running")
+        heap = self._wakes
+        lot = trio.lowlevel.ParkingLot()  # never unparked: waits end by the deadline
+        self.clock_running = True
+        try:
+            while True:
+                now = trio.current_time()
+                while heap and heap[0][0] <= now:
+                    pump = heapq.heappop(heap)[2]
+                    if pump.heap and pump.heap[0][0] <= now:
+                        pump.lot.unpark_all()
+                with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
+                    self._clock_scope = scope
+                    await lot.park()
+                self._clock_scope = None
+        finally:
+            self.clock_running = False
+            self._clock_scope = None
+            heap.clear()
+
+    def wake(self, at: float, pump: _Pump) -> None:
+        self._wake_seq += 1
+        heapq.heappush(self._wakes, (at, self._wake_seq, pump))
+        scope = self._clock_scope
+        if scope is not None and at < scope.deadline:
+            scope.deadline = at
+
     # ------------------------------------------------------------ frames
+
+    def item_size(self, item: object) -> int:
+        """Encoded size of a frame item, computed once per item object for the whole
+        network: on an item network a forwarded message is the same object at every hop.
+        Holding the item keeps its ``id`` from being reused while cached."""
+        hit = self._sizes.get(id(item))
+        if hit is not None and hit[0] is item:
+            return hit[1]
+        size = len(wire.encode(item))
+        self._sizes[id(item)] = (item, size)
+        if len(self._sizes) > SIZE_CACHE:
+            del self._sizes[next(iter(self._sizes))]
+        return size
 
     def _carry(self, src: NodeID, dst: NodeID, pipe: _Pipe, payload: Payload) -> None:
         self.frames_sent += 1
@@ -279,6 +351,9 @@ class MemoryConnection:
             await pipe.writers.park()
         self._network._carry(self.local_id, self.remote_id, pipe, payload)
         await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def item_size(self, item: object) -> int:
+        return self._network.item_size(item)
 
     @property
     def can_attach(self) -> bool:
@@ -409,7 +484,7 @@ class MemoryTransport:
         try:
             async with trio.open_nursery() as nursery:
                 if self.network.items:
-                    self._pump = _Pump()
+                    self._pump = _Pump(self.network)
                     nursery.start_soon(self._pump.run)
                 task_status.started(self.listen)
                 async for conn in receive:

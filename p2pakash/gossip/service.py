@@ -17,8 +17,9 @@ Rules and invariants:
 * No stored or injected nurseries: dials run in the nursery of ``_dialer``; inbound
   connections run in the transport's own ``serve``.
 * In-memory fast path (a ``MemoryNetwork(items=True)``, the simulator's): a link carries
-  decoded items, not bytes. Each item is still encoded once (the cache below) for sizes,
-  counters and the frame limit, but nobody decodes: the receiver's transport calls
+  decoded items, not bytes. Each item is still encoded once (per item object, network-wide:
+  ``MemoryNetwork.item_size``) for sizes, counters and the frame limit, but nobody
+  decodes: the receiver's transport calls
   ``_on_frame`` at the delivery time, the same function the byte reader calls after
   decoding. The per-link writer task is replaced by one flusher task per service that
   batches every link's queued items after a checkpoint, as the writer does per link.
@@ -408,11 +409,13 @@ class GossipService:
                     self._flush_link(link, pending)
 
     def _flush_link(self, link: _Link, pending: list[object]) -> None:
+        conn = link.conn
+        assert isinstance(conn, MemoryConnection)
         limit = self.settings.max_frame - 16
         batch: list[object] = []
         size = 0
         for item in pending:
-            n = len(self._encode(item))
+            n = conn.item_size(item)
             if n > limit:
                 self.stats.dropped_out += 1
                 continue

@@ -68,6 +68,7 @@ from p2pakash.tenant import TenantService
 
 MARKET_TOPICS = (TOPIC_ORDERS, TOPIC_BIDS, TOPIC_DECLINES)
 SAMPLE_EVERY = 10.0  # virtual seconds between provider utilisation samples
+PROVIDER_TICK = 1.0  # the provider's timer (reservation expiry, manifest deadlines, withdraw)
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +324,7 @@ class Runner:
             publish=txs.publish, plugins=market.plugin_manager(cfg, f"providers ({node.name})"),
             executor=FakeExecutor(node.engine), host_uri=host_uri,
             state_dir=None if node.data_dir is None else node.data_dir / "provider",
-            now_ms=node.clock.now_ms)
+            now_ms=node.clock.now_ms, tick=PROVIDER_TICK)
 
     def _keep_stats(self, node: SimNode, gossip: GossipService) -> None:
         for field in attrs.fields(GossipStats):
@@ -465,6 +466,8 @@ class Runner:
             self._build_nodes(Path(tmp))
             twins = {f"{f.node}-twin": f.at for f in self.sc.faults if f.kind == "twin"}
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.network.run_clock)
+                await trio.lowlevel.checkpoint()  # the clock runs before any transport
                 for node in self.nodes:
                     if twins.get(node.name, 0.0) == 0.0:
                         await self.start_node(nursery, node)
