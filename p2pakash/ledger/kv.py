@@ -10,12 +10,17 @@ Rules and invariants:
   buffered writes first; ``flush()`` pushes them into the parent (without committing the
   parent); dropping an overlay discards them. The ledger uses one overlay per block, one
   per transaction (so a failed transaction leaves no trace) and one per mempool copy.
+* An overlay may hold a *record* (``set_record``: an immutable value and its encoder)
+  instead of bytes: it is encoded only when bytes are asked for (``get``, ``iterate``,
+  ``sorted_writes``, a flush into a non-overlay parent), once, and ``lookup`` hands the
+  value itself to a typed reader. Flushing into another overlay moves records as they are,
+  so a block's many writes of one account are encoded once, and a mempool copy's never.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 
@@ -75,26 +80,65 @@ class MemoryKV:
         return len(self._data)
 
 
+class Record:
+    """A value waiting in an overlay, encoded on first need."""
+
+    __slots__ = ("_raw", "encode", "value")
+
+    def __init__(self, value: object, encode: Callable[[object], bytes]) -> None:
+        self.value = value
+        self.encode = encode
+        self._raw: bytes | None = None
+
+    def raw(self) -> bytes:
+        if self._raw is None:
+            self._raw = self.encode(self.value)
+        return self._raw
+
+
+Entry = bytes | Record | None
+
+
+def _raw(entry: Entry) -> bytes | None:
+    return entry.raw() if type(entry) is Record else entry  # type: ignore[return-value]
+
+
 class Overlay:
     """Buffered writes over a parent KV (None in ``writes`` marks a deletion)."""
 
     def __init__(self, parent: KV) -> None:
         self.parent = parent
-        self.writes: dict[bytes, bytes | None] = {}
+        self.writes: dict[bytes, Entry] = {}
 
     def get(self, key: bytes) -> bytes | None:
         if key in self.writes:
-            return self.writes[key]
+            return _raw(self.writes[key])
         return self.parent.get(key)
+
+    def lookup(self, key: bytes) -> Entry:
+        """The entry for ``key`` through this overlay and overlay parents: a Record as it
+        was set, else the bytes (None: absent)."""
+        overlay = self
+        while True:
+            writes = overlay.writes
+            if key in writes:
+                return writes[key]
+            parent = overlay.parent
+            if type(parent) is not Overlay:
+                return parent.get(key)
+            overlay = parent
 
     def set(self, key: bytes, value: bytes) -> None:
         self.writes[key] = bytes(value)
+
+    def set_record(self, key: bytes, value: object, encode: Callable[[object], bytes]) -> None:
+        self.writes[key] = Record(value, encode)
 
     def delete(self, key: bytes) -> None:
         self.writes[key] = None
 
     def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        mine = sorted((k, v) for k, v in self.writes.items() if k.startswith(prefix))
+        mine = sorted((k, _raw(v)) for k, v in self.writes.items() if k.startswith(prefix))
         base = self.parent.iterate(prefix)
         i = 0
         nxt = next(base, None)
@@ -112,17 +156,25 @@ class Overlay:
                 yield key, value
 
     def sorted_writes(self) -> list[tuple[bytes, bytes | None]]:
-        return sorted(self.writes.items())
+        return [(k, _raw(v)) for k, v in sorted(self.writes.items(), key=_first)]
 
     def flush(self) -> None:
         """Push the buffered writes into the parent (in key order) and forget them."""
-        for key, value in self.sorted_writes():
-            if value is None:
-                self.parent.delete(key)
-            else:
-                self.parent.set(key, value)
+        parent = self.parent
+        if type(parent) is Overlay:
+            parent.writes.update(self.writes)  # entries as they are: records stay lazy
+        else:
+            for key, value in self.sorted_writes():
+                if value is None:
+                    parent.delete(key)
+                else:
+                    parent.set(key, value)
         self.writes.clear()
 
     def commit(self) -> None:
         """An overlay's commit is a flush: durability belongs to the store underneath."""
         self.flush()
+
+
+def _first(item: tuple[bytes, Entry]) -> bytes:
+    return item[0]

@@ -19,7 +19,8 @@ Rules and invariants:
   and a state read costs a dict lookup instead of a CBOR decode and canonical re-encode.
 * ``encode_record`` equals ``wire.encode`` for every record, faster (a type-keyed walk;
   the hot path is an account write per tx and party). A record written is put in the
-  decode cache under its new bytes, so reading it back costs no decode.
+  decode cache under its new bytes, so reading it back costs no decode; written into an
+  ``Overlay`` it stays a value (``Overlay.set_record``) until bytes are needed.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import cbor2
 
 from p2pakash import wire
 from p2pakash.errors import StorageError
-from p2pakash.ledger.kv import KV
+from p2pakash.ledger.kv import KV, Overlay, Record
 from p2pakash.ledger.params import POWER_REDUCTION, Params
 
 T = TypeVar("T")
@@ -183,14 +184,27 @@ class Store:
         self._chain_id: str | None = None  # fixed at genesis: read from the KV once
 
     def get(self, key: bytes, cls: type[T]) -> T | None:
-        raw = self.kv.get(key)
+        kv = self.kv
+        if type(kv) is Overlay:
+            entry = kv.lookup(key)
+            if isinstance(entry, Record):
+                if type(entry.value) is cls:
+                    return entry.value
+                entry = entry.raw()
+            return None if entry is None else decode_record(entry, cls)
+        raw = kv.get(key)
         return None if raw is None else decode_record(raw, cls)
 
     def put(self, key: bytes, value: object) -> None:
+        kv = self.kv
+        record = wire.is_message(value)  # frozen: safe to keep as a value
+        if record and type(kv) is Overlay:
+            kv.set_record(key, value, encode_record)  # encoded only if it reaches bytes
+            return
         raw = encode_record(value)
-        if type(value) in _SPECS:  # a record (immutable): the next read needs no decode
+        if record:  # the next read needs no decode
             remember_record(raw, value)
-        self.kv.set(key, raw)
+        kv.set(key, raw)
 
     def delete(self, key: bytes) -> None:
         self.kv.delete(key)

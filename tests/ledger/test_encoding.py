@@ -10,10 +10,23 @@ import pytest
 
 from p2pakash import wire
 from p2pakash.errors import DecodeError, LocalProtocolError
-from p2pakash.ledger import Code, Send, SqliteKV, Tx, TxBody, TxResult, decode_tx, sign_tx
+from p2pakash.ledger import (
+    Code,
+    MemoryKV,
+    Overlay,
+    Send,
+    SqliteKV,
+    Tx,
+    TxBody,
+    TxResult,
+    decode_tx,
+    sign_tx,
+)
+from p2pakash.ledger.kv import Record
 from p2pakash.ledger.state import (
     AccountRec,
     SigningInfo,
+    Store,
     UnbondingRec,
     ValidatorRec,
     ValSet,
@@ -100,3 +113,39 @@ def test_sqlite_cache_follows_writes_commits_and_rollbacks(tmp_path: Path) -> No
     again = SqliteKV(tmp_path / "s.db")
     assert again.get(b"a") is None
     again.close()
+
+
+def test_overlay_records_are_encoded_once_and_only_when_bytes_are_needed() -> None:
+    calls: list[object] = []
+
+    def encode(value: object) -> bytes:
+        calls.append(value)
+        return wire.encode(value)
+
+    base = MemoryKV()
+    block = Overlay(base)
+    tx = Overlay(block)
+    rec = AccountRec(balance=5, sequence=1)
+    tx.set_record(b"acc/x", rec, encode)
+    assert Store(tx).get(b"acc/x", AccountRec) is rec and calls == []
+    tx.flush()  # into an overlay: still a value
+    assert Store(block).get(b"acc/x", AccountRec) is rec and calls == []
+    assert block.get(b"acc/x") == wire.encode(rec) and len(calls) == 1
+    assert block.sorted_writes() == [(b"acc/x", wire.encode(rec))]
+    assert list(block.iterate(b"acc/")) == [(b"acc/x", wire.encode(rec))]
+    block.flush()  # into the base store: bytes, from the one encoding made
+    assert base.get(b"acc/x") == wire.encode(rec) and len(calls) == 1
+
+
+def test_store_put_keeps_values_in_overlays_and_bytes_elsewhere() -> None:
+    base = MemoryKV()
+    over = Overlay(base)
+    rec = AccountRec(balance=9, sequence=0)
+    Store(over).put(b"acc/y", rec)
+    Store(base).put(b"acc/z", rec)
+    assert isinstance(over.writes[b"acc/y"], Record)
+    assert base.get(b"acc/z") == wire.encode(rec)
+    assert Store(over).get(b"acc/y", AccountRec) == rec == Store(over).get(b"acc/z", AccountRec)
+    for key in (b"acc/y", b"acc/z"):  # read as another record: the bytes decide, as ever
+        with pytest.raises(DecodeError, match="expected SigningInfo, got AccountRec"):
+            Store(over).get(key, SigningInfo)
