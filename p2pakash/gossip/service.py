@@ -12,8 +12,9 @@ Rules and invariants:
 * A peer that sends bytes we cannot decode, breaks the frame limits, or is reported by
   a core as misbehaving is banned for a while and disconnected; the node carries on.
 * Other layers (consensus, market) register handlers for their own message types and
-  send direct messages with ``send_to``; gossip topics are used through ``publish``,
-  ``subscribe`` and ``set_validator``.
+  send direct messages with ``send_to``; ``connect`` dials a peer on demand outside the
+  outbound budget (the peer manager's "too many outbound" does not refuse it); gossip
+  topics are used through ``publish``, ``subscribe`` and ``set_validator``.
 * No stored or injected nurseries: dials run in the nursery of ``_dialer``; inbound
   connections run in the transport's own ``serve``.
 * In-memory fast path (a ``MemoryNetwork(items=True)``, the simulator's): a link carries
@@ -53,6 +54,7 @@ PUBSUB_TYPES: tuple[type, ...] = (m.Subscribe, m.Publish, m.IHave, m.IWant, m.Gr
 PEER_TYPES: tuple[type, ...] = (m.Ping, m.Pong, m.PexRequest, m.PexAddrs)
 Handler = Callable[[NodeID, object], None]
 _FRAME_HEAD = len(wire.encode_batch(m.Frame, [])) - 1  # tag and the 1-field array
+MAX_ON_DEMAND = 1024  # connect() targets remembered at once
 
 
 def _frame_overhead(count: int) -> int:
@@ -141,6 +143,7 @@ class GossipService:
         self._seeds = frozenset(seeds)
         self._wanted = frozenset(seeds) | frozenset(persistent)
         self._dial_failures: dict[NodeID, int] = {}
+        self._on_demand: set[NodeID] = set()  # connect() targets: outside the outbound budget
 
     # ------------------------------------------------------------ public API
 
@@ -179,6 +182,8 @@ class GossipService:
         the provider it leased from); a no-op when connected or already dialling."""
         if addr.node_id in self._links or addr.node_id == self.node_id:
             return
+        if len(self._on_demand) < MAX_ON_DEMAND:
+            self._on_demand.add(addr.node_id)
         with contextlib.suppress(trio.WouldBlock):
             self._dial_send.send_nowait(addr)
 
@@ -259,6 +264,7 @@ class GossipService:
             conn = await self.transport.dial(addr.hostport, expected=addr.node_id)
         except (OSError, HandshakeError, RemoteProtocolError, ConnectionClosed) as exc:
             self._dialing.discard(addr.node_id)
+            self._on_demand.discard(addr.node_id)
             self._log_dial_failure(addr, exc)
             self._apply(self.peers.dial_failed(self._now(), addr, str(exc)))
             return
@@ -286,6 +292,10 @@ class GossipService:
         peer = conn.remote_id
         refusal = self.peers.accept(self._now(), peer, host=conn.remote_host,
                                     outbound=conn.outbound)
+        if conn.outbound and peer in self._on_demand:
+            self._on_demand.discard(peer)
+            if refusal == pm.REFUSE_OUTBOUND:
+                refusal = None  # connect() dials outside the outbound budget, as it says
         if refusal is not None:
             log.debug("refusing %s: %s", peer[:12], refusal)
             with trio.move_on_after(1):

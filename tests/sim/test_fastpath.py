@@ -1,0 +1,148 @@
+"""The simulator's in-memory fast path: item batches, the delivery pump and network clock,
+and GossipService.connect outside the outbound budget (found by the simulator)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import pytest
+import trio
+
+from p2pakash import wire
+from p2pakash.crypto import PrivateKey
+from p2pakash.gossip import messages as m
+from p2pakash.gossip.addr import PeerAddr
+from p2pakash.gossip.memory import MemoryNetwork, MemoryTransport
+from p2pakash.gossip.peers import PeerParams
+from p2pakash.gossip.pubsub import PubSubParams
+from p2pakash.gossip.service import GossipService, _frame_overhead
+from p2pakash.gossip.transport import Connection
+
+CHAIN = "fast-chain"
+
+
+def key(i: int) -> PrivateKey:
+    return PrivateKey.from_seed(hashlib.sha256(f"fastpath-{i}".encode()).digest())
+
+
+def addr(i: int) -> str:
+    return f"10.9.0.{i + 1}:26656"
+
+
+def service(net: MemoryNetwork, i: int, peers: list[int], *, max_outbound: int = 8
+            ) -> GossipService:
+    return GossipService(
+        transport=MemoryTransport(net, key(i), CHAIN, addr(i)), rng=random.Random(i),
+        peer_params=PeerParams(max_outbound=max_outbound, max_inbound=20, pex_interval=1e9,
+                               backoff_base=0.05, backoff_max=0.3),
+        pubsub_params=PubSubParams(),
+        persistent=[PeerAddr.parse(f"{key(j).node_id}@{addr(j)}") for j in peers])
+
+
+def test_frame_overhead_is_exact() -> None:
+    for n in (0, 1, 23, 24, 255, 256, 1000):
+        items = [wire.encode(m.Ping(nonce=7))] * n
+        assert len(wire.encode_batch(m.Frame, items)) == sum(map(len, items)) + \
+            _frame_overhead(n)
+
+
+@pytest.mark.parametrize("items", [False, True])
+async def test_publish_reaches_everyone_and_counts_the_same_bytes(
+        autojump_clock: trio.abc.Clock, items: bool) -> None:
+    net = MemoryNetwork(random.Random(1), latency=0.01, items=items, resolution=0.001)
+    n = 8
+    async with trio.open_nursery() as nursery:
+        if items:
+            nursery.start_soon(net.run_clock)
+        services = [service(net, i, [j for j in range(i)]) for i in range(n)]
+        subs = []
+        for s in services:
+            await nursery.start(s.run)
+            subs.append(s.subscribe("t"))
+        with trio.fail_after(30):
+            while any(len(s.connected) < 1 for s in services):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        await trio.sleep(3)  # meshes form on heartbeats
+        for k in range(5):
+            services[k].publish("t", b"payload-%d" % k)
+        got: list[set[bytes]] = [set() for _ in services]
+        with trio.fail_after(10):
+            for i, sub in enumerate(subs):
+                while len(got[i]) < 5:
+                    got[i].add((await sub.receive()).data)
+        assert all(g == {b"payload-%d" % k for k in range(5)} for g in got)
+        out = sum(s.stats.bytes_out for s in services)
+        inn = sum(s.stats.bytes_in for s in services)
+        assert out == net.bytes_sent and 0 < inn <= out  # some frames are in flight
+        assert net.frames_dropped == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_item_link_is_fifo_with_latency_and_ends_with_none(
+        autojump_clock: trio.abc.Clock) -> None:
+    net = MemoryNetwork(random.Random(2), latency=0.05, items=True)
+    got: list[tuple[float, object]] = []
+    ready = trio.Event()
+
+    async def handler(conn: Connection) -> None:
+        from p2pakash.gossip.memory import MemoryConnection
+        assert isinstance(conn, MemoryConnection) and conn.can_attach
+        done = trio.Event()
+
+        def sink(payload: object) -> None:
+            got.append((trio.current_time(), payload))
+            if payload is None:
+                done.set()
+
+        conn.attach(sink)
+        ready.set()
+        await done.wait()
+
+    server = MemoryTransport(net, key(1), CHAIN, addr(1))
+    client = MemoryTransport(net, key(2), CHAIN, addr(2))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(net.run_clock)
+        await nursery.start(server.serve, handler)
+        await nursery.start(client.serve, handler)
+        conn = await client.dial(addr(1), expected=key(1).node_id)
+        await ready.wait()
+        start = trio.current_time()
+        assert conn.send_items((m.Ping(nonce=1),), 10)
+        await conn.send(wire.encode(m.Frame(items=(m.Ping(nonce=2),))))  # bytes still work
+        assert conn.send_items((m.Ping(nonce=3),), 10)
+        await conn.aclose()
+        with trio.fail_after(5):
+            while not got or got[-1][1] is not None:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    kinds = [type(p).__name__ for _, p in got]
+    assert kinds == ["Batch", "bytes", "Batch", "NoneType"]
+    assert all(t - start == pytest.approx(0.05, abs=1e-9) for t, _ in got[:3])
+    assert net.frames_sent == 3 and net.bytes_sent == 10 + 10 + len(
+        wire.encode(m.Frame(items=(m.Ping(nonce=2),))))
+
+
+@pytest.mark.parametrize("items", [False, True])
+async def test_connect_dials_outside_a_full_outbound_budget(
+        autojump_clock: trio.abc.Clock, items: bool) -> None:
+    # Node 0 has two persistent peers and max_outbound 2: its budget is full. connect() to
+    # node 3 must still give a link (a tenant reaching the provider it leased from).
+    net = MemoryNetwork(random.Random(3), latency=0.005, items=items)
+    async with trio.open_nursery() as nursery:
+        if items:
+            nursery.start_soon(net.run_clock)
+        others = [service(net, i, []) for i in (1, 2, 3)]
+        for s in others:
+            await nursery.start(s.run)
+        zero = service(net, 0, [1, 2], max_outbound=2)
+        await nursery.start(zero.run)
+        with trio.fail_after(10):
+            while len(zero.connected) < 2:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        zero.connect(PeerAddr.parse(f"{key(3).node_id}@{addr(3)}"))
+        with trio.fail_after(10):
+            while key(3).node_id not in zero.connected:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        assert zero.peers.outbound_count() == 3
+        nursery.cancel_scope.cancel()
