@@ -11,7 +11,7 @@ import pytest
 from p2pakash.cli import main
 from p2pakash.sim import report
 from p2pakash.sim.runner import run
-from p2pakash.sim.scenario import load_scenario
+from p2pakash.sim.scenario import Scenario, load_scenario
 from tests.sim.conftest import small
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,3 +142,37 @@ def test_replay_follows_the_same_chain(tmp_path: Path,
     assert "replay matches the report at 2 checkpoints" in out
     trace = (tmp_path / "replay" / "trace.log").read_text()
     assert "committed block" in trace
+
+
+def _short(sc: Scenario, duration: float = 25.0) -> Scenario:
+    """The scenario shrunk for CI: ``duration`` virtual seconds (every time scaled), at most
+    4 validators, 2 full nodes, 5 providers and 4 tenants deploying briskly."""
+    f = min(1.0, duration / sc.duration)
+    return attrs.evolve(
+        sc, duration=min(sc.duration, duration), wall_limit=120.0,
+        validators=attrs.evolve(sc.validators, count=min(sc.validators.count, 4)),
+        full_nodes=attrs.evolve(sc.full_nodes, count=min(sc.full_nodes.count, 2)),
+        providers=attrs.evolve(sc.providers, count=min(sc.providers.count, 5)),
+        tenants=attrs.evolve(sc.tenants, count=min(sc.tenants.count, 4),
+                             start=sc.tenants.start * f, wait=min(sc.tenants.wait, 5.0),
+                             arrival_rate=max(sc.tenants.arrival_rate, 0.1),
+                             lease_seconds=sc.tenants.lease_seconds * f),
+        faults=tuple(attrs.evolve(x, at=x.at * f, until=x.until * f) for x in sc.faults),
+        partitions=tuple(attrs.evolve(p, at=p.at * f, heal=p.heal * f)
+                         for p in sc.partitions),
+        invariants=attrs.evolve(sc.invariants,
+                                resume_within=min(sc.invariants.resume_within, 10.0)))
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "simulations").glob("*.toml")),
+                         ids=lambda p: p.stem)
+def test_short_variant_of_every_shipped_scenario_holds_its_invariants(path: Path) -> None:
+    sc = _short(load_scenario(path))
+    result = run(sc)
+    rep = report.build_report(result)
+    assert rep["invariant_violations"] == [], rep["invariant_violations"]
+    assert rep["stopped_by"] == "until"
+    assert rep["final_height"] >= 3
+    if sc.tenants.count and sc.providers.count:
+        assert rep["market"]["deployments"] >= 1
+        assert rep["invariant_checks"].get("order-leased-once", 0) >= 0
