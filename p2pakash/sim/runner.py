@@ -268,6 +268,9 @@ class Runner:
                             status_interval=self.sc.chain.status_interval,
                             catchup_delay=self.sc.chain.catchup_delay, name=node.name)
         chain.behaviour = node.behaviour
+        # ConsensusDriver's own parameter (no progress for this long: resend the round's
+        # proposal and votes to every peer); ChainService does not take it.
+        chain.driver.stall_interval = self.sc.chain.stall_interval
         mempool = Mempool.for_ledger(chain.ledger, verify=self.cache.verify)
         chain.mempool = mempool
         MarketValidators(chain_id=self.genesis.chain_id, view=LedgerView(store=chain.ledger.store),

@@ -63,6 +63,7 @@ class ChainSpec:
     commit: float = attrs.field(default=1.0, validator=_non_negative)
     status_interval: float = attrs.field(default=2.0, validator=_positive)  # Status to peers
     catchup_delay: float = attrs.field(default=2.0, validator=_positive)  # 1 behind -> sync
+    stall_interval: float = attrs.field(default=1.0, validator=_positive)  # driver resends
 
     def timeouts(self) -> TimeoutParams:
         return TimeoutParams(propose=self.propose, propose_delta=self.propose_delta,
