@@ -53,8 +53,8 @@ def scenario(nodes: int, *, warmup: int, blocks: int, wall_limit: float) -> dict
 
 
 def run_one(args: argparse.Namespace) -> dict[str, Any]:
-    from p2pakash.sim.runner import Runner
     from p2pakash.sim.determinism import deterministic_run
+    from p2pakash.sim.runner import Runner
     from p2pakash.sim.scenario import load_scenario, structure_scenario
 
     logging.getLogger("p2pakash").setLevel(logging.ERROR)
@@ -65,13 +65,14 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         sc = structure_scenario(scenario(args.one, warmup=args.warmup, blocks=args.blocks,
                                          wall_limit=args.wall_limit), source="bench")
         until = sc.duration
-    samples: list[tuple[float, float, int]] = []  # wall, virtual, height
+    samples: list[tuple[float, float, int, float]] = []  # wall, virtual, height, CPU
     start = time.monotonic()
     target = args.warmup + args.blocks
 
     def progress(runner: Runner) -> None:
         height = max((n.height for n in runner.nodes), default=0)
-        samples.append((time.monotonic() - start, runner.result.virtual_seconds, height))
+        samples.append((time.monotonic() - start, runner.result.virtual_seconds, height,
+                        time.process_time()))
         if not args.scenario and height >= target and runner._stop is not None:
             runner._stop.set()  # enough blocks: stop early (the report would say "until")
 
@@ -81,9 +82,11 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     wall = time.monotonic() - start
     cpu = time.process_time() - cpu0
     measured = [s for s in samples if s[2] >= args.warmup]
-    per_block = 0.0
+    per_block = cpu_per_block = 0.0
     if len(measured) >= 2 and measured[-1][2] > measured[0][2]:
-        per_block = (measured[-1][0] - measured[0][0]) / (measured[-1][2] - measured[0][2])
+        blocks = measured[-1][2] - measured[0][2]
+        per_block = (measured[-1][0] - measured[0][0]) / blocks
+        cpu_per_block = (measured[-1][3] - measured[0][3]) / blocks
     final = max(result.block_hashes, default=0)
     checker = result.checker
     return {
@@ -92,6 +95,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "virtual_seconds": round(result.virtual_seconds, 3), "wall_seconds": round(wall, 2),
         "cpu_seconds": round(cpu, 2), "speedup": round(result.virtual_seconds / wall, 1),
         "final_height": final, "wall_per_block": round(per_block, 3),
+        "cpu_per_block": round(cpu_per_block, 3),
+        "startup_wall": round(next((s[0] for s in samples if s[2] >= 1), wall), 2),
         "stopped_by": result.stopped_by,
         "violations": [v.line() for v in checker.violations] if checker else [],
         "deployments": len(result.market.deploys),
@@ -126,12 +131,13 @@ def main() -> None:
         row = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print(f"\n{'nodes':>6} {'v/p/t':>12} {'blocks':>6} {'wall s/block':>12} {'speed-up':>8} "
-          f"{'CPU s':>8} {'RSS MB':>8} {'leases':>7}")
+    print(f"\n{'nodes':>6} {'v/p/t':>12} {'blocks':>6} {'wall s/block':>12} "
+          f"{'CPU s/block':>11} {'speed-up':>8} {'RSS MB':>8} {'leases':>7}")
     for r in rows:
         print(f"{r['nodes']:>6} {r['validators']}/{r['providers']}/{r['tenants']:<6} "
-              f"{r['final_height']:>6} {r['wall_per_block']:>12.3f} {r['speedup']:>8.1f} "
-              f"{r['cpu_seconds']:>8.1f} {r['max_rss_mb']:>8.0f} {r['leased']:>7}")
+              f"{r['final_height']:>6} {r['wall_per_block']:>12.3f} "
+              f"{r.get('cpu_per_block', 0):>11.3f} {r['speedup']:>8.1f} "
+              f"{r['max_rss_mb']:>8.0f} {r['leased']:>7}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(rows, indent=1) + "\n")
 
