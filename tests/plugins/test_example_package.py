@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -53,9 +54,10 @@ def pip_install(source: Path, target: Path) -> str:
     return reason
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("example")
+@contextmanager
+def example_installed(root: Path) -> Iterator[Path]:
+    """The example package pip-installed under ``root`` and importable while inside; skips
+    the calling test (with pip's reason) when pip cannot build it here."""
     source, target = root / "src", root / "site"
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     reason = pip_install(source, target)
@@ -69,6 +71,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         sys.path.remove(str(target))
         for name in [m for m in sys.modules if m.startswith("p2pakash_price_example")]:
             del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with example_installed(tmp_path_factory.mktemp("example")) as target:
+        yield target
 
 
 def test_pip_recorded_the_entry_point(installed: Path) -> None:

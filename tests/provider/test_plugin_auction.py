@@ -11,10 +11,7 @@ the discount bid, and the lease on chain is the discount provider's.
 
 from __future__ import annotations
 
-import importlib
 import random
-import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +30,7 @@ from p2pakash.plugins.types import PluginConfig
 from p2pakash.provider.service import ProviderService
 from p2pakash.tenant import TenantService
 from tests.executor.sdl_texts import web_sdl
-from tests.plugins.test_example_package import EXAMPLE, RATES, pip_install
+from tests.plugins.test_example_package import RATES, example_installed
 from tests.tenant.net import CPU_PROVIDER, GPU_PROVIDER, TENANT, MarketNet, now_ms, wait_for
 
 LINEAR, DISCOUNT = GPU_PROVIDER, CPU_PROVIDER  # two funded accounts of the tenant test net
@@ -42,20 +39,8 @@ SDL_TEXT = web_sdl().replace("amount: 100}", "amount: 200000}")
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("auction")
-    source, target = root / "src", root / "site"
-    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    reason = pip_install(source, target)
-    if reason:
-        pytest.skip(f"pip cannot build the example package here: {reason}")
-    sys.path.insert(0, str(target))
-    importlib.invalidate_caches()
-    try:
+    with example_installed(tmp_path_factory.mktemp("auction")) as target:
         yield target
-    finally:
-        sys.path.remove(str(target))
-        for name in [m for m in sys.modules if m.startswith("p2pakash_price_example")]:
-            del sys.modules[name]
 
 
 def plugins(pricing: str) -> PluginManager:
