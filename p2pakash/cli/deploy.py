@@ -14,7 +14,7 @@ priced in another denom needs ``--denom-rate DENOM=UAKT_PER_UNIT`` (explicit con
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -23,7 +23,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from p2pakash.cli.query import fmt_uakt, node_options, parse_amount
+from p2pakash.cli.query import echo, fmt_uakt, node_options, parse_amount
 from p2pakash.client import Json, node_url
 from p2pakash.errors import P2PAkashError
 from p2pakash.tenant import plan
@@ -136,14 +136,6 @@ def _dseq(value: str) -> int:
     return int(value)
 
 
-def echo_doc(doc: Json, as_json: bool, lines: Callable[[Json], list[str]]) -> None:
-    if as_json:
-        click.echo(json.dumps(doc, indent=2))
-    else:
-        for line in lines(doc):
-            click.echo(line)
-
-
 @click.group("deploy")
 def command() -> None:
     """Create and manage deployments (this node is the tenant)."""
@@ -191,7 +183,7 @@ def list_(node: str | None, home_dir: Path | None, as_json: bool) -> None:
             leases = ", ".join(f"{x['lease']} ({x['state']})" for x in d.get("leases", []))
             out.append(f"{d['dseq']}  {d['state']}{money}  leases: {leases or '-'}")
         return out or ["no deployments"]
-    echo_doc(tenant_client(node, home_dir).deployments(), as_json, lines)
+    echo(tenant_client(node, home_dir).deployments(), as_json, lines)
 
 
 @command.command("bids")
@@ -207,7 +199,7 @@ def bids(dseq: str, node: str | None, home_dir: Path | None, as_json: bool) -> N
         if not doc["bids"]:
             out.append("no bids" + (" (see the declines above)" if doc["declines"] else ""))
         return out
-    echo_doc(tenant_client(node, home_dir).bids(_dseq(dseq)), as_json, lines)
+    echo(tenant_client(node, home_dir).bids(_dseq(dseq)), as_json, lines)
 
 
 def tx_lines(doc: Json) -> list[str]:
@@ -230,7 +222,7 @@ def deposit_(dseq: str, amount: str, node: str | None, home_dir: Path | None,
              as_json: bool) -> None:
     """Add AMOUNT (uakt or akt) to deployment DSEQ's escrow."""
     value = parse_amount(amount)
-    echo_doc(tenant_client(node, home_dir).deposit(_dseq(dseq), value), as_json, tx_lines)
+    echo(tenant_client(node, home_dir).deposit(_dseq(dseq), value), as_json, tx_lines)
 
 
 @command.command("close")
@@ -238,4 +230,4 @@ def deposit_(dseq: str, amount: str, node: str | None, home_dir: Path | None,
 @node_options
 def close(dseq: str, node: str | None, home_dir: Path | None, as_json: bool) -> None:
     """Close deployment DSEQ: its leases end, the unspent deposit comes back."""
-    echo_doc(tenant_client(node, home_dir).close_deployment(_dseq(dseq)), as_json, tx_lines)
+    echo(tenant_client(node, home_dir).close_deployment(_dseq(dseq)), as_json, tx_lines)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from p2pakash.cli.deploy import echo_doc, tenant_client, tx_lines
-from p2pakash.cli.query import node_options
+from p2pakash.cli.deploy import tenant_client, tx_lines
+from p2pakash.cli.query import echo, node_options
 from p2pakash.client import Json
 from p2pakash.tenant import plan
 
@@ -43,8 +43,8 @@ def command() -> None:
 @node_options
 def list_(node: str | None, home_dir: Path | None, as_json: bool) -> None:
     """Every lease of this tenant."""
-    echo_doc(tenant_client(node, home_dir).leases(), as_json,
-          lambda doc: [lease_line(x) for x in doc["leases"]] or ["no leases"])
+    echo(tenant_client(node, home_dir).leases(), as_json,
+         lambda doc: [lease_line(x) for x in doc["leases"]] or ["no leases"])
 
 
 @command.command("status")
@@ -66,7 +66,7 @@ def status(lease: str, node: str | None, home_dir: Path | None, as_json: bool) -
                            + (f"  {ports}" if ports else "")
                            + (f"  {r['error']}" if r["error"] else ""))
         return out
-    echo_doc(tenant_client(node, home_dir).lease_status(_lease(lease)), as_json, lines)
+    echo(tenant_client(node, home_dir).lease_status(_lease(lease)), as_json, lines)
 
 
 @command.command("logs")
@@ -83,8 +83,8 @@ def logs(lease: str, service: str, tail: int, node: str | None, home_dir: Path |
             return [f"provider: {doc['error']}"]
         return [f"{x['service']}[{x['replica']}] {x['stream']}: {x['line']}"
                 for x in doc["lines"]]
-    echo_doc(tenant_client(node, home_dir).lease_logs(_lease(lease), service=service, tail=tail),
-          as_json, lines)
+    echo(tenant_client(node, home_dir).lease_logs(_lease(lease), service=service, tail=tail),
+         as_json, lines)
 
 
 @command.command("close")
@@ -92,4 +92,4 @@ def logs(lease: str, service: str, tail: int, node: str | None, home_dir: Path |
 @node_options
 def close(lease: str, node: str | None, home_dir: Path | None, as_json: bool) -> None:
     """Close LEASE (the provider is paid up to now; the deployment stays open)."""
-    echo_doc(tenant_client(node, home_dir).close_lease(_lease(lease)), as_json, tx_lines)
+    echo(tenant_client(node, home_dir).close_lease(_lease(lease)), as_json, tx_lines)
