@@ -136,7 +136,7 @@ class MarketValidators:
         order = self._decode(data, Order, check_order)
         if isinstance(order, Verdict):
             return order
-        early = self._common(order, data, TOPIC_ORDERS, order.body.expiry_ms)
+        early = self._common(order, data, TOPIC_ORDERS)
         if early is not None:
             return early
         if self.view.balance(order.owner) < order.body.deposit:
@@ -147,36 +147,13 @@ class MarketValidators:
 
     def validate_bid(self, source: NodeID, topic: str, data: bytes) -> Verdict:
         bid = self._decode(data, Bid, check_bid)
-        if isinstance(bid, Verdict):
-            return bid
-        early = self._common(bid, data, TOPIC_BIDS, bid.body.expiry_ms)
-        if early is not None:
-            return early
-        if self.view.provider(bid.provider) is None:
-            return self._offence(bid, "unregistered", Verdict.IGNORE)
-        order = self.orders.get(bid.body.order_digest)
-        if order is not None:
-            problem = _bid_problem(order, bid)
-            if problem is not None:
-                return self._offence(bid, problem, Verdict.REJECT)
-        return self._count("accepted", Verdict.ACCEPT)
+        return bid if isinstance(bid, Verdict) else self._answer(bid, data, TOPIC_BIDS)
 
     def validate_decline(self, source: NodeID, topic: str, data: bytes) -> Verdict:
         decline = self._decode(data, Decline, check_decline)
         if isinstance(decline, Verdict):
             return decline
-        early = self._common(decline, data, TOPIC_DECLINES, decline.body.expiry_ms)
-        if early is not None:
-            return early
-        if self.view.provider(decline.provider) is None:
-            return self._offence(decline, "unregistered", Verdict.IGNORE)
-        order = self.orders.get(decline.body.order_digest)
-        if order is not None:
-            oid = decline.body.order
-            if (oid.deployment != order.body.deployment or oid.oseq != order.body.oseq
-                    or not 1 <= oid.gseq <= len(order.body.groups)):
-                return self._offence(decline, "wrong_order", Verdict.REJECT)
-        return self._count("accepted", Verdict.ACCEPT)
+        return self._answer(decline, data, TOPIC_DECLINES)
 
     # ------------------------------------------------------------ steps
 
@@ -188,9 +165,9 @@ class MarketValidators:
             return self._count("malformed", Verdict.REJECT)
         return msg
 
-    def _common(self, msg: Signed, data: bytes, topic: str, expiry_ms: int) -> Verdict | None:
+    def _common(self, msg: Signed, data: bytes, topic: str) -> Verdict | None:
         """Ban, expiry, replay, signature and rate checks shared by the three topics."""
-        p, now = self.params, self.now_ms()
+        p, now, expiry_ms = self.params, self.now_ms(), msg.body.expiry_ms
         address = signer(msg)
         rec = self._signers.get(address)
         if rec is not None and rec.banned_until_ms > now:
@@ -216,6 +193,20 @@ class MarketValidators:
             return self._offence(msg, "rate_limited", Verdict.IGNORE)
         return None
 
+    def _answer(self, msg: Bid | Decline, data: bytes, topic: str) -> Verdict:
+        """A provider's bid or decline: the common checks, a registered provider, and (when
+        this node has seen the order) the order-dependent rules of ``_answer_problem``."""
+        early = self._common(msg, data, topic)
+        if early is not None:
+            return early
+        if self.view.provider(msg.provider) is None:
+            return self._offence(msg, "unregistered", Verdict.IGNORE)
+        order = self.orders.get(msg.body.order_digest)
+        problem = None if order is None else _answer_problem(order, msg)
+        if problem is not None:
+            return self._offence(msg, problem, Verdict.REJECT)
+        return self._count("accepted", Verdict.ACCEPT)
+
     def _signer(self, address: str) -> _Signer:
         rec = self._signers.get(address)
         if rec is None:
@@ -237,15 +228,17 @@ class MarketValidators:
         return verdict
 
 
-def _bid_problem(order: Order, bid: Bid) -> str | None:
-    oid = bid.body.order
-    if oid.deployment != order.body.deployment or oid.oseq != order.body.oseq:
+def _answer_problem(order: Order, msg: Bid | Decline) -> str | None:
+    """Why a bid or decline does not answer ``order`` (a stats key), or None."""
+    oid = msg.body.order
+    if (oid.deployment != order.body.deployment or oid.oseq != order.body.oseq
+            or not 1 <= oid.gseq <= len(order.body.groups)):
         return "wrong_order"
-    if not 1 <= oid.gseq <= len(order.body.groups):
-        return "wrong_order"
+    if isinstance(msg, Decline):
+        return None
     group = order.group(oid.gseq)
-    if bid.body.price > group.max_price:
+    if msg.body.price > group.max_price:
         return "over_price"
-    if matching.check_offer(group, bid.body.resources) is not None:
+    if matching.check_offer(group, msg.body.resources) is not None:
         return "offer_mismatch"
     return None
