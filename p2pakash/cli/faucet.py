@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from p2pakash import crypto, home
-from p2pakash.cli.query import parse_amount
+from p2pakash.cli.query import check_address, parse_amount
 from p2pakash.client import NodeClient, node_url, normalize_url
 from p2pakash.errors import P2PAkashError
 
@@ -86,10 +86,7 @@ def serve(home_dir: Path | None, from_file: Path | None, node: str | None, amoun
 @click.option("--timeout", type=click.FloatRange(min=1.0), default=60.0, show_default=True)
 def request(address: str, url: str, timeout: float) -> None:
     """Ask the faucet at --url for tokens for ADDRESS."""
-    try:
-        crypto.address_bytes(address)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="ADDRESS") from None
+    check_address(address)
     try:
         target = normalize_url(url) + "/request"
     except ValueError as exc:

@@ -14,6 +14,7 @@ import attrs
 import click
 
 from p2pakash import crypto
+from p2pakash.cli.query import check_address
 from p2pakash.errors import ConfigError
 from p2pakash.ledger.genesis import (
     GenesisAccount,
@@ -69,10 +70,7 @@ def new(chain_id: str, out: Path, genesis_time_ms: int | None) -> None:
 def add_account(file: Path, address: str, amount: str) -> None:
     """Give ADDRESS a genesis balance of AMOUNT uakt."""
     doc = load_genesis(file, require_validators=False)
-    try:
-        crypto.address_bytes(address)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="ADDRESS") from None
+    check_address(address)
     if any(a.address == address for a in doc.accounts):
         raise ConfigError(f"{file}: accounts: {address} is already in the genesis")
     account = GenesisAccount(address=address, balance=_amount(amount, "AMOUNT"))

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
+from p2pakash import crypto
 from p2pakash.client import Json, NodeClient, node_url
 from p2pakash.ledger.params import UAKT_PER_AKT
 
@@ -78,6 +79,14 @@ def parse_amount(text: str, what: str = "AMOUNT") -> int:
             f"{text!r} is not a positive amount (e.g. 1000, 1000uakt or 1.5akt)",
             param_hint=what)
     return int(value)
+
+
+def check_address(text: str, what: str = "ADDRESS") -> str:
+    try:
+        crypto.address_bytes(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=what) from None
+    return text
 
 
 def check_hash(text: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import click
 
 from p2pakash import crypto, home
-from p2pakash.cli.query import make_client, parse_amount
+from p2pakash.cli.query import check_address, make_client, parse_amount
 from p2pakash.client import ApiError, Json
 from p2pakash.errors import P2PAkashError, TxError
 from p2pakash.ledger.txs import (
@@ -59,14 +59,6 @@ def _key(from_file: Path | None, home_dir: Path | None) -> crypto.PrivateKey:
     if home_dir is not None:
         return crypto.load_key(home.key_path(home_dir))
     raise click.UsageError("give the signing key: --from KEYFILE or --home DIR")
-
-
-def _address(text: str, what: str) -> str:
-    try:
-        crypto.address_bytes(text)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=what) from None
-    return text
 
 
 def _fee(text: str) -> int:
@@ -115,7 +107,7 @@ def command() -> None:
 @tx_options
 def send(to: str, amount: str, **opts: Any) -> None:
     """Send AMOUNT to the account TO."""
-    submit(opts, (Send(to=_address(to, "TO"), amount=parse_amount(amount)),))
+    submit(opts, (Send(to=check_address(to, "TO"), amount=parse_amount(amount)),))
 
 
 @command.group(name="stake")
