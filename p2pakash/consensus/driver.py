@@ -20,7 +20,9 @@ Rules and invariants:
 * When (height, round, step) has not moved for ``stall_interval`` seconds, the driver
   hands the app a ``VoteBundle`` of its current rounds to resend directly to peers (and
   again every interval while stalled): gossip never repeats a message, so this is what
-  revives a round after lost messages, a healed partition or a restart.
+  revives a round after lost messages, a healed partition or a restart. The wait for the
+  COMMIT timeout after a decision is no stall (peers that missed the decision catch up
+  by block sync).
 * On start of a height its WAL records are replayed into a fresh core. During replay
   nothing is written to the WAL twice; own messages are re-signed through the guard,
   which hands back the stored signature for the last (h, r, step) and refuses older
@@ -182,7 +184,10 @@ class ConsensusDriver:
     def _check_stall(self, now: float) -> None:
         core = self.core
         progress = (core.height, core.round, int(core.round_step))
-        if progress != self._progress:
+        if core.round_step is Step.COMMIT:  # decided: the COMMIT timeout moves it on
+            self._progress = progress
+            self._next_stall = math.inf
+        elif progress != self._progress:
             self._progress = progress
             self._next_stall = now + self.stall_interval
         elif now >= self._next_stall:

@@ -13,7 +13,7 @@ import trio
 
 from p2pakash.chain import ChainService
 from p2pakash.consensus.blockstore import BlockStore
-from p2pakash.consensus.core import Step
+from p2pakash.consensus.core import Step, TimeoutParams
 from p2pakash.consensus.guard import load_state
 from p2pakash.consensus.types import Block, build_block
 from p2pakash.crypto import VerifyCache
@@ -36,13 +36,14 @@ from tests.integration.test_chain_memory import (
 KEY = key_of(0)
 
 
-def single(data_dir: Path | None) -> ChainService:
+def single(data_dir: Path | None, *, validators: int = 1,
+           timeouts: TimeoutParams = FAST) -> ChainService:
     network = MemoryNetwork(random.Random(1))
     gossip = GossipService(transport=MemoryTransport(network, KEY, CHAIN, "10.9.0.1:1"),
                            rng=random.Random(1), peer_params=PeerParams(pex_interval=1e9),
                            pubsub_params=PubSubParams())
-    return ChainService(gossip=gossip, key=KEY, genesis=make_genesis(1), data_dir=data_dir,
-                        timeouts=FAST, verify_cache=VerifyCache(),
+    return ChainService(gossip=gossip, key=KEY, genesis=make_genesis(validators),
+                        data_dir=data_dir, timeouts=timeouts, verify_cache=VerifyCache(),
                         now_ms=lambda: int(trio.current_time() * 1000), name="solo")
 
 
@@ -95,6 +96,27 @@ async def test_valid_v_checks_every_header_field() -> None:
     with pytest.raises(RemoteProtocolError, match="txs_hash"):
         chain.check_block(tampered)
     chain.close()
+
+
+# ---------------------------------------------------------------- stalls
+
+
+async def test_a_stalled_round_is_resent_but_the_commit_wait_is_not(
+        autojump_clock: trio.abc.Clock) -> None:
+    slow_commit = single(None, timeouts=attrs.evolve(FAST, commit=3.0))  # > stall interval
+    await run_until(slow_commit, 3)
+    assert slow_commit.driver.rebroadcasts == 0
+    stuck = single(None, validators=2)  # half the power runs: no quorum, the round stalls
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(stuck.gossip.run)
+            await nursery.start(stuck.run)
+            await trio.sleep(5.5)
+            nursery.cancel_scope.cancel()
+    finally:
+        stuck.close()
+    assert stuck.height == 0
+    assert stuck.driver.rebroadcasts >= 4  # once per stall interval while stuck
 
 
 # ---------------------------------------------------------------- restart
