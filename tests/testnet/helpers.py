@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,26 +15,14 @@ import attrs
 
 from p2pakash.client import ApiError, NodeClient, NodeUnreachable
 from p2pakash.config import dump_config, structure_config
+from p2pakash.demo import free_base_port
 
 PYTHON = sys.executable
 
 
 def free_base(count: int, start: int = 32000) -> int:
-    """A base port with ``count`` consecutive free ports on 127.0.0.1."""
-    for base in range(start, 60000, 37):
-        socks = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise AssertionError("no free ports")
+    """A base port with ``count`` consecutive free ports on 127.0.0.1 (the demo's finder)."""
+    return free_base_port(count, start)
 
 
 def cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ mempool, gossip in/out/dropped, the provider's registration, leases and escrow.
 
 from __future__ import annotations
 
-import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,23 +18,7 @@ from p2pakash.config import load_config
 from p2pakash.metrics import NodeMetrics
 from p2pakash.node import Node
 from p2pakash.testnet import init_testnet
-
-
-def free_base(count: int) -> int:
-    for base in range(31000, 60000, 50):
-        socks = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise AssertionError("no free ports")
+from tests.testnet.helpers import free_base
 
 
 def get(url: str) -> tuple[int, str, str]:
