@@ -52,7 +52,7 @@ def serve(home_dir: Path | None, from_file: Path | None, node: str | None, amoun
         raise click.UsageError("give exactly one of --home DIR or --from KEYFILE")
     key = crypto.load_key(from_file if from_file is not None
                           else home.key_path(home_dir))  # type: ignore[arg-type]
-    cap = 0 if daily_cap.strip() == "0" else parse_amount(daily_cap, "--daily-cap")
+    cap = parse_amount(daily_cap, "--daily-cap", zero_ok=True)
     allowance = Allowance(amount=parse_amount(amount, "--amount"), per_address=per_address,
                           daily_cap=cap)
     client = NodeClient(node_url(node, home_dir), timeout=10.0)

@@ -62,8 +62,9 @@ def fmt_uakt(amount: int) -> str:
     return f"{amount} uakt ({akt.normalize():f} AKT)"
 
 
-def parse_amount(text: str, what: str = "AMOUNT") -> int:
-    """``1000`` and ``1000uakt`` are uakt; ``1.5akt`` is 1,500,000 uakt. Positive only."""
+def parse_amount(text: str, what: str = "AMOUNT", *, zero_ok: bool = False) -> int:
+    """``1000`` and ``1000uakt`` are uakt; ``1.5akt`` is 1,500,000 uakt. Positive only,
+    unless ``zero_ok``."""
     raw = text.strip().lower()
     scale = 1
     if raw.endswith("uakt"):
@@ -74,10 +75,11 @@ def parse_amount(text: str, what: str = "AMOUNT") -> int:
         value = Decimal(raw) * scale
     except InvalidOperation:
         value = Decimal("NaN")
-    if not value.is_finite() or value != value.to_integral_value() or value <= 0:
-        raise click.BadParameter(
-            f"{text!r} is not a positive amount (e.g. 1000, 1000uakt or 1.5akt)",
-            param_hint=what)
+    if (not value.is_finite() or value != value.to_integral_value() or value < 0
+            or (value == 0 and not zero_ok)):
+        kind = "a non-negative" if zero_ok else "a positive"
+        raise click.BadParameter(f"{text!r} is not {kind} amount (e.g. 1000, 1000uakt or 1.5akt)",
+                                 param_hint=what)
     return int(value)
 
 

@@ -61,14 +61,10 @@ def _key(from_file: Path | None, home_dir: Path | None) -> crypto.PrivateKey:
     raise click.UsageError("give the signing key: --from KEYFILE or --home DIR")
 
 
-def _fee(text: str) -> int:
-    return 0 if text.strip() in ("0", "0uakt", "0akt") else parse_amount(text, "--fee")
-
-
 def submit(opts: dict[str, Any], msgs: tuple[object, ...]) -> None:
     """Sign ``msgs`` from the chosen key, submit, print, optionally wait for the block."""
     key = _key(opts["from_file"], opts["home_dir"])
-    fee = _fee(opts["fee"])
+    fee = parse_amount(opts["fee"], "--fee", zero_ok=True)
     client = make_client(opts["node"], opts["home_dir"])
     chain_id = client.status()["chain_id"]
     sequence = int(client.account(key.address)["next_sequence"])

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import click
 import pytest
 import trio
 
@@ -194,3 +195,15 @@ def test_unknown_objects_and_bad_arguments(node: Served, cli: Any, keyfile: Path
     bad_to = cli("tx", "send", "--from", str(keyfile), "--node", node.url, "bob", "1")
     assert bad_to.code == 2 and "TO" in bad_to.err
     assert cli("status", "--node", "ftp://x").code == 2
+
+
+def test_parse_amount_units_and_zero() -> None:
+    assert query.parse_amount("1000") == query.parse_amount("1000uakt") == 1000
+    assert query.parse_amount("1.5AKT") == 1_500_000
+    for zero in ("0", "0uakt", "0akt", " 0.0akt "):
+        assert query.parse_amount(zero, "--fee", zero_ok=True) == 0
+        with pytest.raises(click.BadParameter, match="is not a positive amount"):
+            query.parse_amount(zero)
+    for bad in ("-1", "0.5", "infakt", "akt", "nan"):
+        with pytest.raises(click.BadParameter, match="is not a non-negative amount"):
+            query.parse_amount(bad, "--fee", zero_ok=True)
