@@ -53,6 +53,24 @@ def stats(values: list[float]) -> dict[str, float]:
             "p95": _r(pct(0.95)), "max": _r(v[-1])}
 
 
+def _intervals_and_latency(result: SimResult) -> tuple[list[float], list[float]]:
+    """Block intervals (header times) and commit latencies (commit - header time), seconds."""
+    times = result.block_times_ms
+    intervals = [(times[h] - times[h - 1]) / 1000 for h in sorted(times) if h - 1 in times]
+    latency = [t - times[h] / 1000 for h, per in result.commit_times.items()
+               for t in per.values()]
+    return intervals, latency
+
+
+def _prices_by_gpu(result: SimResult) -> dict[str, list[int]]:
+    """Lease prices (uakt per block) of leased deployments, by the chosen bid's GPU models."""
+    prices: dict[str, list[int]] = {}
+    for d in result.market.deploys:
+        if d.outcome == "leased":
+            prices.setdefault(",".join(d.gpus) or "cpu-only", []).append(d.price)
+    return prices
+
+
 def _checkpoints(result: SimResult) -> list[list[Any]]:
     first = sorted((min(times.values()), h) for h, times in result.commit_times.items())
     out: list[list[Any]] = []
@@ -71,10 +89,7 @@ def build_report(result: SimResult) -> dict[str, Any]:
     sc = result.scenario
     checker = result.checker
     final = max(result.block_hashes, default=0)
-    times = result.block_times_ms
-    intervals = [(times[h] - times[h - 1]) / 1000 for h in sorted(times) if h - 1 in times]
-    latency = [t - times[h] / 1000 for h, per in result.commit_times.items()
-               for t in per.values()]
+    intervals, latency = _intervals_and_latency(result)
     per_node: dict[str, dict[str, int]] = {}
     delivered = duplicates = 0
     for node in result.nodes:
@@ -128,9 +143,6 @@ def market_report(result: SimResult) -> dict[str, Any]:
         outcomes[d.outcome] = outcomes.get(d.outcome, 0) + 1
     finished = sum(v for k, v in outcomes.items() if k != "pending")
     leased = [d for d in m.deploys if d.outcome == "leased"]
-    prices: dict[str, list[float]] = {}
-    for d in leased:
-        prices.setdefault(",".join(d.gpus) or "cpu-only", []).append(float(d.price))
     templates: dict[str, dict[str, int]] = {}
     for d in m.deploys:
         t = templates.setdefault(d.template, {"deployments": 0, "leased": 0})
@@ -158,7 +170,8 @@ def market_report(result: SimResult) -> dict[str, Any]:
                                      if d.first_bid is not None]),
         "order_to_lease": stats([d.lease_at - d.started for d in leased
                                  if d.lease_at is not None]),
-        "prices_by_gpu": {k: stats(v) for k, v in sorted(prices.items())},
+        "prices_by_gpu": {k: stats([float(x) for x in v])
+                          for k, v in sorted(_prices_by_gpu(result).items())},
         "by_template": dict(sorted(templates.items())),
         "closed_by_tenants": m.closes, "containers_killed": m.containers_killed,
         "revenue_uakt": sum(p.get("earned_uakt", 0) for p in providers.values()),
@@ -196,10 +209,7 @@ def write_plots(result: SimResult, out: Path) -> list[Path]:
     ax.legend()
     save(fig, "heights.png")
 
-    times = result.block_times_ms
-    intervals = [(times[h] - times[h - 1]) / 1000 for h in sorted(times) if h - 1 in times]
-    latency = [t - times[h] / 1000 for h, per in result.commit_times.items()
-               for t in per.values()]
+    intervals, latency = _intervals_and_latency(result)
     for name, values, label in (("block_interval.png", intervals, "block interval (s)"),
                                 ("commit_latency.png", latency, "commit latency (s)")):
         fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -217,10 +227,7 @@ def write_plots(result: SimResult, out: Path) -> list[Path]:
         ax.set_ylabel("share of provider capacity")
         ax.legend()
         save(fig, "utilisation.png")
-        prices: dict[str, list[int]] = {}
-        for d in result.market.deploys:
-            if d.outcome == "leased":
-                prices.setdefault(",".join(d.gpus) or "cpu-only", []).append(d.price)
+        prices = _prices_by_gpu(result)
         if prices:
             fig, ax = plt.subplots(figsize=(7, 3.5))
             keys = sorted(prices)
