@@ -61,9 +61,11 @@ def _key(from_file: Path | None, home_dir: Path | None) -> crypto.PrivateKey:
     raise click.UsageError("give the signing key: --from KEYFILE or --home DIR")
 
 
-def submit(opts: dict[str, Any], msgs: tuple[object, ...]) -> None:
-    """Sign ``msgs`` from the chosen key, submit, print, optionally wait for the block."""
-    key = _key(opts["from_file"], opts["home_dir"])
+def submit(opts: dict[str, Any], msgs: tuple[object, ...],
+           key: crypto.PrivateKey | None = None) -> None:
+    """Sign ``msgs`` with ``key`` (default: the chosen key), submit, print, optionally wait
+    for the block."""
+    key = key or _key(opts["from_file"], opts["home_dir"])
     fee = parse_amount(opts["fee"], "--fee", zero_ok=True)
     client = make_client(opts["node"], opts["home_dir"])
     chain_id = client.status()["chain_id"]
@@ -119,7 +121,7 @@ def create_validator(self_stake: str, moniker: str, **opts: Any) -> None:
     """Make the signing key a validator (its consensus key is the signing key)."""
     key = _key(opts["from_file"], opts["home_dir"])
     submit(opts, (CreateValidator(pubkey=key.public, moniker=moniker,
-                                  self_stake=parse_amount(self_stake, "--self-stake")),))
+                                  self_stake=parse_amount(self_stake, "--self-stake")),), key)
 
 
 def _validator(text: str, opts: dict[str, Any]) -> bytes:
