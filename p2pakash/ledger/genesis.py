@@ -27,6 +27,7 @@ import attrs
 from p2pakash import crypto, wire
 from p2pakash.errors import ConfigError
 from p2pakash.ledger.params import PARAM_NAMES, POWER_REDUCTION, Params
+from p2pakash.ledger.txs import MAX_MONIKER
 
 MAX_AMOUNT = 2**63 - 1
 
@@ -150,8 +151,8 @@ def check_doc(raw: object, where: str, *, require_validators: bool = True) -> Ge
         seen_keys.add(pubkey)
         stake = _int(entry["stake"], f"{at}.stake", low=POWER_REDUCTION)
         moniker = _str(entry.get("moniker", ""), f"{at}.moniker")
-        if len(moniker) > 70:
-            raise ConfigError(f"{at}.moniker: longer than 70 characters")
+        if len(moniker) > MAX_MONIKER:
+            raise ConfigError(f"{at}.moniker: longer than {MAX_MONIKER} characters")
         validators.append(GenesisValidator(pubkey=pubkey, stake=stake, moniker=moniker))
     params = _params(doc.get("params", {}), f"{where}: params")
     if require_validators and not validators:

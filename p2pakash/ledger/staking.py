@@ -38,7 +38,14 @@ from p2pakash.ledger.state import (
     ValSet,
     u64,
 )
-from p2pakash.ledger.txs import Code, CreateValidator, Delegate, TxRejected, Undelegate
+from p2pakash.ledger.txs import (
+    MAX_MONIKER,
+    Code,
+    CreateValidator,
+    Delegate,
+    TxRejected,
+    Undelegate,
+)
 
 BONDED = bank.module_address(bank.BONDED_POOL)
 UNBONDING = bank.module_address(bank.UNBONDING_POOL)
@@ -95,8 +102,8 @@ def create_validator(ctx: Context, msg: CreateValidator) -> None:
         raise TxRejected(Code.INVALID_MSG,
                          "CreateValidator.pubkey must be the tx signer's key (consensus key"
                          " = operator key)")
-    if len(msg.moniker) > 70:
-        raise TxRejected(Code.INVALID_MSG, "moniker longer than 70 characters")
+    if len(msg.moniker) > MAX_MONIKER:
+        raise TxRejected(Code.INVALID_MSG, f"moniker longer than {MAX_MONIKER} characters")
     if ctx.store.validator(msg.pubkey) is not None:
         raise TxRejected(Code.VALIDATOR_EXISTS, f"validator {msg.pubkey.hex()} already exists")
     if msg.self_stake < ctx.params.min_self_stake:
