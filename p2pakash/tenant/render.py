@@ -10,19 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from p2pakash.ledger.state import Store
+from p2pakash.market import escrow
 from p2pakash.market import ledger_market as lm
 from p2pakash.market.chain_types import DeploymentRec, LeaseRec, LeaseState
+from p2pakash.market.escrow import EscrowAccount
 from p2pakash.market.orders import DeploymentID
 from p2pakash.tenant.plan import lease_ref
-
-
-def _accrued(store: Store, dep: DeploymentRec, height: int) -> dict[str, int]:
-    """Lease key -> accrued payment balance at ``height`` (active leases of ``dep``)."""
-    settlement = lm.preview(store, dep.id, height)
-    active = [r for r in lm.deployment_leases(store, dep.id) if r.state is LeaseState.ACTIVE]
-    if settlement is None:
-        return {}
-    return {str(r.id): p.balance for r, p in zip(active, settlement.payments, strict=True)}
 
 
 def lease_json(rec: LeaseRec, accrued: int | None = None) -> dict[str, Any]:
@@ -35,26 +28,32 @@ def lease_json(rec: LeaseRec, accrued: int | None = None) -> dict[str, Any]:
             "withdrawn": rec.payment.withdrawn}
 
 
-def deployment_json(store: Store, dep: DeploymentRec, height: int) -> dict[str, Any]:
-    settlement = lm.preview(store, dep.id, height)
-    account = dep.escrow if settlement is None else settlement.account
-    accrued = _accrued(store, dep, height)
+def _settled(store: Store, dep: DeploymentRec, height: int
+             ) -> tuple[EscrowAccount, list[dict[str, Any]]]:
+    """``dep``'s escrow account and all its leases as JSON, settled as of ``height`` (one
+    scan of the leases, one settlement)."""
     leases = lm.deployment_leases(store, dep.id)
+    active = [r for r in leases if r.state is LeaseState.ACTIVE]
+    result = escrow.settle(dep.escrow, [r.payment for r in active], height)
+    accrued = {r.id: p.balance for r, p in zip(active, result.payments, strict=True)}
+    return result.account, [lease_json(r, accrued.get(r.id)) for r in leases]
+
+
+def deployment_json(store: Store, dep: DeploymentRec, height: int) -> dict[str, Any]:
+    account, leases = _settled(store, dep, height)
     return {"dseq": dep.id.dseq, "owner": dep.id.owner, "state": dep.state.name.lower(),
             "created_at": dep.created_at, "closed_at": dep.closed_at,
             "manifest_hash": dep.manifest_hash.hex(),
             "escrow": {"balance": account.balance, "deposited": account.deposited,
                        "transferred": account.transferred, "settled_at": account.settled_at,
                        "state": account.state.name.lower()},
-            "leases": [lease_json(r, accrued.get(str(r.id))) for r in leases]}
+            "leases": leases}
 
 
 def owner_leases(store: Store, owner: str, height: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for dep in lm.owner_deployments(store, owner):
-        accrued = _accrued(store, dep, height)
-        out.extend(lease_json(r, accrued.get(str(r.id)))
-                   for r in lm.deployment_leases(store, dep.id))
+        out.extend(_settled(store, dep, height)[1])
     return out
 
 
