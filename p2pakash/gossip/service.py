@@ -344,18 +344,26 @@ class GossipService:
         while True:
             try:
                 payload = await conn.receive()
-                # The envelope is never hashed or signed: skip its canonical re-encode.
-                frame = wire.decode(payload, m.Frame, max_size=self.settings.max_frame,
-                                    canonical=False)
             except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError,
                     OSError):
                 return
             except RemoteProtocolError as exc:
                 self.ban(peer, f"protocol error: {exc}")
                 return
-            self._on_frame(peer, frame.items, len(payload))
-            if peer not in self._links:
+            if not self._on_bytes(peer, payload) or peer not in self._links:
                 return
+
+    def _on_bytes(self, peer: NodeID, payload: bytes) -> bool:
+        """Decode a frame's bytes and dispatch its items; False (``peer`` banned) if bad."""
+        try:
+            # The envelope is never hashed or signed: skip its canonical re-encode.
+            frame = wire.decode(payload, m.Frame, max_size=self.settings.max_frame,
+                                canonical=False)
+        except RemoteProtocolError as exc:
+            self.ban(peer, f"protocol error: {exc}")
+            return False
+        self._on_frame(peer, frame.items, len(payload))
+        return True
 
     def _on_frame(self, peer: NodeID, items: Sequence[object], size: int) -> None:
         """A frame arrived from ``peer`` (decoded, or as items on the fast path)."""
@@ -374,30 +382,19 @@ class GossipService:
         assert isinstance(conn, MemoryConnection)
         peer = conn.remote_id
         ended = trio.Event()
-        max_frame = self.settings.max_frame
 
         def sink(payload: Payload | None) -> None:
             if ended.is_set() or link.scope.cancel_called:
                 return
             if payload is None:
                 ended.set()
-                return
-            if isinstance(payload, Batch):
+            elif isinstance(payload, Batch):
                 self._on_frame(peer, payload.items, payload.size)
-                return
-            try:  # bytes on an item link: a Goodbye, or a test speaking raw frames
-                frame = wire.decode(payload, m.Frame, max_size=max_frame, canonical=False)
-            except RemoteProtocolError as exc:
-                self.ban(peer, f"protocol error: {exc}")
+            elif not self._on_bytes(peer, payload):  # a Goodbye, or a test's raw frames
                 ended.set()
-                return
-            self._on_frame(peer, frame.items, len(payload))
 
+        # Items queued before this point are already on ``_dirty`` (``send_to`` put them).
         conn.attach(sink)
-        if link.pending and not link.dirty:
-            link.dirty = True
-            self._dirty.append(link)
-            self._flush_lot.unpark()
         await ended.wait()
 
     async def _flusher(self) -> None:
