@@ -24,6 +24,8 @@ Rules and invariants:
 
 from __future__ import annotations
 
+import attrs
+
 from p2pakash.ledger import staking
 from p2pakash.ledger.handlers import Context
 from p2pakash.ledger.state import P_MISS, P_SIG, SigningInfo, ValidatorRec
@@ -49,8 +51,7 @@ def reset_window(ctx: Context, pubkey: bytes) -> None:
 
 
 def _jail(rec: ValidatorRec, until_ms: int, *, tombstone: bool = False) -> ValidatorRec:
-    return ValidatorRec(pubkey=rec.pubkey, moniker=rec.moniker, tokens=rec.tokens,
-                        shares=rec.shares, jailed=True, tombstoned=rec.tombstoned or tombstone,
+    return attrs.evolve(rec, jailed=True, tombstoned=rec.tombstoned or tombstone,
                         jailed_until_ms=until_ms)
 
 
@@ -140,7 +141,6 @@ def unjail(ctx: Context, msg: Unjail) -> None:
         raise TxRejected(Code.INSUFFICIENT_STAKE,
                          f"self delegation {own} uakt below the minimum"
                          f" {ctx.params.min_self_stake}")
-    ctx.store.put_validator(ValidatorRec(
-        pubkey=rec.pubkey, moniker=rec.moniker, tokens=rec.tokens, shares=rec.shares))
+    ctx.store.put_validator(attrs.evolve(rec, jailed=False, jailed_until_ms=0))
     reset_window(ctx, rec.pubkey)
     ctx.emit("unjail", validator=rec.pubkey)

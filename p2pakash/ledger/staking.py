@@ -21,6 +21,8 @@ Rules and invariants:
 
 from __future__ import annotations
 
+import attrs
+
 from p2pakash.ledger import bank
 from p2pakash.ledger.handlers import Context
 from p2pakash.ledger.params import BASIS_POINTS, Params
@@ -90,9 +92,7 @@ def bond(store: Store, rec: ValidatorRec, delegator: str, amount: int) -> Valida
     bank.transfer(store, delegator, BONDED, amount)
     shares = delegation_shares(store, rec.pubkey, delegator) + issued
     store.put(del_key(rec.pubkey, delegator), DelegationRec(shares=shares))
-    new = ValidatorRec(pubkey=rec.pubkey, moniker=rec.moniker, tokens=rec.tokens + amount,
-                       shares=rec.shares + issued, jailed=rec.jailed, tombstoned=rec.tombstoned,
-                       jailed_until_ms=rec.jailed_until_ms)
+    new = attrs.evolve(rec, tokens=rec.tokens + amount, shares=rec.shares + issued)
     store.put_validator(new)
     return new
 
@@ -142,10 +142,8 @@ def undelegate(ctx: Context, msg: Undelegate) -> None:
         store.put(del_key(msg.validator, ctx.sender), DelegationRec(shares=left))
     else:
         store.delete(del_key(msg.validator, ctx.sender))
-    store.put_validator(ValidatorRec(
-        pubkey=rec.pubkey, moniker=rec.moniker, tokens=rec.tokens - msg.amount,
-        shares=rec.shares - removed, jailed=rec.jailed, tombstoned=rec.tombstoned,
-        jailed_until_ms=rec.jailed_until_ms))
+    store.put_validator(attrs.evolve(rec, tokens=rec.tokens - msg.amount,
+                                     shares=rec.shares - removed))
     bank.transfer(store, BONDED, UNBONDING, msg.amount)
     completion = ctx.time_ms + ctx.params.unbonding_time_s * 1000
     seq = store.get_int(K_UNB_SEQ)
@@ -185,18 +183,13 @@ def slash(ctx: Context, rec: ValidatorRec, bps: int, *,
             cut = entry.amount * bps // BASIS_POINTS
             if cut:
                 bank.burn(store, UNBONDING, cut)
-                store.put(key, UnbondingRec(
-                    delegator=entry.delegator, validator=entry.validator,
-                    amount=entry.amount - cut, creation_height=entry.creation_height,
-                    completion_ms=entry.completion_ms))
+                store.put(key, attrs.evolve(entry, amount=entry.amount - cut))
                 burned += cut
     cut = rec.tokens * bps // BASIS_POINTS
     if cut:
         bank.burn(store, BONDED, cut)
         burned += cut
-    new = ValidatorRec(pubkey=rec.pubkey, moniker=rec.moniker, tokens=rec.tokens - cut,
-                       shares=rec.shares, jailed=rec.jailed, tombstoned=rec.tombstoned,
-                       jailed_until_ms=rec.jailed_until_ms)
+    new = attrs.evolve(rec, tokens=rec.tokens - cut)
     store.put_validator(new)
     ctx.emit("slash", validator=rec.pubkey, amount=burned, fraction_bps=bps)
     return new, burned
