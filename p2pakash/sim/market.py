@@ -38,6 +38,7 @@ import trio
 
 from p2pakash.config import ProviderConfig
 from p2pakash.errors import P2PAkashError
+from p2pakash.ledger import UAKT_PER_AKT
 from p2pakash.market import ledger_market as lm
 from p2pakash.plugins.manager import PluginManager
 from p2pakash.plugins.types import PluginConfig
@@ -46,7 +47,6 @@ from p2pakash.sim.scenario import GpuClass, ProvidersSpec, Scenario, TenantsSpec
 from p2pakash.tenant import TenantService, plan
 
 log = logging.getLogger(__name__)
-UAKT = 1_000_000
 
 
 # ---------------------------------------------------------------- providers
@@ -240,7 +240,7 @@ async def tenant_driver(name: str, tenant: TenantService, spec: TenantsSpec,
     """Deploy at Poisson times until cancelled (module rules)."""
     if spec.arrival_rate <= 0 or not templates:
         return
-    deposit = round(spec.deposit * UAKT)
+    deposit = round(spec.deposit * UAKT_PER_AKT)
     await trio.sleep_until(max(trio.current_time(), spec.start))
     async with trio.open_nursery() as nursery:
         while True:
