@@ -32,8 +32,7 @@ from p2pakash.ledger import BlockResult, Tx
 from p2pakash.ledger.bank import balance
 from p2pakash.ledger.state import P_ACC, AccountRec
 from p2pakash.market.ledger_market import ESCROW, CreateLease, DeploymentRec, LeaseRec
-
-MARKET = b"mkt/"
+from p2pakash.market.ledger_market import P as MARKET  # the market's key prefix
 
 
 @attrs.frozen(kw_only=True)
