@@ -270,8 +270,7 @@ class ProviderService:
                 return
             self._count("orders_checked_here")
         self._count("orders")
-        for error in self.plugins.order_seen(order):
-            log.error("%s", error)
+        self.plugins.order_seen(order)  # a failing plugin is logged by the manager
         audits = lm.get_audits(self.chain.ledger.store, self.address)
         for out in self.engine.consider(order, self.now_ms(), audits):
             if isinstance(out, DeclineBody):
