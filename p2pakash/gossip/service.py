@@ -32,7 +32,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import attrs
 import trio
@@ -55,6 +56,7 @@ PEER_TYPES: tuple[type, ...] = (m.Ping, m.Pong, m.PexRequest, m.PexAddrs)
 Handler = Callable[[NodeID, object], None]
 _FRAME_HEAD = len(wire.encode_batch(m.Frame, [])) - 1  # tag and the 1-field array
 MAX_ON_DEMAND = 1024  # connect() targets remembered at once
+T = TypeVar("T")
 
 
 def _frame_overhead(count: int) -> int:
@@ -418,21 +420,28 @@ class GossipService:
     def _flush_link(self, link: _Link, pending: list[object]) -> None:
         conn = link.conn
         assert isinstance(conn, MemoryConnection)
+        for batch, size in self._batches(pending, conn.item_size):
+            self._send_items(link, batch, size)
+
+    def _batches(self, items: Sequence[T], size_of: Callable[[T], int]
+                 ) -> Iterator[tuple[list[T], int]]:
+        """Split queued items into frames under ``max_frame`` (with their summed sizes);
+        an item too big for a frame of its own is dropped and counted."""
         limit = self.settings.max_frame - 16
-        batch: list[object] = []
+        batch: list[T] = []
         size = 0
-        for item in pending:
-            n = conn.item_size(item)
+        for item in items:
+            n = size_of(item)
             if n > limit:
                 self.stats.dropped_out += 1
                 continue
             if batch and size + n > limit:
-                self._send_items(link, batch, size)
+                yield batch, size
                 batch, size = [], 0
             batch.append(item)
             size += n
         if batch:
-            self._send_items(link, batch, size)
+            yield batch, size
 
     def _send_items(self, link: _Link, items: list[object], size: int) -> None:
         conn = link.conn
@@ -471,7 +480,6 @@ class GossipService:
 
     async def _writer(self, link: _Link) -> None:
         flush = self.settings.flush_interval
-        limit = self.settings.max_frame - 16
         pending: list[object] = []
         async for first in link.recv:
             pending.append(first)
@@ -485,19 +493,7 @@ class GossipService:
                 except trio.WouldBlock:
                     break
             # Encode each item once; split into frames under the size limit.
-            batch: list[bytes] = []
-            size = 0
-            for item in pending:
-                data = self._encode(item)
-                if len(data) > limit:
-                    self.stats.dropped_out += 1
-                    continue
-                if batch and size + len(data) > limit:
-                    await self._send_frame(link, batch)
-                    batch, size = [], 0
-                batch.append(data)
-                size += len(data)
-            if batch:
+            for batch, _ in self._batches([self._encode(item) for item in pending], len):
                 await self._send_frame(link, batch)
             pending.clear()
 
