@@ -181,7 +181,6 @@ class Store:
 
     def __init__(self, kv: KV) -> None:
         self.kv = kv
-        self._chain_id: str | None = None  # fixed at genesis: read from the KV once
 
     def get(self, key: bytes, cls: type[T]) -> T | None:
         kv = self.kv
@@ -223,12 +222,10 @@ class Store:
     # ------------------------------------------------------------ globals
 
     def chain_id(self) -> str:
-        if self._chain_id is not None:
-            return self._chain_id
+        """The chain ID written at genesis (``Ledger.chain_id`` caches it)."""
         value = self.get(K_CHAIN_ID, str)
         if value is None:
             raise StorageError("state has no chain ID: was the genesis applied?")
-        self._chain_id = value
         return value
 
     def params(self) -> Params:
