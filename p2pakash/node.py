@@ -20,19 +20,18 @@ from __future__ import annotations
 import logging
 import os
 import random
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 import trio
 
+from p2pakash import home as home_layout
 from p2pakash import wire
 from p2pakash.api import ApiService, NodeInfo, TxGossip
 from p2pakash.api.tenant_routes import TenantRoutes
 from p2pakash.chain import ChainService
-from p2pakash.config import NodeConfig, load_config
+from p2pakash.config import NodeConfig
 from p2pakash.consensus.core import TimeoutParams
-from p2pakash.crypto import PrivateKey, VerifyCache, load_key
+from p2pakash.crypto import PrivateKey, VerifyCache
 from p2pakash.errors import ConfigError, DecodeError
 from p2pakash.executor.fake import FakeExecutor
 from p2pakash.executor.podman import PodmanExecutor
@@ -138,11 +137,11 @@ class Node:
         self.tx_gossip = TxGossip(self.gossip, self.mempool)
         self.market = MarketValidators(
             chain_id=cfg.chain_id, view=LedgerView(self.chain.ledger.store),
-            now_ms=now_ms or _wall_ms, cache=self.verify_cache)
+            now_ms=self.chain.now_ms, cache=self.verify_cache)
         self.market.install(self.gossip.pubsub)
         self.tenant = TenantService(key=key, gossip=self.gossip, chain=self.chain,
                                     mempool=self.mempool, publish_tx=self.tx_gossip.publish,
-                                    now_ms=now_ms or _wall_ms, verify_cache=self.verify_cache)
+                                    now_ms=self.chain.now_ms, verify_cache=self.verify_cache)
         if cfg.provider is not None:
             self.provider = self._provider(cfg, key, in_memory=in_memory, now_ms=now_ms)
         if api:
@@ -162,7 +161,7 @@ class Node:
         assert pcfg is not None and self.chain is not None and self.mempool is not None
         assert self.tx_gossip is not None
         plugins = PluginManager.load(PluginConfig.from_table(
-            pcfg.plugin_table(), source=f"{cfg.home / 'config.toml'}: [provider]"))
+            pcfg.plugin_table(), source=f"{home_layout.config_path(cfg.home)}: [provider]"))
         executor = plugins.executor()
         if executor is None:
             if pcfg.executor == "fake":
@@ -176,11 +175,6 @@ class Node:
             host_uri=pcfg.host_uri or f"p2p://{key.node_id}@{cfg.p2p.advertised}",
             state_dir=None if in_memory else cfg.data_dir / "provider", now_ms=now_ms,
             market=self.market)
-
-    @classmethod
-    def from_config_file(cls, path: Path) -> Node:
-        cfg = load_config(path)
-        return cls(cfg, load_key(cfg.key_path))
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -235,10 +229,6 @@ class Node:
 async def _drain(channel: trio.MemoryReceiveChannel[Delivered]) -> None:
     async for _ in channel:
         pass
-
-
-def _wall_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
