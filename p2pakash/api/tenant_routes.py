@@ -101,7 +101,7 @@ class TenantRoutes:
                     return await self._tx(lm.CloseLease(lease=rec.id), rec.id.dseq)
                 _allow(method, "GET")
                 if parts[2] == "status":
-                    return 200, await self._status(rec.id)
+                    return 200, await self._status(rec)
                 query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
                 return 200, await self._logs(rec.id, query)
         raise HttpError(404, f"no such endpoint: {scope['path']}")
@@ -165,21 +165,28 @@ class TenantRoutes:
 
     def _deployments(self) -> list[Json]:
         t = self.tenant
-        store, height = t.chain.ledger.store, t.chain.height
-        out = {d.id.dseq: render.deployment_json(store, d, height)
-               for d in lm.owner_deployments(store, t.address)}
-        for dseq, run in t.runs.items():
-            entry = out.setdefault(dseq, {"dseq": dseq, "owner": t.address, "state": run.status,
-                                          "leases": []})
-            entry.update(bids=len(run.bids), declines=len(run.declines), error=run.error,
-                         progress=run.status)
-        return [out[k] for k in sorted(out)]
+        deps = {d.id.dseq: d for d in lm.owner_deployments(t.chain.ledger.store, t.address)}
+        return [self._entry(dseq, deps.get(dseq)) for dseq in sorted(deps.keys() | t.runs.keys())]
 
     def _deployment(self, dseq: int) -> Json:
-        for entry in self._deployments():
-            if entry["dseq"] == dseq:
-                return entry
-        raise HttpError(404, f"deployment {dseq} of {self.tenant.address} not found")
+        t = self.tenant
+        return self._entry(dseq, lm.get_deployment(t.chain.ledger.store,
+                                                   DeploymentID(owner=t.address, dseq=dseq)))
+
+    def _entry(self, dseq: int, dep: lm.DeploymentRec | None) -> Json:
+        """A deployment as on chain (if it is), with this node's deploy progress (if any)."""
+        t = self.tenant
+        run = t.runs.get(dseq)
+        if dep is not None:
+            entry = render.deployment_json(t.chain.ledger.store, dep, t.chain.height)
+        elif run is not None:
+            entry = {"dseq": dseq, "owner": t.address, "state": run.status, "leases": []}
+        else:
+            raise HttpError(404, f"deployment {dseq} of {t.address} not found")
+        if run is not None:
+            entry.update(bids=len(run.bids), declines=len(run.declines), error=run.error,
+                         progress=run.status)
+        return entry
 
     def _bids(self, dseq: int) -> Json:
         run = self.tenant.runs.get(dseq)
@@ -202,16 +209,13 @@ class TenantRoutes:
             raise HttpError(404, f"lease {dseq}.{gseq}.{oseq} of {t.address} not found")
         return rec
 
-    async def _status(self, lid: LeaseID) -> Json:
-        t = self.tenant
-        rec = lm.get_lease(t.chain.ledger.store, lid)
-        assert rec is not None
+    async def _status(self, rec: lm.LeaseRec) -> Json:
         body: Json = {"lease": render.lease_json(rec), "provider_status": None,
                       "provider_error": ""}
         if rec.state is not LeaseState.ACTIVE:
             return body
         try:
-            status = await t.lease_status(lid)
+            status = await self.tenant.lease_status(rec.id)
         except TenantError as exc:
             body["provider_error"] = str(exc)
             return body
@@ -286,8 +290,6 @@ def _int(text: str, name: str) -> int:
     if not text.isdigit() or len(text) > 19 or int(text) < 1:
         raise HttpError(400, f"invalid {name} {text[:40]!r}: expected a positive integer")
     return int(text)
-
-
 
 
 def _json(raw: bytes) -> dict[str, Any]:

@@ -18,10 +18,12 @@ import trio
 from p2pakash.api import ApiService, NodeInfo
 from p2pakash.api.tenant_routes import TenantRoutes
 from p2pakash.cli import deploy, lease
+from p2pakash.client import ApiError
 from p2pakash.gossip.memory import MemoryNetwork
 from p2pakash.market import ledger_market as lm
 from p2pakash.market.validators import TOPIC_BIDS, TOPIC_ORDERS
 from p2pakash.tenant import TenantService
+from p2pakash.tenant.client import TenantClient
 from tests.cli import Result, run_main
 from tests.market.helpers_market import SDL_TEXT
 from tests.tenant.net import (
@@ -157,6 +159,13 @@ def test_create_json_stream_then_manage(node: Served, cli: Any, tmp_path: Path) 
     assert done.code == 0 and "deployment_closed" in done.out, done.err
     listed = json.loads(cli("deploy", "list", "--json", "--node", node.url).out)
     assert [d["state"] for d in listed["deployments"] if d["dseq"] == dseq] == ["closed"]
+    client = TenantClient(node.url)
+    one = client.request("GET", f"/deployments/{dseq}")
+    assert one == next(d for d in listed["deployments"] if d["dseq"] == dseq)
+    assert one["progress"] == "active" and one["bids"] == 1 and len(one["leases"]) == 1
+    with pytest.raises(ApiError) as missing:
+        client.request("GET", "/deployments/999999")
+    assert missing.value.status == 404
 
 
 def test_no_bids_prints_why(node: Served, cli: Any, tmp_path: Path) -> None:
