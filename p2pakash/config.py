@@ -96,12 +96,15 @@ def _one_of(*choices: str) -> Validator:
 
 
 def _host_port(inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
-    if attribute.name == "external" and value == "":
-        return
     try:
         split_host_port(value)
     except ValueError as exc:
         raise _Invalid(str(exc), attribute.name) from None
+
+
+def _host_port_or_empty(inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if value:
+        _host_port(inst, attribute, value)
 
 
 def _chain_id(inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -116,7 +119,7 @@ def _chain_id(inst: object, attribute: attrs.Attribute[Any], value: str) -> None
 @attrs.frozen(kw_only=True)
 class P2PConfig:
     listen: str = attrs.field(default="127.0.0.1:26656", validator=_host_port)
-    external: str = attrs.field(default="", validator=_host_port)
+    external: str = attrs.field(default="", validator=_host_port_or_empty)
     seeds: tuple[PeerAddr, ...] = ()
     persistent_peers: tuple[PeerAddr, ...] = ()
     max_inbound: int = attrs.field(default=40, validator=_non_negative)
