@@ -341,7 +341,7 @@ class Ledger:
         for fn in end_blockers():
             fn(ctx)
         before = dict(staking.latest_set(store).validators)
-        updates = staking.end_block_updates(ctx)
+        updates = staking.end_block_updates(ctx, before)
         for pubkey, power in updates:
             if power and pubkey not in before:  # a fresh window for a validator joining the set
                 slashing.reset_window(ctx, pubkey)

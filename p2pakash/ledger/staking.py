@@ -229,11 +229,11 @@ def prune_sets(store: Store, height: int) -> None:
         store.delete(key)
 
 
-def end_block_updates(ctx: Context) -> tuple[tuple[bytes, int], ...]:
+def end_block_updates(ctx: Context, old: dict[bytes, int]) -> tuple[tuple[bytes, int], ...]:
     """Compute the active set after block ``ctx.height``; store it as in force from
-    ``ctx.height + 2`` and return the diff (power 0 = removal), ordered by pubkey."""
+    ``ctx.height + 2`` and return the diff (power 0 = removal) from ``old`` (the
+    ``latest_set`` as a dict, which the caller has at hand), ordered by pubkey."""
     new = active_set(ctx.store, ctx.params)
-    old = dict(latest_set(ctx.store).validators)
     new_map = dict(new)
     updates = [(pk, p) for pk, p in new if old.get(pk) != p]
     updates += [(pk, 0) for pk in old if pk not in new_map]
