@@ -64,6 +64,10 @@ def _frame_overhead(count: int) -> int:
     return _FRAME_HEAD + (1 if count < 24 else 2 if count < 256 else 3 if count < 65536 else 5)
 
 
+def _goodbye_frame(reason: str) -> bytes:
+    return wire.encode(m.Frame(items=(m.Goodbye(reason=reason[:pm.MAX_REASON]),)))
+
+
 @attrs.frozen(kw_only=True)
 class Delivered:
     """A gossip message delivered to a local subscriber."""
@@ -301,7 +305,7 @@ class GossipService:
         if refusal is not None:
             log.debug("refusing %s: %s", peer[:12], refusal)
             with trio.move_on_after(1):
-                await conn.send(wire.encode(m.Frame(items=(m.Goodbye(reason=refusal[:200]),))))
+                await conn.send(_goodbye_frame(refusal))
             await conn.aclose()
             return
         send, recv = trio.open_memory_channel[object](self.settings.queue_size)
@@ -332,10 +336,9 @@ class GossipService:
             self._apply(self.peers.disconnected(now, peer))
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 if link.goodbye:
-                    frame = wire.encode(m.Frame(items=(m.Goodbye(reason=link.goodbye[:200]),)))
                     with contextlib.suppress(ConnectionClosed, OSError, trio.BrokenResourceError,
                                              trio.ClosedResourceError):
-                        await conn.send(frame)
+                        await conn.send(_goodbye_frame(link.goodbye))
                 await conn.aclose()
             log.info("peer disconnected %s%s", peer[:12],
                      f": {link.goodbye}" if link.goodbye else "")
