@@ -130,10 +130,6 @@ class Mempool:
         """Whether the tx with this hash is pending."""
         return hash_ in self._txs
 
-    def get(self, hash_: TxHash) -> Tx | None:
-        entry = self._txs.get(hash_)
-        return None if entry is None else entry.tx
-
     def pending_from(self, sender: str) -> int:
         """How many pending txs ``sender`` signed (they hold its next sequences)."""
         return sum(1 for entry in self._txs.values() if entry.tx.body.sender == sender)
