@@ -172,9 +172,7 @@ def preview(store: Store, d: DeploymentID, height: int) -> escrow.Settlement | N
     dep = get_deployment(store, d)
     if dep is None:
         return None
-    active = [rec.payment for rec in deployment_leases(store, d)
-              if rec.state is LeaseState.ACTIVE]
-    return escrow.settle(dep.escrow, active, height)
+    return escrow.settle(dep.escrow, [rec.payment for rec in _active(store, d)], height)
 
 
 @attrs.frozen
@@ -364,7 +362,7 @@ def delete_provider_attributes(ctx: Context, msg: DeleteProviderAttributes) -> N
 # ---------------------------------------------------------------- leases and escrow
 
 
-def _check_lease_pair(ctx: Context, order: Order, bid: Bid) -> matching.GroupLike:
+def _check_lease_pair(ctx: Context, order: Order, bid: Bid) -> None:
     try:
         check_order(order.body)
         check_bid(bid.body)
@@ -400,7 +398,6 @@ def _check_lease_pair(ctx: Context, order: Order, bid: Bid) -> matching.GroupLik
                                     get_audits(ctx.store, bid.provider))
     if mismatch is not None:
         raise _reject(f"provider does not match the order: {mismatch.text}")
-    return group
 
 
 def create_lease(ctx: Context, msg: CreateLease) -> None:

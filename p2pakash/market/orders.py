@@ -462,7 +462,8 @@ def check_order(body: OrderBody) -> None:
 
 
 def check_bid(body: BidBody) -> None:
-    """Stateless rules of a bid (the order-dependent ones are in ``matching.check_bid``)."""
+    """Stateless rules of a bid (the order-dependent ones need the order: ``matching.check_offer``
+    and the price bound, applied by the validators, the chain and the tenant)."""
     _address(body.provider, "bid provider")
     _address(body.order.owner, "bid order owner")
     for name in ("dseq", "gseq", "oseq"):
