@@ -61,7 +61,7 @@ def schedule(sc: Scenario) -> list[Event]:
             add(f.at, "crash", node=f.node)
             if f.until:
                 add(f.until, "restart", node=f.node)
-        elif f.kind in ("equivocate", "withhold"):
+        elif f.kind in ("equivocate", "withhold", "containers_die"):  # switched on, then off
             add(f.at, f.kind, node=f.node, value=1)
             if f.until:
                 add(f.until, f.kind, node=f.node, value=0)
@@ -69,10 +69,6 @@ def schedule(sc: Scenario) -> list[Event]:
             add(f.at, "skew", node=f.node, value=f.skew_ms)
             if f.until:
                 add(f.until, "skew", node=f.node, value=0)
-        elif f.kind == "containers_die":
-            add(f.at, "containers_die", node=f.node, value=1)
-            if f.until:
-                add(f.until, "containers_die", node=f.node, value=0)
         elif f.kind == "twin":
             add(f.at, "twin_start", node=f"{f.node}-twin")
             if f.until:
