@@ -142,13 +142,12 @@ class SimResult:
 class Runner:
     def __init__(self, scenario: Scenario, *, seed: int | None = None,
                  until: float | None = None, wall_limit: float | None = None,
-                 progress: Progress | None = None, workdir: Path | None = None) -> None:
+                 progress: Progress | None = None) -> None:
         self.sc = scenario
         self.seed = scenario.seed if seed is None else seed
         self.until = scenario.duration if until is None else until
         self.wall_limit = scenario.wall_limit if wall_limit is None else wall_limit
         self.progress = progress
-        self.workdir = workdir
         self.result = SimResult(scenario=scenario, seed=self.seed, until=self.until)
         self.cache = VerifyCache(capacity=200_000)
         self.network, self.latency = simnet.build_network(scenario.network,
