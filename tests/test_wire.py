@@ -211,6 +211,24 @@ def test_gossip_frame_round_trips_a_batch() -> None:
     assert wire.decode(wire.encode(frame), gm.Frame) == frame
 
 
+def test_encode_batch_equals_encode_of_the_message() -> None:
+    for n in (0, 1, 23, 24, 255, 256):
+        items = tuple(gm.Ping(nonce=i) for i in range(n))
+        batch = wire.encode_batch(gm.Frame, [wire.encode(item) for item in items])
+        assert batch == wire.encode(gm.Frame(items=items))
+    with pytest.raises(LocalProtocolError, match="not a single-field batch"):
+        wire.encode_batch(Point, [])
+
+
+def test_non_canonical_decode_still_refuses_trailing_bytes() -> None:
+    nonminimal = bytes.fromhex("d9a00a82180102")  # Point(x=1, y=2), x in two bytes
+    with pytest.raises(DecodeError, match="non-canonical"):
+        wire.decode(nonminimal, Point)
+    assert wire.decode(nonminimal, Point, canonical=False) == Point(x=1, y=2)
+    with pytest.raises(DecodeError, match="1 trailing bytes"):
+        wire.decode(nonminimal + b"\x00", Point, canonical=False)
+
+
 def test_gossip_bounds_are_enforced_on_decode() -> None:
     raw = wire.encode(gm.PexAddrs(addrs=("a",))).replace(b"\x81\x81\x61a", b"\x81\x98\x65"
                                                           + b"\x61a" * 101)
