@@ -382,6 +382,7 @@ class ProviderService:
             await trio.sleep(self.tick)
             now = trio.current_time()
             self.engine.expire(self.now_ms())
+            self.engine.forget()  # bound the memory of considered order groups
             for lid, run in list(self.leases.items()):
                 if run.state == "pending" and not run.closing and now >= run.deadline:
                     log.warning("provider: no manifest for lease %s in %.0f s; closing it",

@@ -172,3 +172,17 @@ def test_raising_pricing_plugin_declines() -> None:
 
 def test_expired_order_is_ignored() -> None:
     assert engine().consider(order(expiry_ms=50), 50, {}) == []
+
+
+def test_forget_bounds_the_considered_groups_but_keeps_pending_ones() -> None:
+    e = engine(cpu=400)  # room for one reservation (350m): the second order is declined
+    held, declined = order(1), order(2)
+    request(e.consider(held, 0, {}))
+    [decline] = e.consider(declined, 0, {})
+    assert isinstance(decline, DeclineBody)
+    e.forget(keep=2)  # not above the bound: nothing forgotten
+    assert e.seen == {held.order_id(1), declined.order_id(1)}
+    e.forget(keep=1)
+    assert e.seen == {held.order_id(1)}
+    assert e.consider(held, 1, {}) == []  # still pending: not considered again
+    assert len(e.consider(declined, 1, {})) == 1  # forgotten: considered again
