@@ -142,7 +142,6 @@ class GossipService:
         self._dial_send, self._dial_recv = trio.open_memory_channel[PeerAddr](1024)
         self._dialing: set[NodeID] = set()
         self._wake = trio.Event()
-        self._started = trio.Event()
         self._encoded: dict[int, tuple[object, bytes]] = {}
         self._dirty: list[_Link] = []  # fast links with pending items
         self._flush_lot = trio.lowlevel.ParkingLot()
@@ -223,19 +222,15 @@ class GossipService:
         log.info("banning peer %s: %s", peer[:12], reason)
         self._apply(self.peers.ban(self._now(), peer, reason))
 
-    async def wait_started(self) -> None:
-        await self._started.wait()
-
     # ------------------------------------------------------------ running
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
-            self.listen_addr = await nursery.start(self.transport.serve, self._inbound)
+            self.listen_addr = await nursery.start(self.transport.serve, self._serve_connection)
             nursery.start_soon(self._dialer)
             nursery.start_soon(self._ticker)
             nursery.start_soon(self._flusher)
             self._apply(self.peers.start(self._now()))
-            self._started.set()
             task_status.started(self.listen_addr)
 
     def _now(self) -> float:
@@ -290,9 +285,6 @@ class GossipService:
             reason = str(exc) or type(exc).__name__
             log.warning("cannot reach %s (%s; attempt %d): %s", addr,
                         "seed" if addr in self._seeds else "persistent peer", count, reason)
-
-    async def _inbound(self, conn: Connection) -> None:
-        await self._serve_connection(conn)
 
     async def _serve_connection(self, conn: Connection) -> None:
         peer = conn.remote_id
