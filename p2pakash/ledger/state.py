@@ -121,10 +121,14 @@ def decode_record(raw: bytes, cls: type[T]) -> T:
     found = _DECODED.get(key)
     if found is None:
         found = wire.decode(raw, cls)
-        if len(_DECODED) >= DECODE_CACHE_SIZE:
-            del _DECODED[next(iter(_DECODED))]
-        _DECODED[key] = found
+        _memo(key, found)
     return found  # type: ignore[return-value]
+
+
+def _memo(key: tuple[type, bytes], value: object) -> None:
+    if len(_DECODED) >= DECODE_CACHE_SIZE:
+        del _DECODED[next(iter(_DECODED))]  # the oldest entry
+    _DECODED[key] = value
 
 
 _SPECS: dict[type, tuple[int, tuple[str, ...]]] = {}
@@ -171,9 +175,7 @@ def remember_record(raw: bytes, value: object) -> None:
     """Seed the decode cache with a record just encoded (decode(encode(v)) == v)."""
     key = (type(value), raw)
     if key not in _DECODED:
-        if len(_DECODED) >= DECODE_CACHE_SIZE:
-            del _DECODED[next(iter(_DECODED))]
-        _DECODED[key] = value
+        _memo(key, value)
 
 
 class Store:
