@@ -51,6 +51,7 @@ from p2pakash.ledger.state import (
     P_SIG,
     P_UNB,
     P_VALSET,
+    AccountRec,
     SigningInfo,
     Store,
     UnbondingRec,
@@ -259,7 +260,7 @@ class Ledger:
             raise TxRejected(Code.INSUFFICIENT_FUNDS,
                              f"insufficient funds for the fee: {body.sender} has"
                              f" {account.balance} uakt, fee is {body.fee}")
-        bank.put_account(store, body.sender, type(account)(
+        bank.put_account(store, body.sender, AccountRec(
             balance=account.balance, sequence=account.sequence + 1))
         if body.fee:
             bank.transfer(store, body.sender, FEE_COLLECTOR, body.fee)
