@@ -198,9 +198,8 @@ class PubSub:
         for q in fanout:
             if len(mesh) < self.params.d and self._graftable(now, q, topic):
                 self._graft(now, topic, q, out)
-        cands = [q for q in self._topic_peers.get(topic, ())
-                 if q not in mesh and self._graftable(now, q, topic)]
-        for q in _sample(self._rng, cands, self.params.d - len(mesh)):
+        for q in _sample(self._rng, self._graft_candidates(now, topic, mesh),
+                         self.params.d - len(mesh)):
             self._graft(now, topic, q, out)
         return out
 
@@ -452,8 +451,7 @@ class PubSub:
         for q in [q for q in mesh if peers[q].value < 0]:
             self._prune(now, topic, q, p.prune_backoff, out)
         if len(mesh) < p.d_lo:
-            cands = [q for q in self._topic_peers.get(topic, ())
-                     if q not in mesh and self._graftable(now, q, topic)]
+            cands = self._graft_candidates(now, topic, mesh)
             for q in _sample(self._rng, cands, p.d - len(mesh)):
                 self._graft(now, topic, q, out)
         elif len(mesh) > p.d_hi:
@@ -464,8 +462,8 @@ class PubSub:
         if len(mesh) >= p.d_lo:
             short = p.d_out - sum(1 for q in mesh if peers[q].outbound)
             if short > 0:
-                cands = [q for q in self._topic_peers.get(topic, ()) if q not in mesh
-                         and peers[q].outbound and self._graftable(now, q, topic)]
+                cands = [q for q in self._graft_candidates(now, topic, mesh)
+                         if peers[q].outbound]
                 for q in _sample(self._rng, cands, short):
                     self._graft(now, topic, q, out)
 
@@ -540,6 +538,10 @@ class PubSub:
         peer = self._peers[q]
         return (peer.value >= 0 and not peer.disconnecting
                 and self._backoff.get((q, topic), 0.0) <= now)
+
+    def _graft_candidates(self, now: float, topic: str, mesh: dict[NodeID, None]) -> list[NodeID]:
+        return [q for q in self._topic_peers.get(topic, ())
+                if q not in mesh and self._graftable(now, q, topic)]
 
     def _graft(self, now: float, topic: str, q: NodeID, out: list[Action]) -> None:
         self._mesh[topic][q] = None
