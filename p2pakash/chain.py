@@ -182,9 +182,6 @@ class ChainService:
         self._block_subs.append(send)
         return recv
 
-    def pending_evidence(self) -> list[DuplicateVoteEvidence]:
-        return list(self._evidence.values())
-
     def close(self) -> None:
         """Close the databases and the WAL (after ``run`` has stopped)."""
         if self.driver.wal is not None:

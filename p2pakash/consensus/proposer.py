@@ -147,12 +147,6 @@ class ValidatorSet:
         found = self._index().get(pubkey)
         return 0 if found is None else found.power
 
-    def priority_of(self, pubkey: bytes) -> int:
-        for v, p in zip(self.validators, self.priorities, strict=True):
-            if v.pubkey == pubkey:
-                return p
-        raise KeyError(pubkey.hex())
-
     def _index(self) -> dict[bytes, Validator]:
         cached: dict[bytes, Validator] | None = self.__dict__.get("_index_cache")
         if cached is None:
