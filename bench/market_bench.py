@@ -47,11 +47,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import trio
+from _common import free_ports, pct, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -110,15 +111,6 @@ deployment:
 # ---------------------------------------------------------------- helpers
 
 
-def pct(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
 def summary(values: Sequence[float], digits: int = 1) -> Json:
     if not values:
         return {"n": 0}
@@ -133,17 +125,6 @@ def load_average() -> list[float]:
 
 def key(name: str) -> PrivateKey:
     return PrivateKey.from_seed(hashlib.sha256(f"market-bench-{name}".encode()).digest())
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 # ---------------------------------------------------------------- part 1: sdl validate
@@ -275,13 +256,6 @@ def probe_http(port: int, stop: list[bool], limit: float) -> float | None:
     return down
 
 
-async def wait_until(cond: Callable[[], bool], limit: float, step: float = 0.005) -> bool:
-    with trio.move_on_after(limit):
-        while not cond():  # noqa: ASYNC110 - bounded by move_on_after
-            await trio.sleep(step)
-    return cond()
-
-
 async def run_net(executor: str, reps: int, socket_url: str, seed: int) -> Json:
     gen = genesis()
     ports = free_ports(len(ALL))
@@ -373,7 +347,7 @@ async def one_deploy(tenant: Any, prov: Node, timed: TimedExecutor, rep: int) ->
     dseq = done["dseq"]
     lid = next(str(lease) for lease in (prov.provider.leases if prov.provider else {})
                if lease.dseq == dseq and lease.owner == TENANT.address)
-    running = await wait_until(lambda: lid in timed.deployed, 20)
+    running = await wait_until(lambda: lid in timed.deployed, 20, 0.005)
     ms = 1000.0
     t_order, t_lease = stamps["order"], stamps["lease"]
     out["order_to_first_bid_ms"] = (stamps["bid"] - t_order) * ms
@@ -406,7 +380,7 @@ async def one_deploy(tenant: Any, prov: Node, timed: TimedExecutor, rep: int) ->
             await tenant.submit((lm.CloseDeployment(
                 deployment=DeploymentID(owner=TENANT.address, dseq=dseq)),))
         t_closed = time.perf_counter()
-        if await wait_until(lambda: lid in timed.torn_down, 20):
+        if await wait_until(lambda: lid in timed.torn_down, 20, 0.005):
             out["close_to_teardown_ms"] = (timed.torn_down[lid] - t_closed) * ms
             out["close_to_teardown_start_ms"] = (timed.teardown_started[lid] - t_closed) * ms
             out["teardown_call_ms"] = (timed.torn_down[lid] - timed.teardown_started[lid]) * ms

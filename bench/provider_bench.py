@@ -39,18 +39,18 @@ import hashlib
 import json
 import logging
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import trio
+from _common import free_ports, pct, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -151,12 +151,6 @@ profiles:
 deployment:
   llm: {dc: {profile: llm, count: 1}}
 """
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 def summary(values: Sequence[float], digits: int = 3) -> Json:
@@ -293,24 +287,6 @@ def bench_pipeline(orders: list[Order]) -> Json:
 
 
 # ---------------------------------------------------------------- the service over TCP
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-async def wait_until(cond: Callable[[], bool], limit: float, step: float = 0.01) -> bool:
-    with trio.move_on_after(limit):
-        while not cond():  # noqa: ASYNC110 - bounded by move_on_after
-            await trio.sleep(step)
-    return cond()
 
 
 def service_genesis(n_orders: int, genesis_time_ms: int) -> tuple[GenesisDoc, list[PrivateKey]]:
