@@ -38,7 +38,7 @@ from p2pakash.executor.podman import PodmanExecutor
 from p2pakash.gossip import notes
 from p2pakash.gossip.peers import PeerParams
 from p2pakash.gossip.pubsub import PubSubParams
-from p2pakash.gossip.service import Delivered, GossipService, GossipSettings
+from p2pakash.gossip.service import GossipService, GossipSettings
 from p2pakash.gossip.tcp import TcpTransport
 from p2pakash.gossip.transport import Transport
 from p2pakash.ledger.genesis import GenesisDoc, load_genesis
@@ -54,6 +54,7 @@ from p2pakash.metrics import NodeMetrics
 from p2pakash.plugins.manager import PluginManager
 from p2pakash.plugins.types import PluginConfig
 from p2pakash.provider.service import ProviderService
+from p2pakash.tasks import drain, sole_error
 from p2pakash.tenant import TenantService
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,7 @@ class Node:
                 if self.chain is not None and self.tx_gossip is not None:
                     await nursery.start(self.tx_gossip.run)
                     for topic in MARKET_TOPICS:  # every node relays the market's topics
-                        nursery.start_soon(_drain, self.gossip.subscribe(topic))
+                        nursery.start_soon(drain, self.gossip.subscribe(topic))
                     if self.tenant is not None:
                         await nursery.start(self.tenant.run)
                     if self.api is not None:
@@ -211,7 +212,7 @@ class Node:
             # Before start-up completes, failing to listen (port in use, address not
             # available) is the caller's to report in one line: raise the OSError bare,
             # not wrapped in one exception group per nursery it crossed.
-            error = _sole_error(group)
+            error = sole_error(group)
             if not started and isinstance(error, OSError):
                 raise error from None
             raise
@@ -226,14 +227,4 @@ class Node:
             log.info("note from %s: %s", note.author_address, note.text)
 
 
-async def _drain(channel: trio.MemoryReceiveChannel[Delivered]) -> None:
-    async for _ in channel:
-        pass
 
-
-def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one leaf of nested single-member exception groups (else the group itself)."""
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error

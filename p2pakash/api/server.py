@@ -47,6 +47,7 @@ from p2pakash.ledger.blocks import BlockResult
 from p2pakash.ledger.txs import MAX_TX_BATCH, TxBatch
 from p2pakash.mempool import TOPIC as TX_TOPIC
 from p2pakash.mempool import Mempool, tx_validator
+from p2pakash.tasks import drain, sole_error
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class ApiService:
                     log.info("API listening on http://%s", self.bound)
                     task_status.started(self.bound)
             except BaseExceptionGroup as group:
-                error = _sole_error(group)
+                error = sole_error(group)
                 if not self.bound and isinstance(error, OSError):
                     raise error from None  # cannot listen: the caller reports one line
                 raise
@@ -176,7 +177,7 @@ class TxGossip:
         self._wake = trio.Event()
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_drain, channel)
+                nursery.start_soon(drain, channel)
                 task_status.started()
                 while True:
                     await self._wake.wait()
@@ -188,15 +189,4 @@ class TxGossip:
             self._wake = None
 
 
-async def _drain(channel: trio.MemoryReceiveChannel[object]) -> None:
-    async with channel:
-        async for _ in channel:
-            pass
 
-
-def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one leaf of nested single-member exception groups (else the group itself)."""
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error

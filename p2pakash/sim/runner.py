@@ -44,7 +44,7 @@ from p2pakash.gossip.addr import PeerAddr
 from p2pakash.gossip.memory import MemoryTransport
 from p2pakash.gossip.peers import PeerParams
 from p2pakash.gossip.pubsub import PubSubParams
-from p2pakash.gossip.service import Delivered, GossipService, GossipSettings, GossipStats
+from p2pakash.gossip.service import GossipService, GossipSettings, GossipStats
 from p2pakash.ledger import (
     UAKT_PER_AKT,
     BlockResult,
@@ -64,6 +64,7 @@ from p2pakash.sim.determinism import deterministic_run, rng_for
 from p2pakash.sim.faults import Behaviour, Event, FaultyChain, NodeClock, schedule
 from p2pakash.sim.invariants import Checker
 from p2pakash.sim.scenario import GpuClass, Scenario
+from p2pakash.tasks import drain
 from p2pakash.tenant import TenantService
 
 MARKET_TOPICS = (TOPIC_ORDERS, TOPIC_BIDS, TOPIC_DECLINES)
@@ -294,7 +295,7 @@ class Runner:
                         await inner.start(gossip.run)
                         await inner.start(txs.run)
                         for channel in drains:
-                            inner.start_soon(_drain, channel)
+                            inner.start_soon(drain, channel)
                         if tenant is not None:
                             await inner.start(tenant.run)
                         await inner.start(chain.run)
@@ -492,9 +493,6 @@ class Runner:
         return self.result
 
 
-async def _drain(channel: trio.MemoryReceiveChannel[Delivered]) -> None:
-    async for _ in channel:
-        pass
 
 
 def run(scenario: Scenario, *, seed: int | None = None, until: float | None = None,
