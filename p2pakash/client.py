@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pakash.errors import P2PAkashError
+from p2pakash.gossip.addr import join_host_port, split_host_port
 
 DEFAULT_URL = "http://127.0.0.1:26680"
 Json = dict[str, Any]
@@ -52,9 +53,9 @@ def normalize_url(url: str) -> str:
 
 def url_for_listen(listen: str) -> str:
     """The URL a local client uses for an API ``listen`` address (wildcards -> loopback)."""
-    host, _, port = listen.rpartition(":")
-    host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}.get(host, host)
-    return f"http://{host}:{port}"
+    host, port = split_host_port(listen)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://{join_host_port(host, port)}"
 
 
 def node_url(node: str | None, home: Path | None) -> str:

@@ -32,6 +32,7 @@ import attrs
 from p2pakash import crypto
 from p2pakash.client import ApiError, NodeClient, NodeUnreachable
 from p2pakash.errors import P2PAkashError
+from p2pakash.gossip.transport import parse_addr
 from p2pakash.ledger.txs import Send, sign_tx
 
 log = logging.getLogger(__name__)
@@ -178,8 +179,7 @@ def make_handler(faucet: Faucet) -> type[BaseHTTPRequestHandler]:
 
 def make_server(faucet: Faucet, listen: str) -> ThreadingHTTPServer:
     """A bound (not yet serving) HTTP server; ``listen`` is ``host:port`` (port 0: any)."""
-    host, _, port = listen.rpartition(":")
-    server = ThreadingHTTPServer((host.strip("[]") or "127.0.0.1", int(port)),
-                                 make_handler(faucet))
+    host, port = parse_addr(listen, allow_zero_port=True)
+    server = ThreadingHTTPServer((host, port), make_handler(faucet))
     server.daemon_threads = True
     return server
