@@ -15,10 +15,8 @@ Rules and invariants (CometBFT privval/file.go, reference §A5):
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from p2pakash.consensus.types import (
     vote_sign_body,
 )
 from p2pakash.errors import LocalProtocolError, StorageError
+from p2pakash.fsutil import write_atomic
 
 
 class SignStep(enum.IntEnum):
@@ -138,22 +137,8 @@ def save_state(path: Path, state: LastSign) -> None:
            "signature": state.signature.hex(), "sign_bytes": state.sign_bytes.hex(),
            "timestamp_ms": state.timestamp_ms}
     data = json.dumps(doc, sort_keys=True).encode()
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(path, data, mode=0o600)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise StorageError(f"{path}: cannot persist the signing state ({exc}); "
                            "the signature is withheld") from None

@@ -18,7 +18,6 @@ Rules and invariants:
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import attrs
 
 from p2pakash import crypto, wire
 from p2pakash.errors import ConfigError
+from p2pakash.fsutil import write_atomic
 from p2pakash.ledger.params import PARAM_NAMES, POWER_REDUCTION, Params
 from p2pakash.ledger.txs import MAX_MONIKER
 
@@ -191,24 +191,7 @@ def load_genesis(path: Path, *, require_validators: bool = True) -> GenesisDoc:
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as JSON so that ``path`` holds either the old or the new content."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    text = json.dumps(data, indent=2) + "\n"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(Path(path), (json.dumps(data, indent=2) + "\n").encode())
 
 
 def save_genesis(path: Path, doc: GenesisDoc) -> None:

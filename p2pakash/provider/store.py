@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 import attrs
 
 from p2pakash import wire
 from p2pakash.errors import DecodeError
+from p2pakash.fsutil import write_atomic
 from p2pakash.market.orders import LeaseID, Order
 
 log = logging.getLogger(__name__)
@@ -45,13 +45,7 @@ class LeaseStore:
         if self.dir is None:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        path = self._path(record.lease_id)
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as fh:
-            fh.write(wire.encode(record))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_atomic(self._path(record.lease_id), wire.encode(record))
 
     def delete(self, lease_id: LeaseID) -> None:
         if self.dir is not None:

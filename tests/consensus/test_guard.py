@@ -100,7 +100,7 @@ def test_crash_before_rename_keeps_old_state_and_withholds_signature(
 def test_crash_after_temp_file_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     g = guard(tmp_path)
     g.sign_vote(type=VoteType.PREVOTE, height=3, round=0, block_hash=H1, timestamp_ms=7)
-    (tmp_path / "state.json.tmp").write_text("{half a fi")  # a crash left a torn temp file
+    (tmp_path / ".state.json.tmp").write_text("{half a fi")  # a crash left a torn temp file
     assert guard(tmp_path).last.hrs == (3, 0, 2)
     guard(tmp_path).sign_vote(type=VoteType.PRECOMMIT, height=3, round=0, block_hash=H1,
                               timestamp_ms=7)
