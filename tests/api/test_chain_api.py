@@ -98,6 +98,8 @@ async def test_tx_submitted_to_one_node_is_gossiped_and_committed(
     a = await start_node(nursery, net, 0, cache)
     b = await start_node(nursery, net, 1, cache)
     await wait_until(lambda: a.chain.height >= 1 and b.chain.height >= 1)
+    # b must know a takes the txs topic, or a would only see the tx in a block (a race).
+    await wait_until(lambda: a.chain.gossip.node_id in b.chain.gossip.pubsub.topic_peers(TOPIC))
     verdicts: list[tuple[str, Verdict]] = []  # node a's txs-topic validator, observed
     validate = tx_validator(a.mempool, a.chain.gossip.node_id)
 
