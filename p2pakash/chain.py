@@ -57,6 +57,7 @@ from p2pakash.consensus.types import (
 from p2pakash.consensus.wal import WAL
 from p2pakash.crypto import NodeID, PrivateKey, VerifyCache
 from p2pakash.errors import RemoteProtocolError, StorageError
+from p2pakash.faults import crash_point
 from p2pakash.gossip.pubsub import Verdict
 from p2pakash.gossip.service import Delivered, GossipService
 from p2pakash.ledger import BlockInput, BlockResult, GenesisDoc, Ledger, Misbehaviour
@@ -345,9 +346,13 @@ class ChainService:
 
     def finalize(self, block: Block, commit: Commit) -> None:
         """Commit order: store, apply to the ledger, persist state, then tell the others."""
+        crash_point("block_store_before")
         self.store.save_block(block, commit)
+        crash_point("block_store_after")
         result = self._apply(block)
+        crash_point("ledger_apply_after")
         self._advance(block, result.validator_updates)
+        crash_point("state_persist_after")
         self.mempool.update(block.height, block.txs)
         for ev in block.evidence:
             self._evidence.pop(wire.digest(ev), None)

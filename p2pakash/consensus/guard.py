@@ -32,6 +32,7 @@ from p2pakash.consensus.types import (
     vote_sign_body,
 )
 from p2pakash.errors import LocalProtocolError, StorageError
+from p2pakash.faults import crash_point
 from p2pakash.fsutil import write_atomic
 
 
@@ -107,6 +108,7 @@ class SigningGuard:
                        sign_bytes=body, timestamp_ms=timestamp_ms)
         if self.path is not None:
             save_state(self.path, new)
+            crash_point("guard_write_after")
         self.last = new
         return signature, timestamp_ms
 

@@ -28,6 +28,7 @@ from typing import BinaryIO
 from p2pakash import wire
 from p2pakash.consensus.messages import EndHeight
 from p2pakash.errors import DecodeError, StorageError
+from p2pakash.faults import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ class WAL:
         except OSError as exc:
             raise StorageError(f"{self.path_for(self.height)}: WAL write failed ({exc})"
                                ) from None
+        crash_point("wal_write_after")
 
     def flush(self) -> None:
         if self._file is not None:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from p2pakash.errors import StorageError
+from p2pakash.faults import crash_point
 from p2pakash.ledger.kv import prefix_end
 
 CACHE_SIZE = 1 << 16
@@ -69,6 +70,7 @@ class SqliteKV:
         except sqlite3.Error as exc:
             self._cache.clear()
             raise StorageError(f"{self.path}: write failed ({exc})") from None
+        crash_point("ledger_write")
         self._remember(key, bytes(value))
 
     def delete(self, key: bytes) -> None:
