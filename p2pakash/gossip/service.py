@@ -203,6 +203,12 @@ class GossipService:
             self._apply(self.pubsub.subscribe(self._now(), topic))
         return recv
 
+    def unsubscribe(self, topic: str) -> None:
+        """Leave ``topic``: its local subscriptions end, peers are told, the mesh is pruned."""
+        for send in self._subscribers.pop(topic, ()):
+            send.close()
+        self._apply(self.pubsub.unsubscribe(self._now(), topic))
+
     def publish(self, topic: str, data: bytes) -> bytes:
         """Publish to the topic; local subscribers get it too (once, like everyone else)."""
         published = self.pubsub.stats.published
