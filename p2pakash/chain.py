@@ -443,11 +443,9 @@ class ChainService:
 
     async def _forward(self, channel: trio.MemoryReceiveChannel[Delivered]) -> None:
         async for item in channel:
-            if item.source == self.gossip.node_id:
+            message = self._decoded.pop(item.data, None)  # our own too: no leftovers
+            if message is None or item.source == self.gossip.node_id:
                 continue  # our own message: the driver already has it
-            message = self._decoded.pop(item.data, None)
-            if message is None:
-                continue
             try:
                 self._inbox_send.send_nowait(message)
             except trio.WouldBlock:
