@@ -14,7 +14,8 @@ Rules and invariants (CometBFT blocksync, reference §A8):
   a peer that does not answer in ``request_timeout`` or has no block to give loses its
   claimed height (it is asked again later) — slow is not malicious.
 * ``catch_up`` returns when no connected peer claims a height above ours (after one round
-  of status requests); every loop is bounded.
+  of status requests); every loop is bounded. ``peer_heights`` forgets peers that are no
+  longer connected once it holds more than twice the connected peers plus 16.
 """
 
 from __future__ import annotations
@@ -86,6 +87,9 @@ class BlockSync:
                       item.genesis.hex()[:16] or "none", self.genesis_hash.hex()[:16])
             raise RemoteProtocolError("different genesis")
         self.peer_heights[peer] = item.height
+        connected = self.gossip.connected
+        if len(self.peer_heights) > 2 * len(connected) + 16:  # forget departed peers
+            self.peer_heights = {p: h for p, h in self.peer_heights.items() if p in connected}
         self._arrived.set()
 
     def _on_block_request(self, peer: NodeID, item: object) -> None:
