@@ -58,7 +58,6 @@ class _Spec:
 
 _BY_TAG: dict[int, _Spec] = {}
 _BY_CLASS: dict[type, _Spec] = {}
-_CHECKERS: dict[type, tuple[Checker, ...]] = {}
 
 
 def message(tag: int) -> Callable[[type[T]], type[T]]:
@@ -155,28 +154,12 @@ def digest(obj: object) -> bytes:
 
 
 # ---------------------------------------------------------------- decoding
-
-
-def _tag_hook(*args: object) -> object:
-    # cbor2 5.x calls hook(decoder, tag); the 6.x C decoder calls hook(tag, immutable).
-    tag = next(a for a in args if isinstance(a, cbor2.CBORTag))
-    spec = _BY_TAG.get(tag.tag - TAG_BASE)
-    if spec is None:
-        raise DecodeError(f"unknown wire tag {tag.tag}")
-    values = tag.value
-    if type(values) not in (list, tuple) or len(values) != len(spec.names):
-        raise DecodeError(f"{spec.cls.__name__}: expected an array of {len(spec.names)} fields")
-    checkers = _checkers(spec.cls)
-    kwargs = {}
-    for name, check, value in zip(spec.names, checkers, values, strict=True):
-        try:
-            kwargs[name] = check(value)
-        except DecodeError as exc:
-            raise DecodeError(f"{spec.cls.__name__}.{name}: {exc}") from None
-    try:
-        return spec.cls(**kwargs)
-    except (ValueError, TypeError) as exc:
-        raise DecodeError(f"{spec.cls.__name__}: {exc}") from None
+#
+# cbor2's C decoder turns the bytes into a plain tree (lists, ints, str, bytes, None, bool
+# and CBORTag for our tags); a converter per expected type then checks the tree and builds
+# the values. A message class's converter is generated source (one function per class,
+# fields inline), so a decode costs one C parse, one Python call per message and, for
+# canonical input, one C re-encode of the same tree.
 
 
 def decode(data: bytes, expected: type[T], *, max_size: int = MAX_MESSAGE_SIZE,
@@ -191,53 +174,72 @@ def decode(data: bytes, expected: type[T], *, max_size: int = MAX_MESSAGE_SIZE,
         raise DecodeError(f"message of {len(data)} bytes exceeds the limit of {max_size}")
     try:
         stream = io.BytesIO(data)
-        value = cbor2.CBORDecoder(stream, tag_hook=_tag_hook).decode()
+        tree = cbor2.CBORDecoder(stream).decode()
         if stream.tell() != len(data):
             raise DecodeError(f"{len(data) - stream.tell()} trailing bytes after the message")
-        result = _checker_for(expected)(value)
-        if canonical and encode(result) != data:
+        result = _converter(expected)(tree)
+        # The tree holds only what the converters accept (plain values and our tags), so
+        # its canonical encoding is the canonical encoding of ``result``.
+        if canonical and cbor2.dumps(tree, canonical=True) != data:
             raise DecodeError("non-canonical encoding")
     except DecodeError:
         raise
-    except cbor2.CBORDecodeError as exc:
-        if isinstance(exc.__cause__, DecodeError):  # raised by _tag_hook, wrapped by cbor2
-            raise exc.__cause__ from None
-        raise DecodeError(f"malformed CBOR: {exc}") from None
-    except (ValueError, TypeError, LocalProtocolError, OverflowError,
+    except (cbor2.CBORError, ValueError, TypeError, LocalProtocolError, OverflowError,
             RecursionError, KeyError, IndexError, AttributeError, UnicodeError) as exc:
         raise DecodeError(f"malformed CBOR: {exc}") from None
     return cast(T, result)
 
 
-def _checkers(cls: type) -> tuple[Checker, ...]:
-    found = _CHECKERS.get(cls)
-    if found is None:
-        hints = typing.get_type_hints(cls)
-        found = tuple(_checker_for(hints[name]) for name in _BY_CLASS[cls].names)
-        _CHECKERS[cls] = found
-    return found
-
-
 def _fail(what: str, value: object) -> DecodeError:
+    if type(value) is cbor2.CBORTag:
+        spec = _BY_TAG.get(value.tag - TAG_BASE)
+        if spec is None:
+            return DecodeError(f"unknown wire tag {value.tag}")
+        return DecodeError(f"expected {what}, got {spec.cls.__name__}")
     return DecodeError(f"expected {what}, got {type(value).__name__}")
 
 
-def _checker_for(tp: Any) -> Checker:
+_CONVERTERS: dict[object, Checker] = {}
+_BUILDING: set[type] = set()
+
+
+def _converter(tp: Any) -> Checker:
+    """The function turning a decoded CBOR tree into a value of type ``tp`` (memoised)."""
+    try:
+        return _CONVERTERS[tp]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable annotation: build it afresh
+        return _build_converter(tp)
+    conv = _build_converter(tp)
+    if not (isinstance(tp, type) and tp in _BUILDING):
+        _CONVERTERS[tp] = conv
+    return conv
+
+
+def _convert_any(v: Any) -> Any:
+    if type(v) is not cbor2.CBORTag:
+        raise _fail("a wire message", v)
+    spec = _BY_TAG.get(v.tag - TAG_BASE)
+    if spec is None:
+        raise DecodeError(f"unknown wire tag {v.tag}")
+    return _converter(spec.cls)(v)
+
+
+def _convert_int(v: Any) -> Any:
+    if type(v) is not int or not _INT_MIN <= v <= _INT_MAX:
+        raise _fail("int", v)
+    return v
+
+
+def _build_converter(tp: Any) -> Checker:
     supertype = getattr(tp, "__supertype__", None)
     if supertype is not None:  # NewType
-        return _checker_for(supertype)
+        return _converter(supertype)
     if tp is object:
-        def check_any(v: Any) -> Any:
-            if type(v) not in _BY_CLASS:
-                raise _fail("a wire message", v)
-            return v
-        return check_any
+        return _convert_any
     if tp is int:
-        def check_int(v: Any) -> Any:
-            if type(v) is not int or not _INT_MIN <= v <= _INT_MAX:
-                raise _fail("int", v)
-            return v
-        return check_int
+        return _convert_int
     if tp in (bool, str, bytes):
         def check_exact(v: Any) -> Any:
             if type(v) is not tp:
@@ -261,16 +263,18 @@ def _checker_for(tp: Any) -> Checker:
                 raise DecodeError(f"{v} is not a valid {enum_cls.__name__}") from None
         return check_enum
     if isinstance(tp, type) and tp in _BY_CLASS:
-        cls = tp
-        def check_msg(v: Any) -> Any:
-            if type(v) is not cls:
-                raise _fail(cls.__name__, v)
-            return v
-        return check_msg
+        if tp in _BUILDING:  # a recursive type: resolve the converter on use
+            cls = tp
+            return lambda v: _converter(cls)(v)
+        _BUILDING.add(tp)
+        try:
+            return _message_converter(tp)
+        finally:
+            _BUILDING.discard(tp)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Union or origin is types.UnionType:
-        options = [_checker_for(a) for a in args]
+        options = [_converter(a) for a in args]
         def check_union(v: Any) -> Any:
             for option in options:
                 try:
@@ -281,16 +285,59 @@ def _checker_for(tp: Any) -> Checker:
         return check_union
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
-            item = _checker_for(args[0])
+            item = _converter(args[0])
             def check_seq(v: Any) -> Any:
-                if type(v) not in (list, tuple):
+                if type(v) is not list and type(v) is not tuple:
                     raise _fail("array", v)
-                return tuple(item(x) for x in v)
+                return tuple([item(x) for x in v])
             return check_seq
-        items = [_checker_for(a) for a in args]
+        items = [_converter(a) for a in args]
         def check_fixed(v: Any) -> Any:
-            if type(v) not in (list, tuple) or len(v) != len(items):
+            if (type(v) is not list and type(v) is not tuple) or len(v) != len(items):
                 raise _fail(f"array of {len(items)}", v)
-            return tuple(c(x) for c, x in zip(items, v, strict=True))
+            return tuple([c(x) for c, x in zip(items, v, strict=True)])
         return check_fixed
     raise LocalProtocolError(f"type {tp!r} is not allowed in a wire message")
+
+
+def _message_converter(cls: type) -> Checker:
+    """Generate ``convert(tree) -> cls``: tag, field count, each field inline, construct."""
+    spec = _BY_CLASS[cls]
+    hints = typing.get_type_hints(cls)
+    name = cls.__name__
+    ns: dict[str, Any] = {"CBORTag": cbor2.CBORTag, "DecodeError": DecodeError, "cls": cls,
+                          "_fail": _fail, "_MIN": _INT_MIN, "_MAX": _INT_MAX}
+    n = len(spec.names)
+    src = ["def convert(v):",
+           f"    if type(v) is not CBORTag or v.tag != {TAG_BASE + spec.tag}:",
+           f"        raise _fail({name!r}, v)",
+           "    f = v.value",
+           f"    if (type(f) is not list and type(f) is not tuple) or len(f) != {n}:",
+           f"        raise DecodeError({name + f': expected an array of {n} fields'!r})"]
+    for i, field in enumerate(spec.names):
+        base = hints[field]
+        while getattr(base, "__supertype__", None) is not None:
+            base = base.__supertype__
+        where = f"{name}.{field}: "
+        src.append(f"    a{i} = f[{i}]")
+        if base is int:
+            src += [f"    if type(a{i}) is not int or not _MIN <= a{i} <= _MAX:",
+                    f"        raise DecodeError({where!r} + str(_fail('int', a{i})))"]
+        elif base in (str, bytes, bool):
+            src += [f"    if type(a{i}) is not {base.__name__}:",
+                    f"        raise DecodeError({where!r} + str(_fail({base.__name__!r}, a{i})))"]
+        else:
+            ns[f"c{i}"] = _converter(hints[field])
+            src += ["    try:",
+                    f"        a{i} = c{i}(a{i})",
+                    "    except DecodeError as exc:",
+                    f"        raise DecodeError({where!r} + str(exc)) from None"]
+    aliases = [f.alias for f in attrs.fields(cls)]  # init names (attrs strips a leading _)
+    args = ", ".join(f"{alias}=a{i}" for i, alias in enumerate(aliases))
+    src += ["    try:",
+            f"        return cls({args})",
+            "    except (ValueError, TypeError) as exc:",
+            f"        raise DecodeError({name + ': '!r} + str(exc)) from None"]
+    exec("\n".join(src), ns)  # the source is built above from field names and types
+    convert: Checker = ns["convert"]
+    return convert

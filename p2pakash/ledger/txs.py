@@ -160,20 +160,15 @@ DECODE_CACHE_SIZE = 1 << 15
 
 
 def decode_tx(raw: bytes, *, max_size: int = wire.MAX_MESSAGE_SIZE) -> Tx:
-    """``wire.decode(raw, Tx, max_size=max_size)``, memoised by ``raw`` (DecodeError as it).
-
-    The canonical check compares cbor2's canonical re-encoding of the plain decoded item
-    tree with ``raw`` (equal to re-encoding the decoded Tx, without the Python walk)."""
+    """``wire.decode(raw, Tx, max_size=max_size)``, memoised by ``raw`` (DecodeError as it)."""
     if len(raw) > max_size:
         raise DecodeError(f"message of {len(raw)} bytes exceeds the limit of {max_size}")
     raw = bytes(raw)
     found = _DECODED.get(raw)
     if found is not None:
         return found
-    tx = wire.decode(raw, Tx, max_size=max_size, canonical=False)
-    if cbor2.dumps(cbor2.loads(raw), canonical=True) != raw:
-        raise DecodeError("non-canonical encoding")
-    object.__setattr__(tx, "_raw", raw)
+    tx = wire.decode(raw, Tx, max_size=max_size)
+    tx.__dict__["_raw"] = raw
     if len(_DECODED) >= DECODE_CACHE_SIZE:
         del _DECODED[next(iter(_DECODED))]
     _DECODED[raw] = tx
