@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import collections
 import gc
+import inspect
 import json
 import logging
 import sys
@@ -48,6 +49,7 @@ import trio  # noqa: E402
 from p2pakash.chain import INBOX_SIZE  # noqa: E402
 from p2pakash.gossip.memory import SIZE_CACHE  # noqa: E402
 from p2pakash.ledger.kv_sqlite import CACHE_SIZE  # noqa: E402
+from p2pakash.provider.bidengine import BidEngine  # noqa: E402
 from p2pakash.sim.determinism import deterministic_run  # noqa: E402
 from p2pakash.sim.runner import Runner, SimNode, SimResult  # noqa: E402
 from p2pakash.sim.scenario import load_scenario  # noqa: E402
@@ -55,6 +57,7 @@ from p2pakash.sim.scenario import load_scenario  # noqa: E402
 KEEP_HEIGHTS = 200  # simulator bookkeeping kept after each sample
 MAX_ELEMENTS = 300  # elements of one container walked into (the rest are counted only)
 CONTAINERS = (dict, set, frozenset, list, collections.deque)
+FORGET_KEEP = inspect.signature(BidEngine.forget).parameters["keep"].default
 
 
 def rss_mb() -> float:
@@ -160,11 +163,15 @@ class SoakRunner(Runner):
 def caps(runner: Runner) -> dict[str, int]:
     """Declared capacities of the caches that fill slowly (``Class.attribute`` -> cap)."""
     out = {"VerifyCache._seen": runner.cache.capacity, "SqliteKV._cache": CACHE_SIZE,
-           "FaultyChain._decoded": INBOX_SIZE, "MemoryNetwork._sizes": SIZE_CACHE}
+           "FaultyChain._decoded": INBOX_SIZE, "MemoryNetwork._sizes": SIZE_CACHE,
+           "BidEngine.seen": FORGET_KEEP}
     for node in runner.nodes:
         if node.mempool is not None:
             out["Mempool._cache"] = node.mempool.cache_size
             out["Mempool._txs"] = node.mempool.max_txs
+        if node.tenant is not None:
+            out["TenantService.runs"] = out["TenantService._by_digest"] = (
+                node.tenant.params.max_runs)
     return out
 
 
