@@ -446,6 +446,8 @@ def load_config(path: Path) -> NodeConfig:
         raise ConfigFileError([f"{path}: invalid TOML: {exc}"]) from None
     except UnicodeDecodeError:
         raise ConfigFileError([f"{path}: invalid TOML: not UTF-8 text"]) from None
+    except RecursionError:
+        raise ConfigFileError([f"{path}: invalid TOML: nested too deeply"]) from None
     except OSError as exc:
         raise ConfigFileError([f"{path}: cannot read: {exc.strerror}"]) from None
     return structure_config(data, source=str(path), base_dir=path.parent)

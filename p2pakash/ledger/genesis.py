@@ -177,15 +177,21 @@ def _params(raw: object, where: str) -> Params:
 def load_genesis(path: Path, *, require_validators: bool = True) -> GenesisDoc:
     """Read and check a genesis file (``require_validators=False``: a draft being built)."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: genesis file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: invalid JSON (not UTF-8 text)") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise ConfigError(f"{path}: invalid JSON ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid JSON (nested too deeply)") from None
     return check_doc(raw, str(path), require_validators=require_validators)
 
 
