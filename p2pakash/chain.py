@@ -7,10 +7,16 @@ Rules and invariants:
   by applying block S + 1 again (or only persisting the state when the ledger already has
   it). Anything else is StorageError and the node stops.
 * Proposals and votes travel on the gossip topics ``consensus/proposal`` and
-  ``consensus/vote``: gossip gives relay through non-validators, content-hash dedupe
-  and peer scoring for free. Topic validators decode, check the height window and
-  verify signatures once per node (VerifyCache); a bad signature rejects the message and
-  costs the relaying peer score, a message outside the window is ignored.
+  ``consensus/vote``, among the nodes that take them (``routing.py``: validators of the
+  next two heights, and nodes configured with ``follow_votes``); gossip gives relay,
+  content-hash dedupe and peer scoring. Topic validators decode, check the height window
+  and verify signatures once per node (VerifyCache); a bad signature rejects the message
+  and costs the relaying peer score, a message outside the window is ignored.
+* Route by role: the run loop runs the consensus driver while the node's key signs the
+  next height (or it follows votes), else it follows committed blocks from the
+  ``consensus/commit`` topic (``CommitRelay``), which our driver's decisions feed. A
+  commit that changes the role (a validator-set change) cancels the running mode; the
+  loop subscribes or unsubscribes the vote topics and starts the other mode.
 * valid(v) is ``consensus/validity.py``: header against the state, body, last commit,
   txs decode, evidence.
 * Commit order (``finalize``): store block + commit -> apply to the ledger -> persist the
@@ -19,9 +25,9 @@ Rules and invariants:
   the consensus sets are checked against the ledger's own record of them.
 * Double-sign evidence found by the core is kept (verified, bounded) until a block of
   ours or someone else's commits it; the ledger receives it as ``Misbehaviour``.
-* Consensus runs in a cancel scope: when peers are ahead (2+ heights, or 1 height for
-  longer than ``catchup_delay``) it is cancelled, block sync catches up, and consensus
-  restarts from the new height (replaying that height's WAL).
+* Consensus (or following) runs in a cancel scope: when peers are ahead (2+ heights, or 1
+  height for longer than ``catchup_delay``) it is cancelled, block sync catches up, and
+  consensus restarts from the new height (replaying that height's WAL).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from typing import Protocol
 import trio
 
 from p2pakash import wire
-from p2pakash.consensus import validity
+from p2pakash.consensus import routing, validity
 from p2pakash.consensus.blockstore import BlockStore
 from p2pakash.consensus.core import TimeoutParams
 from p2pakash.consensus.driver import ConsensusDriver, Message
@@ -120,6 +126,7 @@ class ChainService:
                  verify_cache: VerifyCache | None = None, mempool: TxSource | None = None,
                  now_ms: Callable[[], int] | None = None, max_block_bytes: int = 512 * 1024,
                  status_interval: float = 0.5, catchup_delay: float = 1.0,
+                 follow_votes: bool = False, commit_backup_delay: float = 1.0,
                  name: str = "") -> None:
         self.gossip = gossip
         self.key = key
@@ -138,7 +145,10 @@ class ChainService:
         self._block_subs: list[trio.MemorySendChannel[tuple[Block, BlockResult]]] = []
         self._decoded: collections.OrderedDict[bytes, Message] = collections.OrderedDict()
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[Message](INBOX_SIZE)
-        self._driver_scope: trio.CancelScope | None = None
+        self._driver_scope: trio.CancelScope | None = None  # the running mode (driver or follower)
+        self.follow_votes = follow_votes
+        self._votes_on = False  # subscribed to the proposal and vote topics
+        self._driving = False  # the running mode is the driver
         self._lag_since: float | None = None
         self.dropped_inputs = 0
         self.store, self.ledger = self._open()
@@ -154,6 +164,8 @@ class ChainService:
                                       guard=guard, wal=wal, params=self.timeouts, name=self.name)
         self.sync = BlockSync(gossip, self, name=self.name,
                               genesis_hash=genesis.genesis_hash())
+        self.relay = routing.CommitRelay(gossip, self, pubkey=None if key is None else key.public,
+                                         backup_delay=commit_backup_delay, name=self.name)
 
     # ------------------------------------------------------------ public queries
 
@@ -365,6 +377,21 @@ class ChainService:
                             block.height)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._block_subs.remove(send)
+        self._routed(block, commit)
+
+    def _role(self) -> tuple[bool, bool]:
+        pubkey = None if self.key is None else self.key.public
+        return (routing.takes_votes(self.state, pubkey, self.follow_votes),
+                routing.drives(self.state, pubkey, self.follow_votes))
+
+    def _routed(self, block: Block, commit: Commit) -> None:
+        """After a commit: publish what our driver decided; a new role ends the running mode."""
+        if self._driver_scope is None:
+            return  # block sync is applying: the run loop picks the mode afterwards
+        if self._driving:
+            self.relay.decided(block, commit)
+        if self._role() != (self._votes_on, self._driving):
+            self._driver_scope.cancel()
 
     def update_commit(self, commit: Commit) -> None:
         if commit.height == self.state.height:
@@ -391,13 +418,15 @@ class ChainService:
         self.gossip.publish(topic, wire.encode(message))
 
     def rebroadcast(self, bundle: VoteBundle) -> None:
-        if bundle.votes or bundle.proposals:
-            for peer in sorted(self.gossip.connected):
+        if bundle.votes or bundle.proposals:  # to the peers that take votes
+            for peer in sorted(self.gossip.connected & self.gossip.pubsub.topic_peers(VOTE_TOPIC)):
                 self.gossip.send_to(peer, bundle)
 
     def _on_bundle(self, peer: NodeID, item: object) -> None:
         """A peer's resent proposals and votes: checked like gossip, then to the driver."""
         assert isinstance(item, VoteBundle)
+        if not self._votes_on:
+            return  # not taking votes: nothing to check them against for us
         messages: list[Message] = [*item.proposals, *item.votes]
         admitted = [m for m in messages if validity.admit(m, self.state, self.verify_cache)]
         for message in admitted:  # a bad signature raised above: the peer is banned
@@ -484,16 +513,44 @@ class ChainService:
         self.gossip.set_validator(PROPOSAL_TOPIC, lambda p, t, d: self._validate(d, Proposal))
         self.gossip.set_validator(VOTE_TOPIC, lambda p, t, d: self._validate(d, Vote))
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._forward, self.gossip.subscribe(PROPOSAL_TOPIC))
-            nursery.start_soon(self._forward, self.gossip.subscribe(VOTE_TOPIC))
+            await nursery.start(self.relay.run)
+            self._route_votes(nursery)
             nursery.start_soon(self._status_loop)
             task_status.started()
             while True:
                 await self.sync.catch_up()
                 self._lag_since = None
+                self._route_votes(nursery)
+                self._driving = self._role()[1]
                 with trio.CancelScope() as scope:
                     self._driver_scope = scope
-                    await self.driver.run(self._inbox_recv)
+                    if self._driving:
+                        await self.driver.run(self._inbox_recv)
+                    else:
+                        await self._follow()
                 self._driver_scope = None
-                log.info("%s behind peers at height %d: switching to block sync", self.name,
-                         self.state.height)
+                if self._role() == (self._votes_on, self._driving):
+                    log.info("%s behind peers at height %d: switching to block sync",
+                             self.name, self.state.height)
+
+    def _route_votes(self, nursery: trio.Nursery) -> None:
+        """Take the proposal and vote topics, or leave them, as the role says."""
+        wanted = self._role()[0]
+        if wanted == self._votes_on:
+            return
+        self._votes_on = wanted
+        log.info("%s %s the consensus vote topics at height %d", self.name,
+                 "joins" if wanted else "leaves", self.state.height)
+        for topic in (PROPOSAL_TOPIC, VOTE_TOPIC):
+            if wanted:
+                nursery.start_soon(self._forward, self.gossip.subscribe(topic))
+            else:
+                self.gossip.unsubscribe(topic)
+
+    async def _follow(self) -> None:
+        """Follow committed blocks from the commit topic until cancelled."""
+        self.relay.following = True
+        try:
+            await trio.sleep_forever()
+        finally:
+            self.relay.following = False

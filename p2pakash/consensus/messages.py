@@ -12,6 +12,8 @@ Rules and invariants:
   partition, a restart) gets them again — gossip dedupes and will not resend them.
 * ``EndHeight`` closes a height in the WAL; ``ChainState`` is the state row of the block
   store: what the node needs to start height ``height + 1``.
+* ``BlockCommit`` travels on ``COMMIT_TOPIC``: a decided block with the commit that decided
+  it, for the nodes that follow committed blocks instead of the votes (``routing.py``).
 * Tags 130-139 belong to this module; 140-199 stay free (mempool and later layers).
 """
 
@@ -25,6 +27,7 @@ from p2pakash.consensus.types import Block, Commit, Proposal, Vote
 
 PROPOSAL_TOPIC = "consensus/proposal"
 VOTE_TOPIC = "consensus/vote"
+COMMIT_TOPIC = "consensus/commit"
 MAX_BUNDLE_VOTES = 4_000
 MAX_BUNDLE_PROPOSALS = 4
 
@@ -94,3 +97,12 @@ class VoteBundle:
     height: int
     proposals: tuple[Proposal, ...] = attrs.field(validator=wire.max_items(MAX_BUNDLE_PROPOSALS))
     votes: tuple[Vote, ...] = attrs.field(validator=wire.max_items(MAX_BUNDLE_VOTES))
+
+
+@wire.message(tag=137)
+@attrs.frozen(kw_only=True)
+class BlockCommit:
+    """A committed block and more than 2/3 of the precommits of its height for it."""
+
+    block: Block
+    commit: Commit

@@ -70,6 +70,7 @@ from p2pakash.tenant import TenantService
 MARKET_TOPICS = (TOPIC_ORDERS, TOPIC_BIDS, TOPIC_DECLINES)
 SAMPLE_EVERY = 10.0  # virtual seconds between provider utilisation samples
 PROVIDER_TICK = 1.0  # the provider's timer (reservation expiry, manifest deadlines, withdraw)
+VALIDATOR_PEERS = 6  # persistent links each validator picks among validators (gossipsub D)
 
 log = logging.getLogger(__name__)
 
@@ -220,23 +221,30 @@ class Runner:
 
     def _topology(self) -> dict[str, list[str]]:
         """The persistent-peer graph: each node picks its ring neighbour plus seeded random
-        others; a link joins two nodes when either picked the other. Each link is dialled
-        by its later node (in scenario order), so nobody dials a node that is not started
-        yet; a restarted node is dialled again by its later neighbours."""
+        others; a link joins two nodes when either picked the other. Validators also pick
+        ``VALIDATOR_PEERS`` other validators the same way: only validators take the vote
+        topics (``consensus/routing.py``), so each needs validator neighbours to reach the
+        others through the mesh. Each link is dialled by its later node (in scenario order),
+        so nobody dials a node that is not started yet; a restarted node is dialled again by
+        its later neighbours."""
         names = [n.name for n in self.nodes]
         edges: set[tuple[int, int]] = set()
-        want = min(self.sc.network.peers_per_node, len(names) - 1)
-        for i, name in enumerate(names):
-            if len(names) < 2:
-                break
-            rng = rng_for(self.seed, f"peers/{name}")
-            chosen = {(i + 1) % len(names)}
-            for j in rng.sample(range(len(names)), len(names)):
-                if len(chosen) >= want:
+        validators = [n.index for n in self.nodes if n.validator_key is not None]
+        groups = [("peers", list(range(len(names))), self.sc.network.peers_per_node),
+                  ("peers/validators", validators, VALIDATOR_PEERS)]
+        for label, members, per_node in groups:
+            want = min(per_node, len(members) - 1)
+            for k, i in enumerate(members):
+                if len(members) < 2:
                     break
-                chosen.add(j)
-            chosen.discard(i)
-            edges.update((min(i, j), max(i, j)) for j in chosen)
+                rng = rng_for(self.seed, f"{label}/{names[i]}")
+                chosen = {members[(k + 1) % len(members)]}
+                for j in rng.sample(members, len(members)):
+                    if len(chosen) >= want:
+                        break
+                    chosen.add(j)
+                chosen.discard(i)
+                edges.update((min(i, j), max(i, j)) for j in chosen)
         dial: dict[str, list[str]] = {name: [] for name in names}
         for a, b in sorted(edges):
             dial[names[b]].append(names[a])
