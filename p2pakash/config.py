@@ -177,6 +177,8 @@ class ConsensusConfig:
     timeout_precommit_delta: float = attrs.field(default=0.05, validator=_non_negative)
     timeout_commit: float = attrs.field(default=0.1, validator=_non_negative)
     max_block_bytes: int = attrs.field(default=524288, validator=_positive)
+    # Take the proposal and vote topics though not a validator (else: follow committed blocks).
+    follow_votes: bool = False
 
 
 @attrs.frozen(kw_only=True)

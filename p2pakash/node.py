@@ -132,7 +132,8 @@ class Node:
             gossip=self.gossip, key=key, genesis=genesis,
             data_dir=None if in_memory else cfg.data_dir, timeouts=timeout_params(cfg),
             verify_cache=self.verify_cache, now_ms=now_ms,
-            max_block_bytes=cfg.consensus.max_block_bytes, name=cfg.moniker)
+            max_block_bytes=cfg.consensus.max_block_bytes,
+            follow_votes=cfg.consensus.follow_votes, name=cfg.moniker)
         self.mempool = Mempool.for_ledger(self.chain.ledger, verify=self.verify_cache.verify)
         self.chain.mempool = self.mempool
         self.tx_gossip = TxGossip(self.gossip, self.mempool)
