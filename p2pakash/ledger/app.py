@@ -12,6 +12,9 @@ Rules and invariants:
      is dropped but the fee and sequence stand (the tx is in the block: code != 0).
 * A tx's size, hash and signed body bytes come from its encoding as received (``Tx.encode``
   is the decoded bytes; ``Tx.body_bytes`` a slice of them): nothing is re-encoded.
+  A signature that passed is remembered on the ``Tx`` with the verify function and chain ID
+  that passed it, so a later check, recheck or delivery of that object with the same pair
+  does not verify again (``decode_tx`` hands every reader the same object).
   Chain ID and params are fixed at genesis and read once per ``Ledger``.
 * ``check_tx`` runs both stages on a throwaway overlay and raises ``TxRejected``. On a
   ledger from ``copy_for_check`` a passing tx's effects are kept in the copy, so the
@@ -244,10 +247,12 @@ class Ledger:
         if len(tx.pubkey) != 32 or body.sender != crypto.address(tx.pubkey):
             raise TxRejected(Code.BAD_SIGNATURE,
                              f"sender {body.sender} is not the address of the signing key")
-        try:
-            verify(tx.pubkey, "tx", chain_id, tx.body_bytes(), tx.signature)
-        except InvalidSignature as exc:
-            raise TxRejected(Code.BAD_SIGNATURE, f"bad signature: {exc}") from None
+        if tx.__dict__.get("_verified") != (verify, chain_id):
+            try:
+                verify(tx.pubkey, "tx", chain_id, tx.body_bytes(), tx.signature)
+            except InvalidSignature as exc:
+                raise TxRejected(Code.BAD_SIGNATURE, f"bad signature: {exc}") from None
+            tx.__dict__["_verified"] = (verify, chain_id)
         account = bank.get_account(store, body.sender)
         if body.sequence != account.sequence:
             raise TxRejected(Code.WRONG_SEQUENCE,

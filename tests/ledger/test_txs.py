@@ -6,9 +6,10 @@ import attrs
 import pytest
 
 from p2pakash import crypto, wire
-from p2pakash.errors import TxError
+from p2pakash.errors import InvalidSignature, TxError
 from p2pakash.ledger import (
     Code,
+    Ledger,
     Params,
     Send,
     Tx,
@@ -201,8 +202,27 @@ def test_check_tx_uses_the_given_verifier_once() -> None:
     cache = crypto.VerifyCache()
     tx = Chain(ledger).tx(A, Send(to=B.address, amount=1))
     ledger.check_tx(tx, verify=cache.verify)
-    ledger.check_tx(tx, verify=cache.verify)
-    assert (cache.misses, cache.hits) == (1, 1)
+    ledger.check_tx(tx, verify=cache.verify)  # remembered on the tx: not even a cache hit
+    assert (cache.misses, cache.hits) == (1, 0)
+
+
+def test_a_remembered_signature_binds_the_verifier_and_the_chain() -> None:
+    ledger = new_ledger()
+    tx = Chain(ledger).tx(A, Send(to=B.address, amount=1))
+    ledger.check_tx(tx)
+    calls: list[str] = []
+
+    def refuse(public: bytes, kind: str, chain_id: str, body: bytes, sig: bytes) -> None:
+        calls.append(chain_id)
+        raise InvalidSignature("refused by this verifier")
+
+    with pytest.raises(TxRejected, match="refused by this verifier"):
+        ledger.check_tx(tx, verify=refuse)  # another verifier decides afresh
+    assert calls == [CHAIN]
+    other = Ledger(ledger.store.kv, verify=crypto.verify)
+    other._chain_id = "another-chain"  # the same object under another chain ID
+    with pytest.raises(TxRejected, match="bad signature"):
+        other.check_tx(tx)
 
 
 def test_unjail_of_a_non_validator_is_refused() -> None:
