@@ -207,6 +207,8 @@ class Figures:
     txs_committed: int = 0
     heals: int = 0
     seconds: float = 0.0
+    alive_seconds: float = 0.0  # from the victim's start to its death
+    check_seconds: float = 0.0  # the file checks after each death
     final_height: int = 0
 
 
@@ -256,6 +258,7 @@ class Loop:
         target = height_of(self.net.client(0))
         lag = max(0, target - chain_state(self.home.data).height)
         armed = None if kind == EXTERNAL else f"{kind}:{_count(kind, lag, self.rng)}"
+        began = time.monotonic()
         with _armed(armed):
             self.net.start(VICTIM)
         checked = False
@@ -280,7 +283,10 @@ class Loop:
             f"{code}, not by SIGKILL\n{victim_node.tail()}")
         self.figures.kinds[kind] += 1
         self.figures.heals += victim_node.text().count("healed storage")
+        died = time.monotonic()
+        self.figures.alive_seconds += died - began
         self.check_files()
+        self.figures.check_seconds += time.monotonic() - died
 
     def live_check(self, target: int) -> bool:
         """If the victim is at ``target`` or beyond: its block hash and app hash are the
@@ -327,7 +333,6 @@ class Loop:
         stored = block_txs(data, {seen.height for seen in txs.values()})
         for tx, seen in txs.items():
             assert stored[seen.height][seen.index] == tx, f"tx {tx} lost at {seen.height}"
-        self.figures.txs_committed = len(self.load.snapshot())
         self.check_signatures()
 
     def check_signatures(self) -> None:
@@ -370,6 +375,7 @@ class Loop:
         assert (record["jailed"], record["tombstoned"], record["tokens"]) == (
             False, False, VALIDATOR_STAKE), record
         self.figures.final_height = height_of(self.net.client(0))
+        self.figures.txs_committed = len(self.load.snapshot())
 
 
 def make_chain(root: Path) -> Chain:
