@@ -50,7 +50,8 @@ def split_host_port(text: str, expected: str = "expected 'host:port'") -> tuple[
             raise ValueError(f"{expected}, got {text!r}")
     if not host:
         raise ValueError(f"{expected}: missing host in {text!r}")
-    if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+    if (not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5
+            or not 0 < int(port_text) <= 65535):
         raise ValueError(f"{expected}: port must be 1..65535, got {port_text!r}")
     return host, int(port_text)
 

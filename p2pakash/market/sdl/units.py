@@ -39,10 +39,13 @@ DEC_ONE: int = 10**DEC_PRECISION
 
 # Go's strconv.ParseFloat accepts decimal and hex floats, inf and nan; we accept the
 # finite decimal forms (hex floats and underscores are not used in SDLs).
-_GO_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-_LENIENT_SIZE = re.compile(r"(\d+\.?\d*|\.\d+)([kmgtpe])(i|b|ib)?", re.IGNORECASE)
-_PLAIN_DECIMAL = re.compile(r"(\d+\.?\d*|\.\d+)")
-_DEC = re.compile(r"(-?)(\d+)(?:\.(\d+))?")
+# re.ASCII: Go's parsers take only ASCII digits (Python's \d and float() take any Unicode
+# digit). ``\d+(?:\.\d*)?`` rather than ``\d+\.?\d*``: the latter backtracks quadratically
+# on a long run of digits that fails to match (8600 digits took 0.4 s).
+_GO_FLOAT = re.compile(r"[+-]?(\d+(?:\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+_LENIENT_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([kmgtpe])(i|b|ib)?", re.IGNORECASE | re.ASCII)
+_PLAIN_DECIMAL = re.compile(r"(\d+(?:\.\d*)?|\.\d+)", re.ASCII)
+_DEC = re.compile(r"(-?)(\d+)(?:\.(\d+))?", re.ASCII)
 
 
 def go_float(text: str) -> float:
@@ -152,6 +155,8 @@ def parse_dec(text: str) -> int:
             f"value '{text}' exceeds max precision by {len(frac) - DEC_PRECISION} decimal "
             f"places: max precision {DEC_PRECISION}"
         )
+    if len(whole.lstrip("0")) > 78:  # over 2**256 anyway; int() of 4301 digits would raise
+        raise ValueError(f"decimal {text[:40]!r}... out of range")
     atto = int(whole) * DEC_ONE + int(frac.ljust(DEC_PRECISION, "0") or "0")
     if atto.bit_length() > 256:
         raise ValueError(f"decimal {text!r} out of range")
