@@ -52,7 +52,7 @@ from p2pakash.ledger.kv_sqlite import CACHE_SIZE  # noqa: E402
 from p2pakash.provider.bidengine import BidEngine  # noqa: E402
 from p2pakash.sim.determinism import deterministic_run  # noqa: E402
 from p2pakash.sim.runner import Runner, SimNode, SimResult  # noqa: E402
-from p2pakash.sim.scenario import load_scenario  # noqa: E402
+from p2pakash.sim.scenario import Scenario, load_scenario  # noqa: E402
 
 KEEP_HEIGHTS = 200  # simulator bookkeeping kept after each sample
 MAX_ELEMENTS = 300  # elements of one container walked into (the rest are counted only)
@@ -212,6 +212,10 @@ class Sampler:
             "deploys": self.totals["deploys"] + len(runner.result.market.deploys),
             "sizes": collection_sizes(roots),
         }
+        wal = [len(list((n.data_dir / "cs.wal").glob("*.wal"))) for n in runner.nodes
+               if n.data_dir is not None and (n.data_dir / "cs.wal").is_dir()]
+        if wal:
+            row["sizes"]["WAL files per node"] = max(wal)
         if self.trace:
             row["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
         return row
@@ -282,13 +286,13 @@ def table(rows: list[dict[str, Any]], top: int) -> str:
     return "\n".join(lines)
 
 
-def run(scenario: Path, *, until: float | None = None, every: float = 3600.0,
+def run(scenario: Path | Scenario, *, until: float | None = None, every: float = 3600.0,
         wall_limit: float | None = None, disk: bool = True, trace: bool = False,
         verify_cache: int | None = None, mempool_cache: int | None = None
         ) -> tuple[SimResult, Sampler]:
     """Run ``scenario`` to ``until`` (default: its duration), sampling every ``every``
     virtual seconds (the last sample at ``until`` itself)."""
-    sc = load_scenario(scenario)
+    sc = load_scenario(scenario) if isinstance(scenario, Path) else scenario
     sampler = Sampler(every, trace=trace)
     end = (sc.duration if until is None else until) + 1.5  # the monitor samples at ``end``
     runner = SoakRunner(sc, until=end, wall_limit=wall_limit, progress=sampler)
