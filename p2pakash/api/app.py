@@ -433,7 +433,7 @@ def _allow(method: str, path: str, *allowed: str) -> None:
 
 
 def _int_arg(text: str, name: str) -> int:
-    if not text.isdigit() or len(text) > 19:
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
         raise HttpError(400, f"invalid {name} {text[:40]!r}: expected a positive integer")
     return int(text)
 
@@ -453,6 +453,8 @@ def _json_object(body: bytes, usage: str) -> Json:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise HttpError(400, f"request body is not JSON: {exc}") from None
+    except RecursionError:
+        raise HttpError(400, "request body is not JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise HttpError(400, f"expected a JSON object {usage}")
     return doc

@@ -229,7 +229,8 @@ class TenantRoutes:
     async def _logs(self, lid: LeaseID, query: dict[str, list[str]]) -> Json:
         service = query.get("service", [""])[0]
         tail_text = query.get("tail", ["100"])[0]
-        if not tail_text.isdigit() or not 1 <= int(tail_text) <= MAX_LOG_TAIL:
+        if (not (tail_text.isascii() and tail_text.isdigit()) or len(tail_text) > 9
+                or not 1 <= int(tail_text) <= MAX_LOG_TAIL):
             raise HttpError(400, f"tail must be 1..{MAX_LOG_TAIL}, got {tail_text[:20]!r}")
         try:
             logs = await self.tenant.lease_logs(lid, service=service, tail=int(tail_text))
@@ -287,7 +288,7 @@ def _allow(method: str, *allowed: str) -> None:
 
 
 def _int(text: str, name: str) -> int:
-    if not text.isdigit() or len(text) > 19 or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) < 1:
         raise HttpError(400, f"invalid {name} {text[:40]!r}: expected a positive integer")
     return int(text)
 
@@ -299,6 +300,8 @@ def _json(raw: bytes) -> dict[str, Any]:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise HttpError(400, f"request body is not JSON: {exc}") from None
+    except RecursionError:
+        raise HttpError(400, "request body is not JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise HttpError(400, "request body must be a JSON object")
     return doc
