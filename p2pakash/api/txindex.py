@@ -4,9 +4,12 @@ Rules and invariants:
 * Fed from committed blocks in height order; a block at or below ``last_height`` is
   skipped, so feeding a block twice (a restart, a backfill racing the stream) is harmless.
   One block is one SQLite transaction, together with the new ``last_height``.
-* The result is the wire-encoded ``TxResult`` (code, log, events). A block indexed without
-  its results (a backfill from the block store after a restart) stores NULL: the tx's place
-  is known, its outcome is not.
+* Per tx one row (hash -> height, index); per block one row holding its results: the
+  CBOR array of the wire-encoded ``TxResult``s (code, log, events), encoded in one call.
+  A lookup reads the tx's row, then its block's array and decodes the one result. A block
+  indexed without its results (a backfill from the block store after a restart) has no
+  results row: the tx's place is known, its outcome is not. (Files written before results
+  moved to the block row keep a per-tx ``result``; it is still read.)
 * When the same tx bytes appear in two blocks, the first occurrence is kept.
 * The file lives in the node's data dir (``txindex.sqlite``); ``path=None`` keeps it in
   memory. It can be deleted at any time and is rebuilt from the blocks (without results).
@@ -20,13 +23,28 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
+import cbor2
 
 from p2pakash import wire
 from p2pakash.errors import DecodeError, StorageError
-from p2pakash.ledger.state import encode_record
-from p2pakash.ledger.txs import TxResult, tx_hash
+from p2pakash.ledger.txs import Event, TxResult, tx_hash
 
 FILE_NAME = "txindex.sqlite"
+_RESULT_TAG = wire.TAG_BASE + wire.tag_of(TxResult)
+_EVENT_TAG = wire.TAG_BASE + wire.tag_of(Event)
+
+
+def _result_tree(result: TxResult) -> cbor2.CBORTag:
+    """The CBOR item tree of ``wire.encode(result)`` (event attributes are tuples of str,
+    which cbor2 encodes as arrays itself)."""
+    return cbor2.CBORTag(_RESULT_TAG, [int(result.code), result.log, [
+        cbor2.CBORTag(_EVENT_TAG, [e.type, e.attrs]) for e in result.events]])
+
+
+def encode_results(results: Sequence[TxResult]) -> bytes:
+    """The canonical CBOR array of the results' wire encodings, in one cbor2 call."""
+    data: bytes = cbor2.dumps([_result_tree(r) for r in results], canonical=True)
+    return data
 
 
 @attrs.frozen(kw_only=True)
@@ -47,6 +65,8 @@ class TxIndex:
             self._db.execute("CREATE TABLE IF NOT EXISTS txs (hash BLOB PRIMARY KEY,"
                              " height INTEGER NOT NULL, idx INTEGER NOT NULL, result BLOB)"
                              " WITHOUT ROWID")
+            self._db.execute("CREATE TABLE IF NOT EXISTS results (height INTEGER PRIMARY KEY,"
+                             " results BLOB NOT NULL)")
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY,"
                              " value INTEGER NOT NULL)")
             row = self._db.execute("SELECT value FROM meta WHERE key = 'last_height'").fetchone()
@@ -68,12 +88,14 @@ class TxIndex:
             return False
         if results is not None and len(results) != len(txs):
             raise ValueError(f"block {height}: {len(txs)} txs but {len(results)} results")
-        rows = [(tx_hash(raw), height, i, None if results is None else encode_record(results[i]))
-                for i, raw in enumerate(txs)]
+        rows = [(tx_hash(raw), height, i) for i, raw in enumerate(txs)]
         try:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT OR IGNORE INTO txs (hash, height, idx, result) VALUES (?, ?, ?, ?)", rows)
+                "INSERT OR IGNORE INTO txs (hash, height, idx) VALUES (?, ?, ?)", rows)
+            if results is not None and txs:
+                self._db.execute("INSERT OR REPLACE INTO results (height, results) VALUES"
+                                 " (?, ?)", (height, encode_results(results)))
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES"
                              " ('last_height', ?)", (height,))
             self._db.execute("COMMIT")
@@ -88,18 +110,26 @@ class TxIndex:
         try:
             row = self._db.execute("SELECT height, idx, result FROM txs WHERE hash = ?",
                                    (hash_,)).fetchone()
+            if row is None:
+                return None
+            height, index, blob = row
+            if blob is None:
+                found = self._db.execute("SELECT results FROM results WHERE height = ?",
+                                         (height,)).fetchone()
         except sqlite3.Error as exc:
             raise StorageError(f"{self.path}: cannot read the tx index ({exc})") from None
-        if row is None:
-            return None
-        height, index, blob = row
         result = None
-        if blob is not None:
-            try:
+        try:
+            if blob is not None:  # a file from before results moved to the block row
                 result = wire.decode(bytes(blob), TxResult)
-            except DecodeError as exc:
-                raise StorageError(f"{self.path}: corrupt entry for tx {hash_.hex()} ({exc})"
-                                   ) from None
+            elif found is not None:
+                items = cbor2.loads(bytes(found[0]))
+                if type(items) is not list or not 0 <= index < len(items):
+                    raise DecodeError(f"no result {index} in block {height}")
+                result = wire.decode(cbor2.dumps(items[index], canonical=True), TxResult)
+        except (DecodeError, cbor2.CBORError, ValueError, TypeError) as exc:
+            raise StorageError(f"{self.path}: corrupt entry for tx {hash_.hex()} ({exc})"
+                               ) from None
         return TxRecord(hash=hash_, height=int(height), index=int(index), result=result)
 
     def close(self) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from p2pakash import wire
 from p2pakash.api import TxIndex
+from p2pakash.api.txindex import encode_results
 from p2pakash.errors import StorageError
 from p2pakash.ledger import Event, TxResult, tx_hash
 
@@ -55,3 +58,45 @@ def test_not_a_database(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StorageError, match=f"{path}: cannot open the tx index"):
         TxIndex(path)
+
+
+def test_block_results_encode_as_the_wire_encodings_in_an_array() -> None:
+    results = [OK, BAD, TxResult(code=0, log="é", events=(
+        Event(type="transfer", attrs=(("amount", "1"), ("recipient", "b"))), Event(type="x")))]
+    assert encode_results(results) == b"\x83" + b"".join(wire.encode(r) for r in results)
+    assert encode_results([]) == b"\x80"
+
+
+def test_results_live_in_one_row_per_block(tmp_path: Path) -> None:
+    index = TxIndex(tmp_path / "i.sqlite")
+    index.add_block(1, [b"a", b"b", b"c"], [OK, BAD, OK])
+    index.add_block(2, [b"d"], None)
+    index.close()
+    db = sqlite3.connect(tmp_path / "i.sqlite")
+    assert db.execute("SELECT height FROM results").fetchall() == [(1,)]
+    assert db.execute("SELECT count(*) FROM txs WHERE result IS NULL").fetchone() == (4,)
+    db.close()
+    again = TxIndex(tmp_path / "i.sqlite")
+    got = [again.get(tx_hash(t)) for t in (b"a", b"b", b"c", b"d")]
+    assert [r.result if r else "missing" for r in got] == [OK, BAD, OK, None]
+
+
+def test_a_per_tx_result_from_an_older_file_is_still_read(tmp_path: Path) -> None:
+    index = TxIndex(tmp_path / "i.sqlite")
+    index._db.execute("INSERT INTO txs (hash, height, idx, result) VALUES (?, 1, 0, ?)",
+                      (tx_hash(b"old"), wire.encode(BAD)))
+    rec = index.get(tx_hash(b"old"))
+    assert rec is not None and rec.result == BAD
+
+
+def test_a_corrupt_results_row_is_a_storage_error(tmp_path: Path) -> None:
+    index = TxIndex(tmp_path / "i.sqlite")
+    index.add_block(1, [b"a", b"b"], [OK, BAD])
+    index._db.execute("UPDATE results SET results = ? WHERE height = 1",
+                      (encode_results([OK]),))  # one result short
+    assert index.get(tx_hash(b"a")) is not None
+    with pytest.raises(StorageError, match=r"corrupt entry for tx .*no result 1 in block 1"):
+        index.get(tx_hash(b"b"))
+    index._db.execute("UPDATE results SET results = ? WHERE height = 1", (b"\xff\x00",))
+    with pytest.raises(StorageError, match="corrupt entry"):
+        index.get(tx_hash(b"a"))
