@@ -74,8 +74,11 @@ def publish_rank(state: ChainState, pubkey: bytes | None, proposer: bytes) -> in
 class Target(Protocol):
     """What the relay needs from the chain (ChainService)."""
 
-    chain_id: str
-    verify_cache: VerifyCache
+    @property
+    def chain_id(self) -> str: ...
+
+    @property
+    def verify_cache(self) -> VerifyCache: ...
 
     @property
     def state(self) -> ChainState: ...
