@@ -27,6 +27,7 @@ from p2pakash.consensus.messages import ChainState
 from p2pakash.consensus.proposer import ValidatorSet
 from p2pakash.consensus.types import Block, Commit
 from p2pakash.errors import DecodeError, StorageError
+from p2pakash.fsutil import write_failure
 
 T = TypeVar("T")
 
@@ -71,11 +72,15 @@ class BlockStore:
                 for sql, args in statements:
                     self._db.execute(sql, args)
             except BaseException:
-                self._db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StorageError(f"{self.where}: block store write failed ({exc})") from None
+            if self._db.in_transaction:  # a failed COMMIT keeps the transaction open
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            raise StorageError(write_failure(self.where, exc)) from None
 
     def _decode(self, data: Any, cls: type[T], what: str) -> T:
         try:

