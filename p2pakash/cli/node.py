@@ -3,6 +3,8 @@
 Rules: ``init`` creates HOME/config.toml (with ``home = "."``) and HOME/node_key.json and
 overwrites nothing: if either exists it stops with one line and exit 2 before writing.
 Options are checked by the same rules as a config file (errors name the option's key).
+``start`` ends a node that fails with a P2PAkashError (a full disk, corrupted storage) with
+that error's one line and exit 1 (2 for a ConfigError), not a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import click
 
 from p2pakash import crypto, home
 from p2pakash.config import dump_config, structure_config
+from p2pakash.errors import P2PAkashError
 
 
 def _split(text: str) -> list[str]:
@@ -121,4 +124,16 @@ def start(config_file: Path | None, home_dir: Path | None) -> None:
         click_errors = group.subgroup(click.ClickException)
         if click_errors is not None:
             raise click_errors.exceptions[0] from None
+        ours = group.subgroup(P2PAkashError)  # e.g. a full disk: one line, exit 1
+        if ours is not None:
+            raise first_leaf(ours) from None
         raise
+
+
+def first_leaf(group: BaseExceptionGroup[P2PAkashError]) -> P2PAkashError:
+    """The first exception of ``group``, however deeply nested."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    assert isinstance(error, P2PAkashError)
+    return error

@@ -186,3 +186,58 @@ def test_signing_guard_on_a_full_disk_withholds_the_signature_and_keeps_its_stat
         vote = guard.sign_vote(type=VoteType.PRECOMMIT, height=1, round=0,
                                block_hash=b"a" * 32, timestamp_ms=2)
         assert load_state(path).signature == vote.signature
+
+
+# ------------------------------------------------------------------ a validator process
+
+
+ERROR_LINE = re.compile(r"error: (?:disk full writing (?P<path>\S+): .+"
+                        r"|(?P<index>\S+): cannot write the tx index \(database or disk is full\))")
+
+
+@pytest.mark.slow
+def test_validator_on_a_full_disk_stops_with_one_line_and_rejoins_once_space_is_back(
+        tmp_path: Path) -> None:
+    import random
+
+    from tests.integration.chain_helpers import height_of, poll, stored_hashes
+    from tests.integration.test_crash_loop import VICTIM, Loop, TxLoad, make_chain
+
+    chain = make_chain(tmp_path)
+    net, home = chain.net, chain.net.homes[VICTIM]
+    with small_fs(home.data, 4096) as fs:
+        try:
+            for i in range(4):
+                net.start(i)
+            poll(lambda: all(height_of(net.client(i)) >= 3 for i in range(4)), limit=30,
+                 what="four validators at height 3", describe=net.tails)
+            with TxLoad(net, list(chain.flows), chain.bob) as load:
+                poll(lambda: len(load.snapshot()) >= 3, limit=15, what="txs to commit",
+                     describe=lambda: "\n".join(load.errors[-5:]))
+                filler = fill(fs)
+                node = net.nodes[VICTIM]
+                poll(lambda: not node.alive, limit=20, what="the validator to stop on the "
+                     "full disk", describe=net.tails)
+                assert node.proc is not None and node.proc.returncode == 1, node.tail()
+                text = node.text()
+                assert "Traceback" not in text and "Exception ignored" not in text, text
+                errors = [line for line in text.splitlines() if line.startswith("error:")]
+                assert len(errors) == 1, text
+                match = ERROR_LINE.fullmatch(errors[0])
+                assert match, errors[0]
+                failed = Path(match.group("path") or match.group("index"))
+                assert failed.is_relative_to(fs), failed
+                assert text.rstrip().endswith(errors[0]), text[-2000:]  # the last word
+                stopped_at = max(stored_hashes(home.data), default=0)
+                filler.unlink()  # space is back
+                net.start(VICTIM)
+                loop = Loop(chain, load, random.Random(1))
+                target = height_of(net.client(0))
+                poll(lambda: loop.live_check(target), limit=30,
+                     what="the validator to catch up after the full disk", describe=net.tails)
+                loop.check_signatures()
+            assert height_of(net.client(VICTIM)) > stopped_at
+            ours, theirs = stored_hashes(home.data), stored_hashes(net.homes[0].data)
+            assert all(theirs[h] == v for h, v in ours.items() if h in theirs)
+        finally:
+            net.stop_all()
