@@ -37,5 +37,10 @@ bench: setup
 	$(PY) bench/gossip_bench.py --nodes 10
 	$(PY) bench/gossip_bench.py --nodes 50
 
+# fuzz: long fuzz runs, FUZZ_SECONDS (default 300) per group; atheris when it installs.
+fuzz: setup
+	$(VENV)/bin/python -c "import atheris" 2>/dev/null || $(VENV)/bin/pip install -q atheris || true
+	PYTHONPATH=. $(PY) fuzz/run.py
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info

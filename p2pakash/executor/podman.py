@@ -311,10 +311,12 @@ _STATE_MAP = {"running": ContainerState.RUNNING, "paused": ContainerState.PAUSED
 
 
 def _key(container: dict[str, Any]) -> Key:
-    labels = container.get("Labels") or {}
+    labels = container.get("Labels")
+    if not isinstance(labels, dict):  # podman answered something other than a label map
+        return "?", -1
     try:
         return str(labels[LABEL_SERVICE]), int(labels[LABEL_REPLICA])
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, TypeError):
         return str(labels.get(LABEL_SERVICE, "?")), -1
 
 
