@@ -19,8 +19,9 @@ Rules and invariants:
 * ``check_tx`` runs both stages on a throwaway overlay and raises ``TxRejected``. On a
   ledger from ``copy_for_check`` a passing tx's effects are kept in the copy, so the
   mempool can admit a sender's next sequence; on the committed ledger nothing is written.
-  A copy sees later commits of its base, but its own writes go stale: take a fresh copy
-  after every block (and recheck).
+  A copy sees later commits of its base, but its own writes go stale, and it checks txs
+  against the height and block time of its creation: take a fresh copy after every block
+  (and recheck).
 * Block order: evidence (double sign) -> downtime from ``signers`` -> txs -> fees to the
   proposer -> unbonding maturity -> registered end blockers -> validator set.
 * App hash after block H = sha256("p2pakash/apphash/v1\\0" || app_hash(H-1) || u64(H) ||
@@ -115,6 +116,7 @@ class Ledger:
         self._check_copy = False
         self._chain_id: str | None = None  # fixed at genesis: read once
         self._params: Params | None = None
+        self._check_at: tuple[int, int] | None = None  # a copy's (next height, time): fixed
 
     # ------------------------------------------------------------ genesis
 
@@ -215,6 +217,7 @@ class Ledger:
         copy = Ledger(Overlay(self._kv), verify=self._verify)
         copy._check_copy = True
         copy._chain_id, copy._params = self._chain_id, self._params
+        copy._check_at = (self.height() + 1, self.time_ms())
         return copy
 
     # ------------------------------------------------------------ transactions
@@ -227,7 +230,8 @@ class Ledger:
             raise TxRejected(Code.DECODE, f"tx cannot be encoded: {exc}") from None
         # A check copy keeps a passing tx's writes; the committed ledger is never written.
         parent = self._kv if self._check_copy else Overlay(self._kv)
-        self._run_tx(parent, tx, size, self.height() + 1, self.time_ms(), verify or self._verify,
+        height, time_ms = self._check_at or (self.height() + 1, self.time_ms())
+        self._run_tx(parent, tx, size, height, time_ms, verify or self._verify,
                      keep_fee_on_failure=False, quiet=True)
 
     def _ante(self, store: Store, tx: Tx, size: int, chain_id: str, params: Params,
@@ -258,6 +262,8 @@ class Ledger:
             raise TxRejected(Code.WRONG_SEQUENCE,
                              f"wrong sequence for {body.sender}: expected {account.sequence},"
                              f" got {body.sequence}")
+        if body.fee < 0:  # checked here: nothing below may raise after the first write
+            raise TxRejected(Code.INVALID_MSG, f"fee must be non-negative, got {body.fee}")
         if body.fee < params.min_fee:
             raise TxRejected(Code.INSUFFICIENT_FEE,
                              f"fee {body.fee} uakt below the minimum {params.min_fee}")
@@ -277,10 +283,12 @@ class Ledger:
         (``keep_fee_on_failure``) the ante stage's when a message fails."""
         chain_id = self.chain_id()
         params = self.params()
-        ante = Overlay(parent)
+        # The ante stage raises before its first write, so when its writes are kept anyway
+        # (delivery) they go straight to ``parent`` and the messages get an overlay; without
+        # a fee to keep, one overlay serves both stages and any failure drops it all.
+        ante = parent if keep_fee_on_failure else Overlay(parent)
         self._ante(Store(ante), tx, size, chain_id, params, verify)
-        # Without a fee to keep, one overlay serves both stages: any failure drops it all.
-        msgs = Overlay(ante) if keep_fee_on_failure else ante
+        msgs = Overlay(parent) if keep_fee_on_failure else ante
         ctx = Context(store=Store(msgs), height=height, time_ms=time_ms, chain_id=chain_id,
                       params=params, sender=tx.body.sender, pubkey=tx.pubkey, quiet=quiet)
         ctx.emit("tx", hash=tx.hash(), sender=tx.body.sender, sequence=tx.body.sequence,
@@ -291,13 +299,9 @@ class Ledger:
             try:
                 handler(ctx, msg)
             except TxRejected as exc:
-                if keep_fee_on_failure:
-                    ante.flush()
                 raise TxRejected(exc.code, f"message {i} ({type(msg).__name__}): {exc.reason}"
                                  ) from None
-        if msgs is not ante:
-            msgs.flush()
-        ante.flush()
+        msgs.flush()
         return ctx.events
 
     def _deliver(self, store: Store, raw: bytes, height: int, time_ms: int) -> TxResult:
