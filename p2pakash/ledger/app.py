@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import cast
 
 from p2pakash import crypto
 from p2pakash.errors import DecodeError, InvalidSignature, LocalProtocolError, StorageError
@@ -286,9 +287,9 @@ class Ledger:
         # The ante stage raises before its first write, so when its writes are kept anyway
         # (delivery) they go straight to ``parent`` and the messages get an overlay; without
         # a fee to keep, one overlay serves both stages and any failure drops it all.
-        ante = parent if keep_fee_on_failure else Overlay(parent)
+        ante: KV = parent if keep_fee_on_failure else Overlay(parent)
         self._ante(Store(ante), tx, size, chain_id, params, verify)
-        msgs = Overlay(parent) if keep_fee_on_failure else ante
+        msgs = Overlay(parent) if keep_fee_on_failure else cast(Overlay, ante)
         ctx = Context(store=Store(msgs), height=height, time_ms=time_ms, chain_id=chain_id,
                       params=params, sender=tx.body.sender, pubkey=tx.pubkey, quiet=quiet)
         ctx.emit("tx", hash=tx.hash(), sender=tx.body.sender, sequence=tx.body.sequence,
