@@ -3,19 +3,27 @@ past their limits (docs/reliability.md, "Bounded resources and the 24-hour soak"
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 import trio
 
+from p2pakash import wire
 from p2pakash.consensus.messages import Status
 from p2pakash.consensus.sync import BlockSync
 from p2pakash.consensus.types import Block, Commit
-from p2pakash.crypto import PrivateKey
+from p2pakash.crypto import NodeID, PrivateKey
 from p2pakash.gossip.memory import MemoryNetwork, MemoryTransport
+from p2pakash.gossip.messages import IDontWant, Subscribe
 from p2pakash.gossip.peers import PeerParams
-from p2pakash.gossip.pubsub import PubSubParams
+from p2pakash.gossip.pubsub import PubSub, PubSubParams, Verdict
 from p2pakash.gossip.service import GossipService
+from p2pakash.market import ledger_market as lm
+from p2pakash.market.validators import MarketValidators, ValidatorParams
+from tests.gossip.netsim import node_ids
 from tests.integration.test_chain_memory import chain_net, wait_for
+from tests.ledger.helpers import USERS, Chain, new_ledger
+from tests.market.helpers_market import CHAIN, order
 
 
 async def test_chain_forgets_decoded_consensus_messages_of_its_own(
@@ -57,3 +65,44 @@ class _NoBlocks:
 
     def apply_synced(self, block: Block, commit: Commit) -> None:
         raise AssertionError("nothing to apply")
+
+
+def test_pubsub_tables_stay_bounded_when_peers_flood_them() -> None:
+    """Topics a peer claims, IDs it says IDONTWANT for, and the scores kept for departed
+    peers each stop at their parameter however much a peer (or a stream of peers) sends."""
+    params = PubSubParams(max_topics_per_peer=64, max_idontwant=50, max_retained=20)
+    ps = PubSub(local_id=node_ids(1)[0], params=params, rng=random.Random(1))
+    ps.subscribe(0.0, "t")
+    peers = node_ids(301)[1:]
+    flooder = peers[0]
+    ps.add_peer(0.0, flooder, outbound=False)
+    for i in range(1_000):
+        ps.handle(0.0, flooder, Subscribe(topic=f"topic-{i}", subscribe=True))
+        ps.handle(0.0, flooder, IDontWant(ids=tuple(
+            hashlib.sha256(f"{i}/{j}".encode()).digest() for j in range(10))))
+    assert len(ps._peers[flooder].topics) == 64
+    assert len(ps._topic_peers) <= 64 + 1
+    assert len(ps._peers[flooder].dontwant) == 50
+    for n, peer in enumerate(peers[1:]):  # 299 peers join the mesh, earn a score and leave
+        now = float(n)
+        ps.add_peer(now, peer, outbound=True)
+        ps.handle(now, peer, Subscribe(topic="t", subscribe=True))
+        ps.heartbeat(now + 0.5)
+        ps.remove_peer(now + 0.9, peer)
+        assert len(ps._retained) <= 20
+    assert len(ps._retained) == 20  # scores were kept, up to the bound
+
+
+def test_market_validator_tables_evict_the_oldest_past_their_limits() -> None:
+    """Orders remembered (for checking bids), message hashes seen (replay) and signers
+    (rate limits, strikes) are LRU tables of ``max_orders``/``max_seen``/``max_signers``."""
+    chain = Chain(new_ledger())
+    view = lm.LedgerView(chain.ledger.store)
+    params = ValidatorParams(max_orders=5, max_seen=8, max_signers=2, burst=1_000)
+    mv = MarketValidators(chain_id=CHAIN, view=view, now_ms=lambda: 1_000_000, params=params)
+    for dseq in range(1, 31):
+        for owner in USERS[:4]:  # four signers
+            data = wire.encode(order(owner, dseq=dseq, expiry_ms=1_060_000))
+            assert mv.validate_order(NodeID("ab" * 20), "orders", data) is Verdict.ACCEPT
+            assert len(mv.orders) <= 5 and len(mv._seen) <= 8 and len(mv._signers) <= 2
+    assert len(mv.orders) == 5 and len(mv._accepted) == 5
