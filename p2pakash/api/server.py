@@ -13,8 +13,10 @@ Rules and invariants:
   API (and the tenant and provider) call for each tx admitted. While ``run`` runs, txs are
   buffered and published together as one ``TxBatch`` ``flush_interval`` seconds after the
   first (or at once when ``max_batch_bytes`` or ``MAX_TX_BATCH`` fill): gossip pays its
-  per-message cost per batch, not per tx. A lone tx goes out as itself; so does every tx
-  published while ``run`` is not running.
+  per-message cost per batch, not per tx (20 ms by default: at a few thousand tx/s a node
+  sends tens of batches a second instead of hundreds, for 20 ms more latency in a block
+  time of hundreds). A lone tx goes out as itself; so does every tx published while
+  ``run`` is not running.
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ class TxGossip:
     """
 
     def __init__(self, gossip: GossipService, mempool: Mempool, *,
-                 flush_interval: float = 0.005, max_batch_bytes: int = 256 * 1024) -> None:
+                 flush_interval: float = 0.02, max_batch_bytes: int = 256 * 1024) -> None:
         self.gossip = gossip
         self.mempool = mempool
         self.flush_interval = flush_interval
