@@ -1,4 +1,4 @@
-"""Attacker kit shared by ``bench/hostile_bench.py`` and ``tests/integration/test_hostile_suite.py``.
+"""Attacker kit shared by ``bench/hostile_bench.py`` and ``tests/integration/test_hostile_suite``.
 
 Rules and invariants:
 * Crafting only: every function here builds bytes or wire items from its arguments (keys,
@@ -12,9 +12,11 @@ Rules and invariants:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
@@ -141,6 +143,8 @@ def send_txs(sender: crypto.PrivateKey, chain_id: str, n: int, *, to: str,
 def replay_batches(txs: Sequence[bytes], n: int, rng: random.Random) -> list[m.Publish]:
     """``n`` TxBatches of already committed txs, each a different selection (so each is a
     new gossip message ID that passes the seen cache and reaches the mempool)."""
+    if n > 2 ** len(txs) // 2:
+        raise ValueError(f"replay_batches: {len(txs)} txs make too few distinct batches for {n}")
     out: list[m.Publish] = []
     seen: set[tuple[int, ...]] = set()
     for _ in range(50 * n):
@@ -179,10 +183,16 @@ def create_provider() -> lm.CreateProvider:
                              bond=500_000)
 
 
-def order(tenant: crypto.PrivateKey, chain_id: str, *, dseq: int, expiry_ms: int) -> Order:
+@functools.cache
+def _sdl() -> tuple[Any, bytes]:
     doc = parse_sdl(SDL_TEXT, source="hostile_kit.SDL_TEXT")
-    return make_order(tenant, chain_id, dseq=dseq, groups=doc.groups(),
-                      manifest_hash=doc.version_hash(), deposit=DEPOSIT, expiry_ms=expiry_ms)
+    return doc.groups(), doc.version_hash()
+
+
+def order(tenant: crypto.PrivateKey, chain_id: str, *, dseq: int, expiry_ms: int) -> Order:
+    groups, manifest_hash = _sdl()
+    return make_order(tenant, chain_id, dseq=dseq, groups=groups, manifest_hash=manifest_hash,
+                      deposit=DEPOSIT, expiry_ms=expiry_ms)
 
 
 def order_publish(o: Order) -> m.Publish:
