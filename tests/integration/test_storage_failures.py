@@ -7,7 +7,11 @@ process of a four-validator chain. Each failing write raises StorageError saying
 ``disk full writing <path>: <error>``, leaves what was stored before readable and intact,
 and once space is back the same files carry on: the store takes the block, the ledger
 applies it to the app hash an unharmed ledger computes, the node process restarts and
-catches up to its peers' blocks and app hash.
+catches up to its peers' blocks and app hash. Failing writes that are not a full disk:
+RLIMIT_FSIZE set on a running validator from outside (``prlimit``, no root): EFBIG, which
+SQLite reports as "disk I/O error", ends the node with ``cannot write <path>: <error>``.
+In both process tests the node exits 1 with that one ``error:`` line as its last word and
+no traceback, and the restarted node's signatures show no conflict.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import random
 import re
 import subprocess
 from collections.abc import Iterator
@@ -35,7 +40,12 @@ from p2pakash.ledger.kv_sqlite import SqliteKV
 from p2pakash.ledger.txs import Send
 from tests.consensus import KEYS, make_set
 from tests.consensus.test_blockstore import commit_for
-from tests.ledger.helpers import USERS, Chain, genesis
+from tests.integration.chain_helpers import height_of, poll, stored_hashes
+from tests.integration.conftest import NodeProcess
+from tests.integration.test_chain_processes import Chain
+from tests.integration.test_crash_loop import VICTIM, Loop, TxLoad, make_chain
+from tests.ledger.helpers import USERS, genesis
+from tests.ledger.helpers import Chain as LedgerChain
 
 FULL = "database or disk is full"
 
@@ -89,22 +99,22 @@ def test_ledger_disk_full_fails_the_block_whole_and_the_retry_matches_an_unharme
     Ledger.init_genesis(kv, genesis())
     ledger, twin = Ledger(kv), Ledger(MemoryKV())
     Ledger.init_genesis(twin._kv, genesis())
-    for chain in (Chain(ledger), Chain(twin)):
+    for chain in (LedgerChain(ledger), LedgerChain(twin)):
         chain.run(chain.tx(USERS[0], Send(to=USERS[1].address, amount=5)))
     before = (ledger.height(), ledger.app_hash())
     _cap_pages(kv._db)
     sends = [Send(to=crypto.PrivateKey.from_seed(bytes([i]) * 32).address, amount=1)
              for i in range(1, 200)]  # 199 new accounts: new pages
-    tx = Chain(ledger).tx(USERS[2], *sends)
+    tx = LedgerChain(ledger).tx(USERS[2], *sends)
     with pytest.raises(StorageError) as info:
-        Chain(ledger).block(tx)
+        LedgerChain(ledger).block(tx)
     assert str(info.value) == f"disk full writing {path}: {FULL}"
     assert (ledger.height(), ledger.app_hash()) == before  # nothing of the block stayed
     kv.close()
     again = Ledger(SqliteKV(path))  # space is back
     assert (again.height(), again.app_hash()) == before
-    ours = Chain(again).block(tx)
-    theirs = Chain(twin).block(tx)
+    ours = LedgerChain(again).block(tx)
+    theirs = LedgerChain(twin).block(tx)
     assert ours.tx_results[0].code == 0 and ours.app_hash == theirs.app_hash
 
 
@@ -191,26 +201,59 @@ def test_signing_guard_on_a_full_disk_withholds_the_signature_and_keeps_its_stat
 # ------------------------------------------------------------------ a validator process
 
 
-ERROR_LINE = re.compile(r"error: (?:disk full writing (?P<path>\S+): .+"
-                        r"|(?P<index>\S+): cannot write the tx index \(database or disk is full\))")
+ERROR_LINE = re.compile(r"error: (?:(?:disk full writing|cannot write) (?P<path>\S+): .+"
+                        r"|(?P<index>\S+): cannot write the tx index \(.+\))")
+
+
+def stopped_with_one_line(node: NodeProcess, under: Path) -> Path:
+    """``node`` exited 1 and its log ends in one ``error:`` line naming a file under
+    ``under``, with no traceback anywhere; returns that file."""
+    assert node.proc is not None and node.proc.returncode == 1, node.tail()
+    text = node.text()
+    assert "Traceback" not in text and "Exception ignored" not in text, text
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, text
+    match = ERROR_LINE.fullmatch(errors[0])
+    assert match, errors[0]
+    failed = Path(match.group("path") or match.group("index"))
+    assert failed.is_relative_to(under), failed
+    assert text.rstrip().endswith(errors[0]), text[-2000:]  # its last word
+    return failed
+
+
+def rejoins(chain: Chain, load: TxLoad) -> None:
+    """Restart the victim: it catches up with the chain's blocks, app hash and txs, and
+    its signatures show no conflict."""
+    net = chain.net
+    home = net.homes[VICTIM]
+    stopped_at = max(stored_hashes(home.data), default=0)
+    net.start(VICTIM)
+    loop = Loop(chain, load, random.Random(1))
+    target = height_of(net.client(0))
+    poll(lambda: loop.live_check(target), limit=30, what="the validator to catch up",
+         describe=net.tails)
+    loop.check_signatures()
+    assert height_of(net.client(VICTIM)) > stopped_at
+    ours, theirs = stored_hashes(home.data), stored_hashes(net.homes[0].data)
+    assert all(theirs[h] == v for h, v in ours.items() if h in theirs)
+
+
+def start_with_load(chain: Chain) -> None:
+    net = chain.net
+    for i in range(4):
+        net.start(i)
+    poll(lambda: all(height_of(net.client(i)) >= 3 for i in range(4)), limit=30,
+         what="four validators at height 3", describe=net.tails)
 
 
 @pytest.mark.slow
 def test_validator_on_a_full_disk_stops_with_one_line_and_rejoins_once_space_is_back(
         tmp_path: Path) -> None:
-    import random
-
-    from tests.integration.chain_helpers import height_of, poll, stored_hashes
-    from tests.integration.test_crash_loop import VICTIM, Loop, TxLoad, make_chain
-
     chain = make_chain(tmp_path)
     net, home = chain.net, chain.net.homes[VICTIM]
     with small_fs(home.data, 4096) as fs:
         try:
-            for i in range(4):
-                net.start(i)
-            poll(lambda: all(height_of(net.client(i)) >= 3 for i in range(4)), limit=30,
-                 what="four validators at height 3", describe=net.tails)
+            start_with_load(chain)
             with TxLoad(net, list(chain.flows), chain.bob) as load:
                 poll(lambda: len(load.snapshot()) >= 3, limit=15, what="txs to commit",
                      describe=lambda: "\n".join(load.errors[-5:]))
@@ -218,26 +261,38 @@ def test_validator_on_a_full_disk_stops_with_one_line_and_rejoins_once_space_is_
                 node = net.nodes[VICTIM]
                 poll(lambda: not node.alive, limit=20, what="the validator to stop on the "
                      "full disk", describe=net.tails)
-                assert node.proc is not None and node.proc.returncode == 1, node.tail()
-                text = node.text()
-                assert "Traceback" not in text and "Exception ignored" not in text, text
-                errors = [line for line in text.splitlines() if line.startswith("error:")]
-                assert len(errors) == 1, text
-                match = ERROR_LINE.fullmatch(errors[0])
-                assert match, errors[0]
-                failed = Path(match.group("path") or match.group("index"))
-                assert failed.is_relative_to(fs), failed
-                assert text.rstrip().endswith(errors[0]), text[-2000:]  # the last word
-                stopped_at = max(stored_hashes(home.data), default=0)
+                failed = stopped_with_one_line(node, fs)
+                assert "disk full writing" in node.text() or failed.name.startswith("tx")
                 filler.unlink()  # space is back
-                net.start(VICTIM)
-                loop = Loop(chain, load, random.Random(1))
-                target = height_of(net.client(0))
-                poll(lambda: loop.live_check(target), limit=30,
-                     what="the validator to catch up after the full disk", describe=net.tails)
-                loop.check_signatures()
-            assert height_of(net.client(VICTIM)) > stopped_at
-            ours, theirs = stored_hashes(home.data), stored_hashes(net.homes[0].data)
-            assert all(theirs[h] == v for h, v in ours.items() if h in theirs)
+                rejoins(chain, load)
         finally:
             net.stop_all()
+
+
+@pytest.mark.slow
+def test_validator_past_its_file_size_limit_stops_with_one_line_and_rejoins(
+        tmp_path: Path) -> None:
+    """RLIMIT_FSIZE set from outside (prlimit) on a running validator: the next write
+    that grows a store file past it fails with EFBIG (Python ignores SIGXFSZ). No root."""
+    chain = make_chain(tmp_path)
+    net, home = chain.net, chain.net.homes[VICTIM]
+    try:
+        start_with_load(chain)
+        with TxLoad(net, list(chain.flows), chain.bob) as load:
+            poll(lambda: len(load.snapshot()) >= 3, limit=15, what="txs to commit",
+                 describe=lambda: "\n".join(load.errors[-5:]))
+            node = net.nodes[VICTIM]
+            assert node.proc is not None
+            files = [*home.data.rglob("*"), node.log]
+            limit = max(f.stat().st_size for f in files if f.is_file()) + 1
+            done = subprocess.run(["prlimit", f"--pid={node.proc.pid}",
+                                   f"--fsize={limit}:{limit}"],
+                                  capture_output=True, text=True, timeout=10)
+            if done.returncode != 0:
+                pytest.skip(f"prlimit failed: {done.stderr.strip()}")
+            poll(lambda: not node.alive, limit=20, what="the validator to stop at its file "
+                 "size limit", describe=net.tails)
+            stopped_with_one_line(node, home.data)
+            rejoins(chain, load)
+    finally:
+        net.stop_all()
