@@ -5,8 +5,11 @@ Rules and invariants:
   checks every input (counts, chain ID, ports, executor) before writing the first file.
 * Node names are ``validator<i>``, ``provider<i>``, ``tenant<i>``, in that order; node ``k``
   of the list listens on ``base_port + 2k`` (p2p) and ``base_port + 2k + 1`` (API), so
-  every port is distinct. APIs listen on 127.0.0.1 only (writes stay local). Validators
-  are persistent peers of every node (up to four of them); PEX finds the rest.
+  every port is distinct. APIs listen on 127.0.0.1 only (writes stay local). Every node
+  lists up to four validators as persistent peers, taken round the validator list from
+  the node's own position: validators peer with validators (only they carry the consensus
+  vote topics, ``consensus/routing.py``) and no validator is every node's hub; PEX finds
+  the rest.
 * The genesis bonds ``VALIDATOR_STAKE`` for each validator and funds every node's account
   plus a faucet account (``faucet_key.json``); the same file goes into every home. Key
   files are 0600 (``crypto.save_key``).
@@ -225,8 +228,9 @@ def init_testnet(out: Path, *, validators: int, providers: int = 0, tenants: int
     socket = f"unix://{root / PODMAN_DIR / 'podman.sock'}"
     texts = []
     provider_index = 0
-    for entry in entries:
-        peers = [p for p in validator_peers if p != entry.peer][:4]
+    for k, entry in enumerate(entries):
+        ring = [validator_peers[(k + 1 + j) % validators] for j in range(validators)]
+        peers = [p for p in ring if p != entry.peer][:4]
         texts.append(_node_config(entry, chain_id=chain_id, peers=peers, executor=executor,
                                   provider_index=provider_index, podman_socket=socket,
                                   base_dir=root / entry.home))
