@@ -32,9 +32,11 @@ Rules and invariants:
   ``sink(payload)`` at each frame's delivery time (``None`` marks the end of the stream),
   in delivery-time order and per-direction FIFO, with the same latency, loss, bandwidth
   and partition rules. No per-connection reader task and no decode: the cost of a frame
-  is one heap push and one call. With ``run_clock`` running, one network timer wakes the
-  pumps (cheap unparks) instead of a deadline per pump. Default networks
-  (``items=False``) carry bytes only.
+  is one heap push and one call. Default networks (``items=False``) carry bytes only.
+* The network clock (``run_clock``, item mode; ``memory_clock.DeliveryClock``): one task
+  delivers every attached pipe's frames from one heap and the pumps stay idle; under an
+  autojumping MockClock it is the simulator's event loop and also runs the services'
+  flushes (``flush_later``).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ import trio
 from p2pakash import wire
 from p2pakash.crypto import NodeID, PrivateKey, PublicKey
 from p2pakash.errors import LocalProtocolError, RemoteProtocolError
+from p2pakash.gossip.memory_clock import DeliveryClock
 from p2pakash.gossip.secret import check_peer
 from p2pakash.gossip.transport import ConnectionClosed, Handler, parse_addr, run_handler
 
@@ -109,11 +112,9 @@ class _Pipe:
 
 
 class _Pump:
-    """Per listening transport: delivers due frames of attached pipes to their sinks.
-
-    It wakes at its earliest frame's delivery time: through the network's clock when one
-    runs (``MemoryNetwork.run_clock``: one timer for every pump, so pumps that wake at one
-    instant cost one timer, not one each), else by a deadline of its own."""
+    """Per listening transport: delivers due frames of attached pipes to their sinks, by a
+    deadline of its own at its earliest frame. While the network clock runs, frames go to
+    the clock's heap instead (``DeliveryClock.schedule``) and the pump has nothing to do."""
 
     def __init__(self, network: MemoryNetwork) -> None:
         self.network = network
@@ -121,31 +122,24 @@ class _Pump:
         self.seq = 0
         self.scope: trio.CancelScope | None = None
         self.lot = trio.lowlevel.ParkingLot()
-        self.wake_at = math.inf  # the wake asked of the network clock
 
     def push(self, at: float, pipe: _Pipe) -> None:
+        clock = self.network.clock
+        if clock.running:
+            clock.schedule(at, pipe)
+            return
         self.seq += 1
         heapq.heappush(self.heap, (at, self.seq, pipe))
-        if at < self.wake_at and self.network.clock_running:
-            self.wake_at = at
-            self.network.wake(at, self)
         scope = self.scope
         if scope is not None and at < scope.deadline:
             scope.deadline = at
 
     async def run(self) -> None:
         heap = self.heap
-        network = self.network
         while True:
             now = trio.current_time()
             while heap and heap[0][0] <= now:
                 heapq.heappop(heap)[2].deliver_head()
-            if network.clock_running:
-                self.wake_at = heap[0][0] if heap else math.inf
-                if heap:
-                    network.wake(self.wake_at, self)
-                await self.lot.park()
-                continue
             with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
                 self.scope = scope
                 await self.lot.park()
@@ -177,10 +171,7 @@ class MemoryNetwork:
         self.frames_dropped = 0
         self.listeners: dict[str, MemoryTransport] = {}
         self._sizes: dict[int, tuple[object, int]] = {}  # id(item) -> (item, encoded size)
-        self._wakes: list[tuple[float, int, _Pump]] = []  # the clock's timer heap
-        self._wake_seq = 0
-        self._clock_scope: trio.CancelScope | None = None
-        self.clock_running = False
+        self.clock = DeliveryClock()
         self._groups: dict[NodeID, int] | None = None
         self._links: dict[tuple[NodeID, NodeID], tuple[float | None, float | None]] = {}
         self._directed: dict[tuple[NodeID, NodeID], tuple[float | None, float | None]] = {}
@@ -242,36 +233,19 @@ class MemoryNetwork:
     # ------------------------------------------------------------ clock
 
     async def run_clock(self) -> None:
-        """Item mode: one timer that wakes every pump at its next delivery time. Run it in
-        a task that outlives the transports (pumps fall back to their own deadlines when
-        it is not running)."""
-        if self.clock_running:
-            raise RuntimeError("the network clock is already running")
-        heap = self._wakes
-        lot = trio.lowlevel.ParkingLot()  # never unparked: waits end by the deadline
-        self.clock_running = True
-        try:
-            while True:
-                now = trio.current_time()
-                while heap and heap[0][0] <= now:
-                    pump = heapq.heappop(heap)[2]
-                    if pump.heap and pump.heap[0][0] <= now:
-                        pump.lot.unpark_all()
-                with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
-                    self._clock_scope = scope
-                    await lot.park()
-                self._clock_scope = None
-        finally:
-            self.clock_running = False
-            self._clock_scope = None
-            heap.clear()
+        """Item mode: deliver every attached pipe's frames from one heap (``DeliveryClock``).
+        Run it in a task that outlives the transports; pumps deliver by themselves when it
+        is not running."""
+        await self.clock.run()
 
-    def wake(self, at: float, pump: _Pump) -> None:
-        self._wake_seq += 1
-        heapq.heappush(self._wakes, (at, self._wake_seq, pump))
-        scope = self._clock_scope
-        if scope is not None and at < scope.deadline:
-            scope.deadline = at
+    @property
+    def clock_running(self) -> bool:
+        return self.clock.running
+
+    def flush_later(self, flush: Callable[[], None]) -> bool:
+        """Ask the clock to call ``flush`` once every task is blocked at this virtual instant;
+        False (not taken) unless it runs on an autojumping MockClock."""
+        return self.clock.flush_later(flush)
 
     # ------------------------------------------------------------ frames
 
@@ -354,6 +328,10 @@ class MemoryConnection:
 
     def item_size(self, item: object) -> int:
         return self._network.item_size(item)
+
+    def flush_later(self, flush: Callable[[], None]) -> bool:
+        """``MemoryNetwork.flush_later``: True when the network clock will call ``flush``."""
+        return self._network.flush_later(flush)
 
     @property
     def can_attach(self) -> bool:

@@ -144,6 +144,7 @@ class GossipService:
         self._wake = trio.Event()
         self._encoded: dict[int, tuple[object, bytes]] = {}
         self._dirty: list[_Link] = []  # fast links with pending items
+        self._flush_asked = False  # of the flusher task or the network clock
         self._flush_lot = trio.lowlevel.ParkingLot()
         self._seeds = frozenset(seeds)
         self._wanted = frozenset(seeds) | frozenset(persistent)
@@ -173,7 +174,9 @@ class GossipService:
             if not link.dirty:
                 link.dirty = True
                 self._dirty.append(link)
-                self._flush_lot.unpark()
+                if not self._flush_asked:
+                    self._flush_asked = True
+                    self._ask_flush(link)
             return True
         try:
             link.send.send_nowait(item)
@@ -373,9 +376,10 @@ class GossipService:
         self.stats.frames_in += 1
         self.stats.bytes_in += size
         self.stats.items_in += len(items)
-        self.peers.seen(self._now(), peer)
+        now = self._now()
+        self.peers.seen(now, peer)
         for item in items:
-            self._dispatch(peer, item)
+            self._dispatch(peer, item, now)
             if peer not in self._links:
                 return
 
@@ -402,21 +406,32 @@ class GossipService:
 
     async def _flusher(self) -> None:
         """Item mode: one batch per link with queued items, after a checkpoint (or
-        ``flush_interval``), like ``_writer`` does for its link."""
+        ``flush_interval``), like ``_writer`` does for its link. Under the simulator's
+        network clock the clock calls ``_flush_dirty`` instead, once every task is blocked
+        at the instant (``MemoryNetwork.flush_later``), and this task stays parked."""
         flush = self.settings.flush_interval
         while True:
-            while not self._dirty:
-                await self._flush_lot.park()
+            await self._flush_lot.park()
             if flush > 0:
                 await trio.sleep(flush)
             else:
                 await trio.lowlevel.checkpoint()
-            dirty, self._dirty = self._dirty, []
-            for link in dirty:
-                link.dirty = False
-                pending, link.pending = link.pending, []
-                if not link.scope.cancel_called:
-                    self._flush_link(link, pending)
+            self._flush_dirty()
+
+    def _ask_flush(self, link: _Link) -> None:
+        conn = link.conn
+        assert isinstance(conn, MemoryConnection)
+        if self.settings.flush_interval > 0 or not conn.flush_later(self._flush_dirty):
+            self._flush_lot.unpark()
+
+    def _flush_dirty(self) -> None:
+        self._flush_asked = False
+        dirty, self._dirty = self._dirty, []
+        for link in dirty:
+            link.dirty = False
+            pending, link.pending = link.pending, []
+            if not link.scope.cancel_called:
+                self._flush_link(link, pending)
 
     def _flush_link(self, link: _Link, pending: list[object]) -> None:
         conn = link.conn
@@ -460,8 +475,7 @@ class GossipService:
         self.stats.bytes_out += size
         self.stats.items_out += len(items)
 
-    def _dispatch(self, peer: NodeID, item: object) -> None:
-        now = self._now()
+    def _dispatch(self, peer: NodeID, item: object, now: float) -> None:
         if isinstance(item, PUBSUB_TYPES):
             self._apply(self.pubsub.handle(now, peer, item))
         elif isinstance(item, PEER_TYPES):
