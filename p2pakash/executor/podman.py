@@ -18,7 +18,9 @@ Rules and invariants:
   is remembered in memory until teardown (podman keeps no record of a failed start). One
   that exited non-zero is FAILED with its exit code and its last line of output (where
   catatonit, the init, says why an exec failed). Ports are reported only while running.
-  Errors talking to the service itself raise ExecutorError.
+  Errors talking to the service itself raise ExecutorError, and so does an answer of the
+  wrong shape: every container list entry is checked (``_check_container``) in the thread
+  that fetched it, before the trio side reads its fields.
 * Teardown is one ``DELETE /containers/{id}?force=true&timeout=0&v=true`` per replica (killed
   at once: a closed lease gets no stop grace), all replicas of the lease concurrently, at most
   ``max_threads`` podman calls at a time. Podman's own cleanup of a bridge-networked
@@ -90,6 +92,9 @@ class PodmanExecutor:
             return await trio.to_thread.run_sync(fn, limiter=self._limiter)
         except (PodmanError, RequestException, OSError) as exc:
             raise ExecutorError(f"podman at {self.base_url}: {what}: {_reason(exc)}") from None
+        except Exception as exc:  # an answer of the wrong shape (podman-py raises Exception)
+            raise ExecutorError(f"podman at {self.base_url}: {what}: unexpected answer "
+                                f"({type(exc).__name__}: {exc})") from None
 
     # --- protocol --------------------------------------------------------------------
 
@@ -155,10 +160,10 @@ class PodmanExecutor:
     async def adopt(self) -> list[str]:
         def running() -> list[dict[str, Any]]:
             found = self._client.containers.list(filters={"label": LABEL_LEASE})
-            return [c.attrs for c in found]
+            return [_check_container(c.attrs) for c in found]
         containers = await self._call(running, "list")
-        return sorted({c["Labels"][LABEL_LEASE] for c in containers
-                       if c.get("State") == "running"})
+        return sorted({str(c["Labels"][LABEL_LEASE]) for c in containers
+                       if c.get("State") == "running" and LABEL_LEASE in c["Labels"]})
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
@@ -222,7 +227,8 @@ class PodmanExecutor:
     def _list(self, lease_id: str) -> list[dict[str, Any]]:
         found = self._client.containers.list(all=True,
                                              filters={"label": f"{LABEL_LEASE}={lease_id}"})
-        return [c.attrs for c in found if c.attrs.get("Labels", {}).get(LABEL_LEASE) == lease_id]
+        checked = [_check_container(c.attrs) for c in found]
+        return [c for c in checked if c["Labels"].get(LABEL_LEASE) == lease_id]
 
     def _ensure_image(self, image: str) -> str:
         """'' when ``image`` is present or pulled, else why not."""
@@ -283,8 +289,9 @@ class PodmanExecutor:
         if response.status_code == 404:
             return {}
         response.raise_for_status()
-        state: dict[str, Any] = response.json().get("State", {})
-        return state
+        data = response.json()
+        state = data.get("State") if isinstance(data, dict) else None
+        return state if isinstance(state, dict) else {}
 
     def _logs(self, cid: str, tail: int) -> list[tuple[str, str]]:
         response = self._client.api.get(f"/containers/{cid}/logs", params={
@@ -308,6 +315,28 @@ class PodmanExecutor:
 _STATE_MAP = {"running": ContainerState.RUNNING, "paused": ContainerState.PAUSED,
               "created": ContainerState.CREATED, "configured": ContainerState.CREATED,
               "initialized": ContainerState.CREATED}
+
+
+def _check_container(attrs: Any) -> dict[str, Any]:
+    """A container list entry with the fields we read of the types we read them as, with
+    ``Labels`` a map (podman gives null for none); ValueError naming the field otherwise."""
+    if not isinstance(attrs, dict):
+        raise ValueError(f"a container list entry is a {type(attrs).__name__}, not a map")
+    if not isinstance(attrs.get("Id"), str):
+        raise ValueError("container list entry without a string Id")
+    labels = attrs.get("Labels") or {}
+    if not isinstance(labels, dict):
+        raise ValueError(f"container {attrs['Id']}: Labels is not a map")
+    if not isinstance(attrs.get("State", ""), str):
+        raise ValueError(f"container {attrs['Id']}: State is not a string")
+    if type(attrs.get("ExitCode", 0)) is not int:
+        raise ValueError(f"container {attrs['Id']}: ExitCode is not an integer")
+    ports = attrs.get("Ports") or []
+    if not isinstance(ports, list) or not all(
+            isinstance(p, dict) and "container_port" in p
+            and (not p.get("host_port") or type(p["host_port"]) is int) for p in ports):
+        raise ValueError(f"container {attrs['Id']}: malformed Ports")
+    return {**attrs, "Labels": labels, "Ports": ports}
 
 
 def _key(container: dict[str, Any]) -> Key:
