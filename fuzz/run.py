@@ -29,7 +29,8 @@ GROUPS = {
     "transport": ["tests/fuzz/test_transport_fuzz.py"],
     "files": ["tests/fuzz/test_files_fuzz.py", "tests/fuzz/test_text_fuzz.py"],
     "sdl": ["tests/fuzz/test_sdl_fuzz_more.py", "tests/market/test_sdl_fuzz.py"],
-    "api": ["tests/fuzz/test_api_fuzz.py", "tests/fuzz/test_podman_fuzz.py"],
+    "api": ["tests/fuzz/test_api_fuzz.py", "tests/fuzz/test_podman_fuzz.py",
+            "tests/fuzz/test_podman_http_fuzz.py"],
 }
 ATHERIS_TARGETS = ["wire", "frames", "sdl", "config"]
 _PASSING = re.compile(r"(\d+) passing\b")
