@@ -110,6 +110,9 @@ def report(results: list[Result], load: str) -> str:
         lines.append(f"| window s | {r.before.seconds:.1f} | {r.during.seconds:.1f}"
                      f" | {r.after.seconds:.1f} |")
         lines.append(f"| honest delivery | | {r.delivered}/{r.sent} = {r.ratio:.1%} | |")
+        if r.attack_msgs:
+            cpu_us = r.during.cpu_pct * r.during.seconds * 1e4 / r.attack_msgs
+            lines.append(f"| victim CPU per attacker item (whole window) | | {cpu_us:.0f} µs | |")
         for k, v in r.facts.items():
             lines.append(f"| {k} | {v} | | |")
         for f in r.failures:

@@ -28,7 +28,14 @@ from p2pakash.gossip import notes
 from p2pakash.ledger.txs import Send, Tx, TxBatch, sign_tx
 from p2pakash.market import ledger_market as lm
 from p2pakash.market import matching
-from p2pakash.market.orders import BidBody, OfferedUnit, Order, make_order, sign_bid
+from p2pakash.market.orders import (
+    BidBody,
+    OfferedUnit,
+    Order,
+    make_order,
+    sign_bid,
+    sign_order,
+)
 from p2pakash.market.sdl import parse_sdl
 from p2pakash.market.sdl.resources import Attribute
 from p2pakash.market.validators import TOPIC_BIDS, TOPIC_ORDERS
@@ -220,6 +227,21 @@ def overpriced_bids(provider: crypto.PrivateKey, o: Order, chain_id: str, n: int
 def unfunded_orders(tenants: Sequence[crypto.PrivateKey], chain_id: str, per_tenant: int, *,
                     expiry_ms: int) -> list[m.Publish]:
     """Valid, signed orders from tenants who hold nothing: each owner fails the deposit
-    check (balance < deposit). Interleaved across tenants."""
-    return [order_publish(order(t, chain_id, dseq=1 + i, expiry_ms=expiry_ms))
-            for i in range(per_tenant) for t in tenants]
+    check (balance < deposit). Interleaved across tenants; one checked template per tenant,
+    re-signed with dseq 1, 2, ... (the checks do not depend on dseq)."""
+    templates = [order(t, chain_id, dseq=1, expiry_ms=expiry_ms) for t in tenants]
+    out = []
+    for i in range(per_tenant):
+        for t, tpl in zip(tenants, templates, strict=True):
+            body = attrs.evolve(tpl.body, deployment=attrs.evolve(tpl.body.deployment,
+                                                                  dseq=1 + i))
+            out.append(order_publish(sign_order(t, chain_id, body)))
+    return out
+
+
+def resigned_garbage(items: Sequence[m.Publish], n: int, rng: random.Random) -> list[m.Publish]:
+    """``n`` copies of ``items`` (cycled) whose trailing 64-byte signature is random bytes:
+    distinct messages that cost nothing to make. Against a signer the victim has already
+    banned they are dropped before any signature work; otherwise they are forgeries."""
+    return [publish(items[i % len(items)].topic, items[i % len(items)].data[:-64]
+                    + rng.randbytes(64)) for i in range(n)]

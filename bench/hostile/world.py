@@ -30,6 +30,12 @@ from tests.integration.chain_helpers import ChainNet
 CHAIN = "hostile-bench"
 HONEST_RATE = 50.0  # notes/s from the honest sender
 FLOOD_RATE = 10_000  # msgs/s for the floods
+COUNTERS = ("p2pakash_gossip_dropped_total", "p2pakash_gossip_bans_total")
+
+
+def _short(metric: str) -> str:
+    """``p2pakash_gossip_dropped_total{reason="ignored"}`` -> ``ignored``."""
+    return metric.partition('"')[2].rstrip('"}') or metric.removeprefix("p2pakash_gossip_")
 
 # ---------------------------------------------------------------- victim process probes
 
@@ -126,6 +132,7 @@ class Result:
     after: Window
     sent: int = 0
     delivered: int = 0
+    attack_msgs: int = 0  # items the attackers sent (for the victim's CPU per item)
     facts: dict[str, str] = attrs.Factory(dict)
     failures: list[str] = attrs.Factory(list)
 
@@ -176,7 +183,11 @@ async def expect_ban(w: World, r: Result, hostile: kit.Hostile, cut: Cutoff, *,
         r.failures.append(f"attacker{tag} still connected after {limit:g} s")
         return
     r.facts[f"cut off after{tag}"] = f"{cut.closed_after * 1000:.0f} ms"
-    line = re.search(rf"banning peer {hostile.id[:12]}: ([^\n]*)", w.log_text())
+    pattern = re.compile(rf"banning peer {hostile.id[:12]}: ([^\n]*)")
+    line = None
+    with trio.move_on_after(2.0):  # the victim may close the socket before its log flushes
+        while (line := pattern.search(w.log_text())) is None:  # noqa: ASYNC110
+            await trio.sleep(0.02)
     if line is None:
         r.failures.append(f"no 'banning peer {hostile.id[:12]}' line in the victim's log{tag}")
     else:
@@ -208,6 +219,7 @@ async def run_scenario(w: World, name: str, attack: Attack) -> Result:
         w.probe.start()
         await trio.sleep(1.5)
         r = Result(name=name, before=w.probe.stop(), during=Window(), after=Window())
+        counters0 = await trio.to_thread.run_sync(w.metrics)
         w.probe.start()
         with trio.move_on_after(20) as scope:
             await attack(w, r)
@@ -218,6 +230,10 @@ async def run_scenario(w: World, name: str, attack: Attack) -> Result:
         await trio.sleep(2.0)
         r.after = w.probe.stop()
         nursery.cancel_scope.cancel()
+    counters1 = await trio.to_thread.run_sync(w.metrics)
+    changed = {_short(k): v - counters0.get(k, 0.0) for k, v in counters1.items()
+               if k.startswith(COUNTERS) and v != counters0.get(k, 0.0)}
+    r.facts["victim counters"] = ", ".join(f"{k} +{v:.0f}" for k, v in sorted(changed.items()))
     r.sent = counter[0]
     with trio.move_on_after(3.0):
         while delivered(w, name) < r.sent:  # noqa: ASYNC110 - bounded wait for the log
