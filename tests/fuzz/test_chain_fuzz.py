@@ -104,7 +104,7 @@ def test_seeds_pass_every_check() -> None:
     assert pool.add(seeds[6]).accepted
 
 
-@fuzz_settings(400)
+@fuzz_settings(250)
 @given(data=st.data())
 def test_mutated_chain_messages(data: st.DataObject) -> None:
     chain, vset, seeds = fixture()
@@ -115,7 +115,7 @@ def test_mutated_chain_messages(data: st.DataObject) -> None:
         check_message(value, vset, Mempool.for_ledger(chain.ledger))
 
 
-@fuzz_settings(300)
+@fuzz_settings(150)
 @given(data=st.data())
 def test_decode_tx_and_mempool(data: st.DataObject) -> None:
     chain, _, seeds = fixture()

@@ -111,7 +111,7 @@ def check_config(data: bytes) -> None:
         assert load_config(again) == cfg
 
 
-@fuzz_settings(300)
+@fuzz_settings(200)
 @given(text_mutation(TOML_SEEDS, TOML_TOKENS) | generated_toml()
        | nested(b"[", b"]").map(lambda d: b"a = " + d)
        | nested(b"{b = ", b"}").map(lambda d: b"a = " + d.replace(b"}", b"1}", 1))

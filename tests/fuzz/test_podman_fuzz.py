@@ -22,7 +22,7 @@ labels = st.dictionaries(st.sampled_from([LABEL_SERVICE, LABEL_REPLICA, "x"]), j
                          max_size=3)
 
 
-@fuzz_settings(300)
+@fuzz_settings(150)
 @given(st.dictionaries(st.sampled_from(["Labels", "Id", "State"]), labels | json_values,
                        max_size=3))
 @example({"Labels": {LABEL_SERVICE: "web", LABEL_REPLICA: "²"}})
