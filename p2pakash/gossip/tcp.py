@@ -6,9 +6,12 @@ Rules and invariants:
   chain or identity) is a HandshakeError and the socket is closed.
 * Reads are buffered: one ``receive_some`` may carry many frames and each frame costs a slice
   and a decryption. Writes hold a lock from sealing to ``send_all`` so nonces go out in order.
-* ``serve`` bounds handshakes in progress: ``max_pending`` in total and ``max_pending_per_host``
-  per remote IP; over either limit a new socket is closed at once. Once authenticated, the
-  connection belongs to the handler (the peer manager enforces peer counts).
+* ``serve`` bounds handshakes in progress: ``max_pending_per_host`` per remote IP (over it a
+  new socket is closed at once) and ``max_pending`` in total (at it, the OLDEST handshake in
+  progress is cancelled to make room, so slow handshakes from many addresses cannot lock
+  newcomers out: an honest handshake takes milliseconds, a slow loris is always oldest).
+  Once authenticated, the connection belongs to the handler (the peer manager enforces
+  peer counts).
 * A peer that breaks framing or authentication gets RemoteProtocolError from ``receive``
   and its socket closed; ``serve`` never dies of a peer.
 * The advertised listen address (in Auth) is ``advertise`` if given, else the bound address
@@ -143,7 +146,8 @@ class TcpTransport:
         self.max_pending_per_host = max_pending_per_host
         self.listen_addr = ""  # the bound "host:port" once serve has started
         self._pending: defaultdict[str, int] = defaultdict(int)
-        self._pending_total = 0
+        self._pending_scopes: dict[trio.CancelScope, None] = {}  # live handshakes, oldest first
+        self.evicted = 0  # handshakes cancelled to make room for a newer one
 
     def __repr__(self) -> str:
         return f"<TcpTransport {self.node_id} listen={self.listen_addr or self.listen}>"
@@ -258,22 +262,31 @@ class TcpTransport:
                 await trio.sleep(0.1)
                 continue
             remote_host = _peer_host(stream, "?")
-            if (self._pending_total >= self.max_pending
-                    or self._pending[remote_host] >= self.max_pending_per_host):
-                log.info("too many handshakes in progress (from %s); dropping a connection",
+            if self._pending[remote_host] >= self.max_pending_per_host:
+                log.info("too many handshakes in progress from %s; dropping a connection",
                          remote_host)
                 await stream.aclose()
                 continue
-            self._pending_total += 1
+            if len(self._pending_scopes) >= self.max_pending:
+                oldest = next(iter(self._pending_scopes))
+                del self._pending_scopes[oldest]
+                oldest.cancel()
+                self.evicted += 1
+            scope = trio.CancelScope()
+            self._pending_scopes[scope] = None
             self._pending[remote_host] += 1
-            nursery.start_soon(self._inbound, stream, remote_host, handler)
+            nursery.start_soon(self._inbound, stream, remote_host, handler, scope)
 
     async def _inbound(self, stream: trio.SocketStream, remote_host: str,
-                       handler: Handler) -> None:
+                       handler: Handler, scope: trio.CancelScope) -> None:
         try:
             _set_nodelay(stream)
-            conn = await self._handshake(stream, outbound=False, expected=None,
-                                         remote_host=remote_host)
+            with scope:
+                conn = await self._handshake(stream, outbound=False, expected=None,
+                                             remote_host=remote_host)
+            if scope.cancelled_caught:
+                raise HandshakeError("evicted: too many handshakes in progress (this was the"
+                                     " oldest)")
         except BaseException as exc:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
@@ -282,7 +295,7 @@ class TcpTransport:
             log.info("inbound handshake from %s failed: %s", remote_host, exc)
             return
         finally:
-            self._pending_total -= 1
+            self._pending_scopes.pop(scope, None)
             self._pending[remote_host] -= 1
             if not self._pending[remote_host]:
                 del self._pending[remote_host]

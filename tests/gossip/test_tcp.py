@@ -204,6 +204,33 @@ async def test_pending_handshakes_bounded_per_host(nursery: trio.Nursery) -> Non
         await s.aclose()
 
 
+async def test_a_slow_loris_from_many_hosts_cannot_lock_a_newcomer_out(
+        nursery: trio.Nursery) -> None:
+    # 4 hosts x 2 silent sockets: twice max_pending, none over the per-host limit. At the
+    # total limit the oldest handshake in progress is evicted, so the newcomer still gets in.
+    server = await _start(nursery, _key(1), handshake_timeout=30.0, max_pending=4,
+                          max_pending_per_host=2)
+    host, port = server.addr.rsplit(":", 1)
+    silent = []
+    for a in range(4):
+        for _ in range(2):
+            sock = trio.socket.socket()
+            await sock.bind((f"127.0.0.{2 + a}", 0))
+            await sock.connect((host, int(port)))
+            silent.append(trio.SocketStream(sock))
+    with trio.fail_after(LIMIT):  # far below the 30 s handshake timeout
+        conn = await TcpTransport(_key(2), CHAIN, None).dial(server.addr)
+        await server.conns.receive()
+        for s in silent[:5]:  # the five oldest were evicted (4 by the loris, 1 by us) ...
+            await _read_until_eof(s)
+    assert server.transport.evicted == 5
+    for s in silent[5:]:  # ... the three youngest still hang
+        assert len(await s.receive_some(100)) == secret.HELLO_SIZE
+    for s in silent:
+        await s.aclose()
+    await conn.aclose()
+
+
 async def test_a_thousand_frames_in_order(nursery: trio.Nursery) -> None:
     server = await _start(nursery, _key(1))
     conn = await TcpTransport(_key(2), CHAIN, None).dial(server.addr)
