@@ -156,7 +156,11 @@ class ValidatorSet:
 
     def hash(self) -> bytes:
         """sha256 of the canonical encoding of (pubkey, power) pairs; priorities excluded."""
-        return wire.digest(tuple(self.validators))
+        cached: bytes | None = self.__dict__.get("_hash_cache")
+        if cached is None:
+            cached = wire.digest(tuple(self.validators))
+            object.__setattr__(self, "_hash_cache", cached)
+        return cached
 
     def two_thirds(self, power: int) -> bool:
         """More than 2/3 of the total power (a 2f+1 quorum)."""
