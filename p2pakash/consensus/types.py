@@ -11,12 +11,16 @@ Rules and invariants:
 * ``DuplicateVoteEvidence`` holds two votes of one validator for one (height, round, type)
   with different block hashes, in canonical order (smaller ``order_key`` first) so the same
   fault always has the same evidence bytes and is punished once.
+* ``verify_commit`` given a VerifyCache also remembers whole commits that verified (bounded,
+  keyed by the cache, chain ID, the set's hash and the commit's value): a commit is checked
+  once per cache, so once per process in a simulation, not once per node and use.
 * Tags 100-109 live here, 110-111 in proposer.py, 120-129 in core.py; 130-199 are free
   for the driver, WAL, mempool and block sync.
 """
 
 from __future__ import annotations
 
+import collections
 import enum
 import hashlib
 from collections.abc import Sequence
@@ -31,6 +35,8 @@ HASH_SIZE = 32
 MAX_EVIDENCE = 100
 MAX_COMMIT_SIGS = 10_000
 MAX_CHAIN_ID = 64
+MAX_COMMIT_MEMO = 1024
+_verified_commits: collections.OrderedDict[tuple[object, ...], None] = collections.OrderedDict()
 
 
 class VoteType(enum.IntEnum):
@@ -351,6 +357,10 @@ def verify_commit(commit: Commit, validator_set: ValidatorSet, chain_id: str,
     with more than 2/3 of its power."""
     if commit.block_hash != block_hash:
         raise RemoteProtocolError(f"commit for height {commit.height} is for another block")
+    memo = None if cache is None else (id(cache), chain_id, validator_set.hash(), commit)
+    if memo is not None and memo in _verified_commits:
+        _verified_commits.move_to_end(memo)
+        return
     seen: set[bytes] = set()
     power = 0
     for vote in commit.votes():
@@ -371,3 +381,7 @@ def verify_commit(commit: Commit, validator_set: ValidatorSet, chain_id: str,
     if not validator_set.two_thirds(power):
         raise RemoteProtocolError(f"commit for height {commit.height}: {power} of "
                                   f"{validator_set.total_power} power is not more than 2/3")
+    if memo is not None:
+        _verified_commits[memo] = None
+        if len(_verified_commits) > MAX_COMMIT_MEMO:
+            _verified_commits.popitem(last=False)

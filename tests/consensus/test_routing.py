@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import attrs
+import pytest
 import trio
 
 from p2pakash import wire
@@ -28,8 +29,16 @@ from p2pakash.consensus.messages import (
     ChainState,
 )
 from p2pakash.consensus.proposer import Validator, ValidatorSet
-from p2pakash.consensus.types import Block, Commit
+from p2pakash.consensus.types import (
+    Block,
+    Commit,
+    CommitSig,
+    VoteType,
+    sign_vote,
+    verify_commit,
+)
 from p2pakash.crypto import PrivateKey, VerifyCache
+from p2pakash.errors import InvalidSignature, RemoteProtocolError
 from p2pakash.gossip.addr import PeerAddr
 from p2pakash.gossip.memory import MemoryNetwork, MemoryTransport
 from p2pakash.gossip.peers import PeerParams
@@ -266,3 +275,36 @@ async def test_create_validator_switches_a_follower_to_consensus(autojump_clock:
         await wait_for(lambda: min(c.height for c in nt.chains) >= since + 5, limit=60)
         top = min(c.height for c in nt.chains)
         assert len({c.block(top).hash() for c in nt.chains}) == 1  # type: ignore[union-attr]
+
+
+def test_verify_commit_remembers_a_verified_commit_per_cache() -> None:
+    keys = [key_of(i) for i in range(4)]
+    vs = ValidatorSet.new([Validator(pubkey=k.public, power=10) for k in keys])
+    block_hash = hashlib.sha256(b"block").digest()
+    votes = [sign_vote(k, CHAIN, type=VoteType.PRECOMMIT, height=7, round=0,
+                       block_hash=block_hash, timestamp_ms=1) for k in keys[:3]]
+    commit = Commit(height=7, round=0, block_hash=block_hash, signatures=tuple(
+        CommitSig(validator=v.validator, timestamp_ms=v.timestamp_ms, signature=v.signature)
+        for v in votes))
+    cache = VerifyCache()
+    verify_commit(commit, vs, CHAIN, block_hash, cache)
+    checked = cache.hits + cache.misses
+    assert checked == 3
+    again = wire.decode(wire.encode(commit), Commit)  # another object, same value
+    verify_commit(again, vs, CHAIN, block_hash, cache)
+    assert cache.hits + cache.misses == checked  # remembered: no signature looked at
+    other = VerifyCache()
+    verify_commit(again, vs, CHAIN, block_hash, other)
+    assert other.misses == 3  # the memo is per cache
+    # what differs is checked in full and still refused
+    bad = attrs.evolve(commit, signatures=(*commit.signatures[:2], attrs.evolve(
+        commit.signatures[2], signature=bytes(64))))
+    with pytest.raises(InvalidSignature):
+        verify_commit(bad, vs, CHAIN, block_hash, cache)
+    smaller = ValidatorSet.new([Validator(pubkey=k.public, power=10) for k in keys[1:]])
+    with pytest.raises(RemoteProtocolError, match="not a validator"):
+        verify_commit(commit, smaller, CHAIN, block_hash, cache)
+    with pytest.raises(RemoteProtocolError, match="another block"):
+        verify_commit(commit, vs, CHAIN, bytes(32), cache)
+    with pytest.raises(InvalidSignature):
+        verify_commit(commit, vs, "other-chain", block_hash, cache)
