@@ -9,7 +9,7 @@ Rules and invariants:
   VerifyCache serves all nodes (verification is a pure function).
 * Randomness: every generator is ``determinism.rng_for(seed, label)`` with a fixed label
   (network, each node's gossip, workload, each byzantine node); keys derive from the seed.
-  Time is trio's MockClock; block times come from it (plus a node's skew).
+  Time is the virtual ``EventClock``; block times come from it (plus a node's skew).
 * Each node's services live in a cancel scope under the runner's one nursery; a crash
   cancels the scope (nothing flushed), a restart opens the node's storage again. Nodes with
   a crash fault keep their storage in SQLite files under a temporary folder; others in
@@ -37,6 +37,7 @@ import trio
 import p2pakash.market.ledger_market  # noqa: F401 - registers the market's ledger handlers
 from p2pakash.api.server import TxGossip
 from p2pakash.chain import ChainService
+from p2pakash.consensus.routing import SharedDecoder
 from p2pakash.consensus.types import Block
 from p2pakash.crypto import NodeID, PrivateKey, VerifyCache
 from p2pakash.executor.fake import FakeEngine, FakeExecutor
@@ -152,6 +153,7 @@ class Runner:
         self.progress = progress
         self.result = SimResult(scenario=scenario, seed=self.seed, until=self.until)
         self.cache = VerifyCache(capacity=200_000)
+        self.commits = SharedDecoder()  # like the VerifyCache: one decode per process
         self.network, self.latency = simnet.build_network(scenario.network,
                                                           rng_for(self.seed, "network"))
         self.checker = Checker(seed=self.seed, genesis_supply=0,
@@ -276,6 +278,7 @@ class Runner:
                             status_interval=self.sc.chain.status_interval,
                             catchup_delay=self.sc.chain.catchup_delay, name=node.name)
         chain.behaviour = node.behaviour
+        chain.relay.decoder = self.commits
         # ConsensusDriver's own parameter (no progress for this long: resend the round's
         # proposal and votes to every peer); ChainService does not take it.
         chain.driver.stall_interval = self.sc.chain.stall_interval

@@ -308,3 +308,21 @@ def test_verify_commit_remembers_a_verified_commit_per_cache() -> None:
         verify_commit(commit, vs, CHAIN, bytes(32), cache)
     with pytest.raises(InvalidSignature):
         verify_commit(commit, vs, "other-chain", block_hash, cache)
+
+
+async def test_shared_decoder_decodes_each_message_once(autojump_clock: trio.abc.Clock
+                                                        ) -> None:
+    async with net(4, 4) as nt:
+        await wait_for(lambda: min(c.height for c in nt.chains) >= 3, limit=120)
+        c = nt.chains[0]
+        datas = [wire.encode(BlockCommit(block=c.block(h), commit=c.commit(h)))  # type: ignore[arg-type]
+                 for h in (1, 2, 3)]
+    decoder = routing.SharedDecoder(capacity=2)
+    first = decoder.decode(datas[0])
+    assert decoder.decode(bytes(datas[0])) is first  # equal bytes: the same object
+    assert first == wire.decode(datas[0], BlockCommit)
+    decoder.decode(datas[1])
+    decoder.decode(datas[2])  # capacity 2: the first is forgotten
+    assert decoder.decode(datas[0]) is not first
+    with pytest.raises(RemoteProtocolError):
+        decoder.decode(datas[1][:-1])
