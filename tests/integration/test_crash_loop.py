@@ -24,9 +24,10 @@ height, index and code on it. At the end it restarts clean and catches up; all f
 agree on every block, no evidence was committed, no node logged a double sign, and the
 victim is neither jailed nor slashed. ``run_loop`` returns the figures for the bench.
 
-The test runs 16 iterations (each crash kind twice: a restart costs about a second of
-interpreter start-up, so 50 do not fit the two-minute budget of ``make test`` on a shared
-machine); ``bench/crash_loop.py --iterations 50`` runs the 50-iteration loop.
+The test runs 10 iterations (every crash kind once, the first two twice): an iteration
+costs 3.5-6 s on the shared 2-core machine (mostly the victim's interpreter start-up), so
+50 do not fit the two-minute budget of ``make test``; ``bench/crash_loop.py --iterations
+50`` runs the 50-iteration loop with the same checks.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ from tests.integration.test_chain_processes import (
 )
 
 SEED = 8
-ITERATIONS = 16  # 2 per kind; bench/crash_loop.py runs 50
+ITERATIONS = 10  # every kind at least once; bench/crash_loop.py runs 50
 VICTIM = 3
 LIVE = (0, 1, 2)
 EXTERNAL = "external"
@@ -87,7 +88,7 @@ FINALIZE_POINTS = {"block_store_before", "block_store_after", "ledger_apply_afte
 START_LIMIT = 30.0
 DEATH_LIMIT = 20.0  # an armed victim reaches its crash point
 CATCHUP_LIMIT = 25.0
-BLOCK_LIMIT = 10.0  # the chain makes the next block
+BLOCK_LIMIT = 20.0  # the chain makes the next block (slow only on a starved machine)
 
 
 @attrs.frozen(kw_only=True)
