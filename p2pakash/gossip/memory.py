@@ -34,9 +34,9 @@ Rules and invariants:
   and partition rules. No per-connection reader task and no decode: the cost of a frame
   is one heap push and one call. Default networks (``items=False``) carry bytes only.
 * The network clock (``run_clock``, item mode; ``memory_clock.DeliveryClock``): one task
-  delivers every attached pipe's frames from one heap and the pumps stay idle; under an
-  autojumping MockClock it is the simulator's event loop and also runs the services'
-  flushes (``flush_later``).
+  delivers every attached pipe's frames from one heap and the pumps stay idle; under the
+  simulator's ``EventClock`` deliveries run in the clock's idle hook, which also runs the
+  services' flushes (``flush_later``).
 """
 
 from __future__ import annotations
@@ -243,8 +243,8 @@ class MemoryNetwork:
         return self.clock.running
 
     def flush_later(self, flush: Callable[[], None]) -> bool:
-        """Ask the clock to call ``flush`` once every task is blocked at this virtual instant;
-        False (not taken) unless it runs on an autojumping MockClock."""
+        """Ask the clock to call ``flush`` once no task can run at this virtual instant;
+        False (not taken) unless it runs on an ``EventClock``."""
         return self.clock.flush_later(flush)
 
     # ------------------------------------------------------------ frames

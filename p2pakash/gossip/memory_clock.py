@@ -1,24 +1,29 @@
-"""The in-memory network's delivery clock: one heap of due frames, one task to deliver them.
+"""The in-memory network's delivery clock, and ``EventClock``, the simulator's virtual time.
 
 Rules and invariants:
-* ``schedule(at, target)`` asks for ``target.deliver_head()`` at virtual time ``at``.
-  Targets are delivered in ``(at, schedule order)`` order, so one pipe's frames (scheduled
-  with non-decreasing ``at``) stay FIFO and the whole order is a function of the event
-  order: deterministic.
-* Under an autojumping ``MockClock`` (rate 0, autojump threshold 0, the simulator's) the
-  clock is the event loop of virtual time. It waits until every task is blocked
-  (``wait_all_tasks_blocked``: no cancel scope, no timer, no exception per wake), then:
-  runs the flushes asked of it (``flush_later``: each ask is one call, in ask order) and
-  delivers the frames due now, flushing again after them; when there is neither, it jumps
-  the clock straight to the earlier of its next frame and trio's next deadline (trio then
-  expires that deadline as usual) and delivers its frames at once when they come first.
-  While it waits, trio's own autojump stands aside (trio wakes idle waiters instead), so
-  exactly one party moves the time. With no frame and no deadline anywhere it parks until
-  the next ``schedule``/``flush_later``.
-* On any other clock it sleeps until its next frame by a deadline and takes no flushes
-  (``flush_later`` returns False; callers flush by themselves).
-* When it stops, pending flushes are run (nobody must wait on a request forever);
-  frames still in the heap stay undelivered.
+* ``DeliveryClock.schedule(at, target)`` asks for ``target.deliver_head()`` at virtual time
+  ``at``. Targets are delivered in ``(at, schedule order)`` order, so one pipe's frames
+  (scheduled with non-decreasing ``at``) stay FIFO and the whole order is a function of
+  the event order: deterministic.
+* ``EventClock`` is a ``trio.abc.Clock`` of virtual time. Trio asks it how long to sleep
+  until the next deadline only when no task can run; it then first asks its idle hooks,
+  and with none taking the turn it jumps straight to that deadline (sleeping 0 real
+  seconds), so time moves only when every task waits, like an autojumping MockClock
+  (unlike one, it does not wait for idle I/O first: the simulator has none, and
+  ``wait_all_tasks_blocked`` wakes only once no event is left).
+* A running DeliveryClock is an idle hook: it runs the flushes asked of it
+  (``flush_later``: each ask is one call, in ask order), delivers the frames due now and
+  flushes again what those queued; with nothing due it moves the clock straight to the
+  earlier of its next frame (and delivers it at once) and trio's next deadline (which
+  trio then expires as usual). So a
+  delivery costs no task step, cancel scope, timer or exception, and the tasks it wakes
+  run in the same scheduler pass. Sinks and flushes run outside any task: they must be
+  synchronous and must not ask for the current task. An exception in one stops the
+  DeliveryClock: its ``run`` raises it.
+* On any other clock ``run`` sleeps until its next frame by a deadline and takes no
+  flushes (``flush_later`` returns False; callers flush by themselves).
+* When it stops, pending flushes are run (nobody must wait on a request forever); frames
+  still in the heap stay undelivered.
 """
 
 from __future__ import annotations
@@ -29,7 +34,39 @@ from collections.abc import Callable
 from typing import Protocol
 
 import trio
-import trio.testing
+
+IdleHook = Callable[["EventClock", float], bool]
+IDLE_FOREVER = 86_400.0  # real seconds trio may sleep when no event is left at all
+
+
+class EventClock(trio.abc.Clock):
+    """Virtual time that jumps from event to event (module rules). Starts at 0."""
+
+    def __init__(self) -> None:
+        self._now = 0.0
+        self.idle_hooks: list[IdleHook] = []
+
+    def start_clock(self) -> None:
+        pass
+
+    def current_time(self) -> float:
+        return self._now
+
+    def advance_to(self, when: float) -> None:
+        if when < self._now:
+            raise ValueError(f"time can't go backwards (from {self._now} to {when})")
+        self._now = when
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        # trio asks this only when no task can run: the moment to move virtual time.
+        for hook in list(self.idle_hooks):
+            if hook(self, deadline):
+                return 0.0
+        if deadline == math.inf:
+            return IDLE_FOREVER  # nothing will ever happen: sleep like a deadlock does
+        if deadline > self._now:
+            self._now = deadline
+        return 0.0
 
 
 class Target(Protocol):
@@ -43,16 +80,15 @@ class DeliveryClock:
         self._flushes: list[Callable[[], None]] = []
         self._scope: trio.CancelScope | None = None
         self._lot = trio.lowlevel.ParkingLot()
+        self._error: BaseException | None = None
         self.running = False
-        self.idle = False  # jumping a MockClock itself (module rules)
-        self.jumps = 0  # times it moved virtual time (idle mode)
+        self.idle = False  # an EventClock's idle hook (module rules)
+        self.jumps = 0  # times it moved virtual time
         self.delivered = 0
 
     def schedule(self, at: float, target: Target) -> None:
         self._seq += 1
         heapq.heappush(self._due, (at, self._seq, target))
-        if self._lot:
-            self._lot.unpark_all()
         scope = self._scope
         if scope is not None and at < scope.deadline:
             scope.deadline = at
@@ -61,8 +97,6 @@ class DeliveryClock:
         if not self.idle:
             return False
         self._flushes.append(flush)
-        if self._lot:
-            self._lot.unpark_all()
         return True
 
     async def run(self) -> None:
@@ -70,14 +104,17 @@ class DeliveryClock:
             raise RuntimeError("the network clock is already running")
         clock = trio.lowlevel.current_clock()
         self.running = True
+        self._error = None
         try:
-            if (isinstance(clock, trio.testing.MockClock) and clock.rate == 0
-                    and clock.autojump_threshold == 0):
+            if isinstance(clock, EventClock):
                 self.idle = True
-                while True:
-                    await trio.testing.wait_all_tasks_blocked()
-                    if not self._idle_step(clock):
+                clock.idle_hooks.append(self._on_idle)
+                try:
+                    while self._error is None:
                         await self._lot.park()
+                    raise self._error
+                finally:
+                    clock.idle_hooks.remove(self._on_idle)
             else:
                 await self._deadline_loop()
         finally:
@@ -85,25 +122,30 @@ class DeliveryClock:
             self._scope = None
             self._run_flushes()
 
-    def _idle_step(self, clock: trio.testing.MockClock) -> bool:
-        """Every task is blocked: flush and deliver, or jump to the next event. False when
-        there is no next event at all."""
-        now = clock.current_time()
-        due = self._due
-        if self._flushes or (due and due[0][0] <= now):
-            self._deliver(now)
-            return True
-        head = due[0][0] if due else math.inf
-        timer = now + trio.lowlevel.current_statistics().seconds_to_next_deadline
-        target = min(head, timer)
-        if target == math.inf:
+    def _on_idle(self, clock: EventClock, timer: float) -> bool:
+        """No task can run: flush and deliver, or move to the next event. False when this
+        clock has nothing to do (the EventClock then moves to ``timer``, trio's next
+        deadline, itself)."""
+        if self._error is not None:
             return False
-        if target > now:
-            clock.jump(target - now)
+        try:
+            now = clock.current_time()
+            due = self._due
+            if self._flushes or (due and due[0][0] <= now):
+                self._deliver(now)
+                return True
+            if not due:
+                return False
+            head = due[0][0]
+            clock.advance_to(min(head, timer))
             self.jumps += 1
-        if head <= target:
-            self._deliver(head)  # the jump may land an ulp short of ``head``: use ``head``
-        return True
+            if head <= timer:
+                self._deliver(head)
+            return True
+        except BaseException as exc:  # raised by a sink or a flush: stop, and say it
+            self._error = exc
+            self._lot.unpark_all()
+            return True
 
     def _deliver(self, now: float) -> None:
         due = self._due
@@ -134,4 +176,4 @@ class DeliveryClock:
             self._scope = None
 
 
-__all__ = ["DeliveryClock", "Target"]
+__all__ = ["DeliveryClock", "EventClock", "IdleHook", "Target"]

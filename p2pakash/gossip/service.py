@@ -407,7 +407,7 @@ class GossipService:
     async def _flusher(self) -> None:
         """Item mode: one batch per link with queued items, after a checkpoint (or
         ``flush_interval``), like ``_writer`` does for its link. Under the simulator's
-        network clock the clock calls ``_flush_dirty`` instead, once every task is blocked
+        EventClock the network clock calls ``_flush_dirty`` instead, once no task can run
         at the instant (``MemoryNetwork.flush_later``), and this task stays parked."""
         flush = self.settings.flush_interval
         while True:

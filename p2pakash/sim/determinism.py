@@ -13,11 +13,12 @@ What trio 0.35 does (``trio/_core/_run.py``, checked against the installed sourc
   queue within one pass; the sort by creation order above erases that order before the
   batch runs. Side effects of the abort callbacks in between (removing a task from a
   parking lot or a channel's wait queue) commute, so they do not leak through either.
-* ``SystemClock`` draws its offset from ``_r``; we never use it: ``MockClock`` starts at 0.
+* ``SystemClock`` draws its offset from ``_r``; we never use it: ``EventClock`` starts at 0.
 
 What ``deterministic_run`` guarantees, given the same code and the same inputs:
-* Virtual time: ``MockClock(autojump_threshold=0)``; time only moves when every task
-  waits, and it jumps exactly to the next deadline.
+* Virtual time: ``gossip.memory_clock.EventClock``: time only moves when every task waits,
+  and then jumps exactly to the next event, the in-memory network's next frame (delivered
+  from the clock's idle hook: no timer per frame) or trio's next deadline.
 * Scheduling: the hook above with ``_r`` seeded from ``seed``; both the flag and ``_r``'s
   state are restored afterwards, so other trio runs in the process are unaffected.
 * Everything else must come from our side: every random choice from a ``random.Random``
@@ -37,8 +38,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import trio
-import trio.testing
 from trio._core import _run as trio_run
+
+from p2pakash.gossip.memory_clock import EventClock
 
 T = TypeVar("T")
 
@@ -72,7 +74,7 @@ def deterministic_scheduling(seed: int) -> Iterator[None]:
 def inline_threads() -> Iterator[None]:
     """``trio.to_thread.run_sync`` calls the function on the trio thread, after a checkpoint.
 
-    A real worker thread would let MockClock's autojump move virtual time by however much
+    A real worker thread would let the virtual clock move by however much
     it likes while the thread runs, and finish at a wall-clock-dependent point: neither
     deterministic nor meaningful. The provider's pricing and plugin notifications are the
     callers; the function's result or exception is returned or raised as by the original.
@@ -94,7 +96,7 @@ def inline_threads() -> Iterator[None]:
 def deterministic_run(fn: Callable[[], Awaitable[T]], *, seed: int) -> T:
     """``trio.run(fn)`` on virtual time with seeded, creation-ordered scheduling and worker
     threads run inline."""
-    clock = trio.testing.MockClock(autojump_threshold=0)
+    clock = EventClock()
 
     async def main() -> T:
         return await fn()
