@@ -189,9 +189,20 @@ class Sampler:
         self.next_at = every
         self.rows: list[dict[str, Any]] = []
         self.caps: dict[str, int] = {}
+        self.base: tracemalloc.Snapshot | None = None  # with --tracemalloc
+        self.last: tracemalloc.Snapshot | None = None
         self.totals = {"deploys": 0, "leased": 0}
         self._cpu0 = time.process_time()
         self._wall0 = time.monotonic()
+
+    def growth(self, top: int) -> list[str]:
+        """The source lines whose live allocations grew most since the second sample."""
+        if self.base is None or self.last is None:
+            return []
+        stats = self.last.compare_to(self.base, "lineno")[:top]
+        return [f"{s.size_diff / 1024:+9.0f} KiB {s.count_diff:+8d} blocks  "
+                f"{s.traceback[0].filename.split('site-packages/')[-1]}:{s.traceback[0].lineno}"
+                for s in stats]
 
     def __call__(self, runner: Runner) -> None:
         now = runner.result.virtual_seconds
@@ -226,6 +237,11 @@ class Sampler:
             row["sizes"]["WAL files per node"] = max(wal)
         if self.trace:
             row["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
+            snap = tracemalloc.take_snapshot().filter_traces(
+                [tracemalloc.Filter(False, tracemalloc.__file__)])
+            if len(self.rows) == 1:  # after the first sample: the warm-up is behind
+                self.base = snap
+            self.last = snap
         return row
 
 
@@ -344,6 +360,11 @@ def main() -> None:
           f"violations: {len(violations)}; deployments: {rows[-1]['deploys'] if rows else 0}")
     for line in violations[:5]:
         print("  " + line)
+    grown = sampler.growth(15)
+    if grown:
+        print("\ntracemalloc: live allocations grown most since the second sample")
+        for line in grown:
+            print("  " + line)
     print("verdict: " + ("flat" if flat else "NOT flat"))
     for line in reasons + notes:
         print("  " + line)
