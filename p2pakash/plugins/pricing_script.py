@@ -57,6 +57,9 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_PROCESS_LIMIT = 32
 ERR_INVALID = "a bid quantity is invalid"
 ERR_ZERO = "a bid of zero was produced"
+# Go's strings.TrimSpace (unicode.IsSpace); Python's str.strip() also strips \x1c-\x1f
+GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006" \
+           "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 
 
 def gpu_json(gpu: GPU) -> dict[str, Any]:
@@ -109,7 +112,7 @@ def encode_input(data: dict[str, Any]) -> bytes:
 
 def parse_output(stdout: bytes, denom: str) -> PriceQuote | Decline:
     """One decimal number per Akash's rules -> a quote rounded up to an integer."""
-    text = stdout.decode(errors="replace").strip()
+    text = stdout.decode(errors="replace").strip(GO_SPACE)
     if text == "":
         return Decline(reason_code=NO_AMOUNT,
                        reason=f"bid script must return amount:EOF{ERR_INVALID}")
