@@ -191,6 +191,15 @@ async def test_follow_votes_runs_the_driver_as_an_observer(autojump_clock: trio.
         assert {PROPOSAL_TOPIC, VOTE_TOPIC} <= nt.gossips[4].pubsub.subscriptions()
         assert watcher.driver.core.height >= 8
         assert watcher.relay.applied == 0 and watcher.relay.published == 0
+        # dropping the flag (the role check a commit does) leaves the topics, then follows
+        watcher.follow_votes = False
+        assert watcher._driver_scope is not None
+        watcher._driver_scope.cancel()
+        await wait_for(lambda: watcher.relay.applied >= 3, limit=30)
+        assert {PROPOSAL_TOPIC, VOTE_TOPIC}.isdisjoint(nt.gossips[4].pubsub.subscriptions())
+        await wait_for(lambda: key_of(4).node_id not in nt.gossips[0].pubsub.topic_peers(
+            VOTE_TOPIC), limit=5)  # the validators were told
+        assert watcher.height >= min(c.height for c in nt.chains[:4]) - 1
 
 
 async def test_commit_topic_accepts_one_valid_commit_per_height(autojump_clock: trio.abc.Clock
