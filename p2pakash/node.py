@@ -34,7 +34,6 @@ from p2pakash.consensus.core import TimeoutParams
 from p2pakash.crypto import PrivateKey, VerifyCache
 from p2pakash.errors import ConfigError, DecodeError
 from p2pakash.executor.fake import FakeExecutor
-from p2pakash.executor.podman import PodmanExecutor
 from p2pakash.gossip import notes
 from p2pakash.gossip.peers import PeerParams
 from p2pakash.gossip.pubsub import PubSubParams
@@ -168,7 +167,8 @@ class Node:
         if executor is None:
             if pcfg.executor == "fake":
                 executor = FakeExecutor()
-            else:
+            else:  # imported here: the podman client costs ~0.1 s at every node start
+                from p2pakash.executor.podman import PodmanExecutor
                 executor = PodmanExecutor(pcfg.podman_socket
                                           or "unix:///run/podman/podman.sock")
         return ProviderService(
