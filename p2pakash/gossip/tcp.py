@@ -12,6 +12,9 @@ Rules and invariants:
   newcomers out: an honest handshake takes milliseconds, a slow loris is always oldest).
   Once authenticated, the connection belongs to the handler (the peer manager enforces
   peer counts).
+* Dropped and failed inbound handshakes are logged at most once per remote host per
+  ``LOG_EVERY`` seconds, with the count of those not logged (a connection flood would
+  otherwise write one line per socket).
 * A peer that breaks framing or authentication gets RemoteProtocolError from ``receive``
   and its socket closed; ``serve`` never dies of a peer.
 * The advertised listen address (in Auth) is ``advertise`` if given, else the bound address
@@ -38,6 +41,29 @@ from p2pakash.gossip.transport import ConnectionClosed, Handler, parse_addr, run
 log = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 65536
+LOG_EVERY = 10.0  # seconds between two lines about one remote host's failed handshakes
+
+
+class _LogLimiter:
+    """At most one line per key per ``every`` seconds; counts what it held back (bounded)."""
+
+    def __init__(self, every: float, max_keys: int = 1024) -> None:
+        self.every = every
+        self.max_keys = max_keys
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def allow(self, key: str, now: float) -> int | None:
+        """None to stay quiet, else how many lines about ``key`` were held back."""
+        last = self._last.get(key)
+        if last is not None and now - last < self.every:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        if len(self._last) >= self.max_keys and key not in self._last:
+            self._last.clear()
+            self._held.clear()
+        self._last[key] = now
+        return self._held.pop(key, 0)
 AUTH_FRAME_LIMIT = 4096
 _ACCEPT_RETRY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
@@ -148,6 +174,8 @@ class TcpTransport:
         self._pending: defaultdict[str, int] = defaultdict(int)
         self._pending_scopes: dict[trio.CancelScope, None] = {}  # live handshakes, oldest first
         self.evicted = 0  # handshakes cancelled to make room for a newer one
+        self._drop_log = _LogLimiter(LOG_EVERY)
+        self.failed_inbound = 0  # inbound handshakes that failed (logged or not)
 
     def __repr__(self) -> str:
         return f"<TcpTransport {self.node_id} listen={self.listen_addr or self.listen}>"
@@ -263,8 +291,8 @@ class TcpTransport:
                 continue
             remote_host = _peer_host(stream, "?")
             if self._pending[remote_host] >= self.max_pending_per_host:
-                log.info("too many handshakes in progress from %s; dropping a connection",
-                         remote_host)
+                self._log_drop(remote_host, "too many handshakes in progress from"
+                               f" {remote_host}; dropping a connection")
                 await stream.aclose()
                 continue
             if len(self._pending_scopes) >= self.max_pending:
@@ -292,7 +320,8 @@ class TcpTransport:
                 await stream.aclose()
             if not isinstance(exc, HandshakeError):
                 raise
-            log.info("inbound handshake from %s failed: %s", remote_host, exc)
+            self.failed_inbound += 1
+            self._log_drop(remote_host, f"inbound handshake from {remote_host} failed: {exc}")
             return
         finally:
             self._pending_scopes.pop(scope, None)
@@ -300,6 +329,13 @@ class TcpTransport:
             if not self._pending[remote_host]:
                 del self._pending[remote_host]
         await run_handler(handler, conn)
+
+
+    def _log_drop(self, remote_host: str, what: str) -> None:
+        held = self._drop_log.allow(remote_host, trio.current_time())
+        if held is not None:
+            more = f" ({held} more from this host not logged)" if held else ""
+            log.info("%s%s", what, more)
 
 
 def _set_nodelay(stream: trio.SocketStream) -> None:

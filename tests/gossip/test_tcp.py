@@ -302,3 +302,16 @@ async def test_bad_frame_from_server_side_then_closed(nursery: trio.Nursery) -> 
             await conn.receive()
         with pytest.raises(ConnectionClosed):
             await conn.send(b"x")
+
+
+def test_handshake_failure_lines_are_limited_per_host() -> None:
+    from p2pakash.gossip.tcp import _LogLimiter
+
+    limiter = _LogLimiter(10.0, max_keys=2)
+    assert limiter.allow("10.0.0.1", 0.0) == 0
+    assert [limiter.allow("10.0.0.1", t) for t in (1.0, 2.0, 9.9)] == [None, None, None]
+    assert limiter.allow("10.0.0.2", 5.0) == 0  # another host is logged at once
+    assert limiter.allow("10.0.0.1", 10.0) == 3  # the next line says what was held back
+    assert limiter.allow("10.0.0.1", 11.0) is None
+    limiter.allow("10.0.0.3", 12.0)  # a third host: the table is cleared, not grown
+    assert len(limiter._last) <= 2

@@ -367,7 +367,9 @@ async def test_slow_loris_handshakes_time_out_while_honest_peers_connect(
                     nursery.start_soon(watch, stream)
         assert len(closed_at) == 6
         assert min(closed_at) >= timeout * 0.9  # closed by the timeout ...
-        assert caplog.text.count(f"handshake timed out after {timeout:g} s") == 6
+        # one line per host per LOG_EVERY seconds, however many sockets it held
+        assert caplog.text.count(f"handshake timed out after {timeout:g} s") == 1
+        assert target.node.gossip.transport.failed_inbound == 6
         for stream in loris:
             await stream.aclose()
         assert target.node.gossip.stats.bans == 0  # ... not a ban: nobody was identified
