@@ -232,11 +232,12 @@ class MemoryNetwork:
 
     # ------------------------------------------------------------ clock
 
-    async def run_clock(self) -> None:
+    async def run_clock(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                        ) -> None:
         """Item mode: deliver every attached pipe's frames from one heap (``DeliveryClock``).
         Run it in a task that outlives the transports; pumps deliver by themselves when it
         is not running."""
-        await self.clock.run()
+        await self.clock.run(task_status=task_status)
 
     @property
     def clock_running(self) -> bool:
@@ -263,23 +264,39 @@ class MemoryNetwork:
         return size
 
     def _carry(self, src: NodeID, dst: NodeID, pipe: _Pipe, payload: Payload) -> None:
+        size = payload.size if type(payload) is Batch else len(payload)
         self.frames_sent += 1
-        self.bytes_sent += len(payload)
-        loss = self.link_loss(src, dst)
-        if not self.connected(src, dst) or (loss > 0.0 and self.rng.random() < loss):
+        self.bytes_sent += size
+        lat: float | None = None
+        loss: float | None = None
+        if self._links or self._directed:
+            lat, loss = self._override(src, dst)
+        if loss is None:
+            loss = self.loss
+        groups = self._groups
+        if ((groups is not None and groups.get(src, -1) != groups.get(dst, -1))
+                or (loss > 0.0 and self.rng.random() < loss)):
             self.frames_dropped += 1
             return
-        at = trio.current_time() + self.link_latency(src, dst)
+        if lat is None:
+            model = self.latency
+            lat = model if isinstance(model, (int, float)) else model(src, dst, self.rng)
+        at = trio.current_time() + lat
         if at < pipe.last_at:
             at = pipe.last_at
         if self.bandwidth is not None:
-            at += len(payload) / self.bandwidth
+            at += size / self.bandwidth
         if self.resolution:
             at = math.ceil(at / self.resolution - 1e-6) * self.resolution  # float noise
         pipe.last_at = at
         pipe.queue.append((at, payload))
-        if pipe.pump is not None:
-            pipe.pump.push(at, pipe)
+        pump = pipe.pump
+        if pump is not None:
+            clock = self.clock
+            if clock.running:
+                clock.schedule(at, pipe)
+            else:
+                pump.push(at, pipe)
         elif pipe.readers:
             pipe.readers.unpark()
 

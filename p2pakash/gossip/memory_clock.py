@@ -99,7 +99,8 @@ class DeliveryClock:
         self._flushes.append(flush)
         return True
 
-    async def run(self) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
         if self.running:
             raise RuntimeError("the network clock is already running")
         clock = trio.lowlevel.current_clock()
@@ -109,6 +110,7 @@ class DeliveryClock:
             if isinstance(clock, EventClock):
                 self.idle = True
                 clock.idle_hooks.append(self._on_idle)
+                task_status.started()
                 try:
                     while self._error is None:
                         await self._lot.park()
@@ -116,7 +118,7 @@ class DeliveryClock:
                 finally:
                     clock.idle_hooks.remove(self._on_idle)
             else:
-                await self._deadline_loop()
+                await self._deadline_loop(task_status)
         finally:
             self.running = self.idle = False
             self._scope = None
@@ -163,8 +165,9 @@ class DeliveryClock:
             for flush in flushes:
                 flush()
 
-    async def _deadline_loop(self) -> None:
+    async def _deadline_loop(self, task_status: trio.TaskStatus[None]) -> None:
         due = self._due
+        task_status.started()
         while True:
             now = trio.current_time()
             while due and due[0][0] <= now:

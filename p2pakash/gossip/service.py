@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 PUBSUB_TYPES: tuple[type, ...] = (m.Subscribe, m.Publish, m.IHave, m.IWant, m.Graft, m.Prune,
                                   m.IDontWant)
 PEER_TYPES: tuple[type, ...] = (m.Ping, m.Pong, m.PexRequest, m.PexAddrs)
+_PUBSUB_SET = frozenset(PUBSUB_TYPES)  # exact types: a set lookup instead of isinstance
+_PEER_SET = frozenset(PEER_TYPES)
 Handler = Callable[[NodeID, object], None]
 _FRAME_HEAD = len(wire.encode_batch(m.Frame, [])) - 1  # tag and the 1-field array
 MAX_ON_DEMAND = 1024  # connect() targets remembered at once
@@ -101,6 +103,7 @@ class _Link:
     fast: bool = False  # item mode: ``pending`` and the service's flusher, not ``send``
     pending: list[object] = attrs.Factory(list)
     dirty: bool = False
+    closed: bool = False  # ``scope`` was cancelled by us (``_cancel_link``)
 
 
 @attrs.frozen(kw_only=True)
@@ -391,7 +394,7 @@ class GossipService:
         ended = trio.Event()
 
         def sink(payload: Payload | None) -> None:
-            if ended.is_set() or link.scope.cancel_called:
+            if link.closed or ended.is_set():
                 return
             if payload is None:
                 ended.set()
@@ -430,13 +433,21 @@ class GossipService:
         for link in dirty:
             link.dirty = False
             pending, link.pending = link.pending, []
-            if not link.scope.cancel_called:
+            if not link.closed:
                 self._flush_link(link, pending)
 
     def _flush_link(self, link: _Link, pending: list[object]) -> None:
         conn = link.conn
         assert isinstance(conn, MemoryConnection)
-        for batch, size in self._batches(pending, conn.item_size):
+        size_of = conn.item_size
+        if len(pending) == 1:
+            size = size_of(pending[0])
+        else:
+            size = sum([size_of(item) for item in pending])
+        if size <= self.settings.max_frame - 16:  # the usual case: one frame
+            self._send_items(link, pending, size)
+            return
+        for batch, size in self._batches(pending, size_of):
             self._send_items(link, batch, size)
 
     def _batches(self, items: Sequence[T], size_of: Callable[[T], int]
@@ -466,7 +477,7 @@ class GossipService:
         try:
             sent = conn.send_items(tuple(items), size)
         except (ConnectionClosed, OSError):
-            link.scope.cancel()
+            self._cancel_link(link)
             return
         if not sent:
             self.stats.dropped_out += len(items)
@@ -476,9 +487,10 @@ class GossipService:
         self.stats.items_out += len(items)
 
     def _dispatch(self, peer: NodeID, item: object, now: float) -> None:
-        if isinstance(item, PUBSUB_TYPES):
+        kind = type(item)  # messages are exact types: decoded, or the sender's own objects
+        if kind in _PUBSUB_SET:
             self._apply(self.pubsub.handle(now, peer, item))
-        elif isinstance(item, PEER_TYPES):
+        elif kind in _PEER_SET:
             self._apply(self.peers.handle(now, peer, item))
         elif isinstance(item, m.Goodbye):
             log.info("peer %s says goodbye: %s", peer[:12], item.reason)
@@ -529,7 +541,7 @@ class GossipService:
         try:
             await link.conn.send(data)
         except (ConnectionClosed, OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            link.scope.cancel()
+            self._cancel_link(link)
             return
         self.stats.frames_out += 1
         self.stats.bytes_out += len(data)
@@ -539,13 +551,18 @@ class GossipService:
         link = self._links.get(peer)
         if link is not None:
             link.goodbye = reason
-            link.scope.cancel()
+            self._cancel_link(link)
+
+    @staticmethod
+    def _cancel_link(link: _Link) -> None:
+        link.closed = True
+        link.scope.cancel()
 
     # ------------------------------------------------------------ actions
 
     def _apply(self, actions: Sequence[object]) -> None:
         for action in actions:
-            if isinstance(action, (ps.Send, pm.SendTo)):
+            if type(action) is ps.Send or isinstance(action, (ps.Send, pm.SendTo)):
                 self.send_to(action.peer, action.item)
             elif isinstance(action, ps.Deliver):
                 self._deliver(action)

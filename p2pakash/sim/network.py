@@ -44,10 +44,12 @@ class RegionLatency:
         return self.matrix[self.region_of.get(src, 0)][self.region_of.get(dst, 0)]
 
     def __call__(self, src: NodeID, dst: NodeID, rng: random.Random) -> float:
-        base = self.base(src, dst)
-        if self.jitter <= 0.0:
+        region = self.region_of
+        base = self.matrix[region.get(src, 0)][region.get(dst, 0)]
+        jitter = self.jitter
+        if jitter <= 0.0:
             return base
-        return max(0.0, base * (1.0 + self.jitter * (2.0 * rng.random() - 1.0)))
+        return max(0.0, base * (1.0 + jitter * (2.0 * rng.random() - 1.0)))
 
 
 def build_network(spec: NetworkSpec, rng: random.Random) -> tuple[MemoryNetwork, RegionLatency]:

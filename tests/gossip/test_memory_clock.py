@@ -58,8 +58,7 @@ async def test_frames_and_deadlines_interleave_in_time_order(event_clock: EventC
     clock = DeliveryClock()
     log: list[tuple[float, str]] = []
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(clock.run)
-        await trio.lowlevel.checkpoint()  # the clock registers its hook
+        await nursery.start(clock.run)
         clock.schedule(0.05, Recorder(log, "a"))
         clock.schedule(0.02, Recorder(log, "b"))
         clock.schedule(0.05, Recorder(log, "c"))  # same time as "a": schedule order
@@ -75,8 +74,7 @@ async def test_flushes_run_once_no_task_can_run(event_clock: EventClock) -> None
     clock = DeliveryClock()
     order: list[str] = []
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(clock.run)
-        await trio.lowlevel.checkpoint()
+        await nursery.start(clock.run)
         assert clock.flush_later(lambda: order.append("first"))
         assert clock.flush_later(lambda: order.append("second"))
         for _ in range(3):  # still runnable: the flushes wait
@@ -106,8 +104,7 @@ async def test_flush_later_is_refused_on_other_clocks(autojump_clock: trio.abc.C
     clock = DeliveryClock()
     log: list[tuple[float, str]] = []
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(clock.run)
-        await trio.lowlevel.checkpoint()
+        await nursery.start(clock.run)
         assert not clock.flush_later(lambda: None)
         clock.schedule(0.25, Recorder(log, "x"))  # the deadline loop delivers it
         await trio.sleep(1)
@@ -143,7 +140,7 @@ async def _trace(seed: int) -> list[tuple[float, int, int]]:
 
     rng = random.Random(seed)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(net.run_clock)
+        await nursery.start(net.run_clock)
         servers = [MemoryTransport(net, _key(i), CHAIN, f"10.8.0.{i}:1") for i in range(3)]
         for i, s in enumerate(servers):
             await nursery.start(s.serve, handler_for(i))
