@@ -22,18 +22,22 @@ import sqlite3
 import subprocess
 import time
 import tomllib
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 
 from p2pakash import crypto, wire
 from p2pakash.client import ApiError, NodeClient, NodeUnreachable
 from p2pakash.config import dump_config, structure_config
 from p2pakash.consensus.core import ProposalEvent, VoteEvent
-from p2pakash.consensus.types import Block, Commit, VoteType
+from p2pakash.consensus.guard import LastSign, SignStep
+from p2pakash.consensus.types import Block, Commit, VoteType, verify_vote
 from p2pakash.consensus.wal import read_records
+from p2pakash.errors import InvalidSignature
 from p2pakash.ledger.genesis import GenesisAccount, GenesisDoc, GenesisValidator, save_genesis
 from p2pakash.ledger.params import Params
 from tests.integration.conftest import (
@@ -314,3 +318,53 @@ def wal_signatures(data: Path, height: int, signer: bytes) -> set[tuple[int, int
             step = 2 if record.vote.type is VoteType.PREVOTE else 3
             found.add((record.vote.round, step, record.vote.signature))
     return found
+
+
+# ---------------------------------------- the four-process chain and its signature checks
+
+CHAIN = "chain-proc"
+
+
+@attrs.frozen(kw_only=True)
+class Chain:
+    net: ChainNet
+    root: Path
+    alice: crypto.PrivateKey  # rich, sends with the CLI
+    alice_file: Path
+    poor: crypto.PrivateKey
+    poor_file: Path
+    flows: tuple[crypto.PrivateKey, ...]  # rich, one per live node, for background load
+    bob: str  # an address that only receives
+
+
+def victim_commit_signatures(chain: Chain, victim: bytes
+                             ) -> dict[tuple[int, int], set[tuple[bytes, bytes]]]:
+    """(height, round) -> {(block hash, signature)} of the victim's precommits found in any
+    commit of any validator's block store; each signature is checked."""
+    found: dict[tuple[int, int], set[tuple[bytes, bytes]]] = defaultdict(set)
+    for home in chain.net.homes[:4]:
+        for commit in stored_commits(home.data):
+            for vote in commit.votes():
+                if vote.validator != victim:
+                    continue
+                verify_vote(vote, CHAIN)
+                found[(vote.height, vote.round)].add((commit.block_hash, vote.signature))
+    return found
+
+
+def victim_wal_signatures(chain: Chain, height: int, victim: bytes
+              ) -> defaultdict[tuple[int, int], set[bytes]]:
+    """(round, step) -> signatures of the victim at ``height`` in the four WALs."""
+    found: defaultdict[tuple[int, int], set[bytes]] = defaultdict(set)
+    for home in chain.net.homes[:4]:
+        for rnd, step, sig in wal_signatures(home.data, height, victim):
+            found[(rnd, step)].add(sig)
+    return found
+
+
+def check_guard_signature(state: LastSign, victim: bytes) -> None:
+    kind = "proposal" if state.step == SignStep.PROPOSE else "vote"
+    try:
+        crypto.verify(victim, kind, CHAIN, state.sign_bytes, state.signature)
+    except InvalidSignature:
+        pytest.fail(f"the guard's stored signature does not verify: {state}")

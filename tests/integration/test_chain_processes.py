@@ -19,56 +19,43 @@ import re
 import signal
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterator
-from pathlib import Path
 
 import attrs
 import pytest
 
 from p2pakash import crypto, wire
 from p2pakash.client import ApiError, NodeClient, NodeUnreachable
-from p2pakash.consensus.guard import LastSign, SignStep, load_state
-from p2pakash.consensus.types import VoteType, verify_vote
-from p2pakash.errors import InvalidSignature
+from p2pakash.consensus.guard import SignStep, load_state
+from p2pakash.consensus.types import VoteType
 from p2pakash.ledger.txs import Send, Tx, sign_tx
 from tests.integration.chain_helpers import (
+    CHAIN,
     VALIDATOR_STAKE,
+    Chain,
     ChainNet,
+    check_guard_signature,
     height_of,
     install_genesis,
     make_genesis,
     make_homes,
     poll,
     run_cli_many,
-    stored_commits,
     stored_evidence,
     stored_hashes,
     try_status,
-    wal_signatures,
+    victim_commit_signatures,
+    victim_wal_signatures,
 )
 from tests.integration.conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
-CHAIN = "chain-proc"
 START_LIMIT = 30.0  # four fresh processes reach height 2
 COMMIT_LIMIT = 15.0  # a tx is in a block on every node
 CATCHUP_LIMIT = 25.0  # a restarted or late node reaches the others' height
 RICH = 10**12
 POOR = 1_000
-
-
-@attrs.frozen(kw_only=True)
-class Chain:
-    net: ChainNet
-    root: Path
-    alice: crypto.PrivateKey  # rich, sends with the CLI
-    alice_file: Path
-    poor: crypto.PrivateKey
-    poor_file: Path
-    flows: tuple[crypto.PrivateKey, ...]  # rich, one per live node, for background load
-    bob: str  # an address that only receives
 
 
 @pytest.fixture(scope="module")
@@ -252,38 +239,6 @@ class Load:
         self.thread.join(timeout=10)
 
 
-def _victim_sigs(chain: Chain, victim: bytes) -> dict[tuple[int, int], set[tuple[bytes, bytes]]]:
-    """(height, round) -> {(block hash, signature)} of the victim's precommits found in any
-    commit of any validator's block store; each signature is checked."""
-    found: dict[tuple[int, int], set[tuple[bytes, bytes]]] = defaultdict(set)
-    for home in chain.net.homes[:4]:
-        for commit in stored_commits(home.data):
-            for vote in commit.votes():
-                if vote.validator != victim:
-                    continue
-                verify_vote(vote, CHAIN)
-                found[(vote.height, vote.round)].add((commit.block_hash, vote.signature))
-    return found
-
-
-def _wal_sigs(chain: Chain, height: int, victim: bytes
-              ) -> defaultdict[tuple[int, int], set[bytes]]:
-    """(round, step) -> signatures of the victim at ``height`` in the four WALs."""
-    found: defaultdict[tuple[int, int], set[bytes]] = defaultdict(set)
-    for home in chain.net.homes[:4]:
-        for rnd, step, sig in wal_signatures(home.data, height, victim):
-            found[(rnd, step)].add(sig)
-    return found
-
-
-def _check_guard_signature(state: LastSign, victim: bytes) -> None:
-    kind = "proposal" if state.step == SignStep.PROPOSE else "vote"
-    try:
-        crypto.verify(victim, kind, CHAIN, state.sign_bytes, state.signature)
-    except InvalidSignature:
-        pytest.fail(f"the guard's stored signature does not verify: {state}")
-
-
 def test_killed_validator_catches_up_and_never_signs_conflicting_votes(chain: Chain) -> None:
     net = chain.net
     victim_i, victim_home = 3, net.homes[3]
@@ -299,7 +254,7 @@ def test_killed_validator_catches_up_and_never_signs_conflicting_votes(chain: Ch
         at_crash = load_state(guard_file)
         crashed_at = height_of(net.client(0))
         assert at_crash.height >= start, at_crash
-        _check_guard_signature(at_crash, victim)
+        check_guard_signature(at_crash, victim)
         # 3 of 4 (power 30 of 40 > 2/3): the chain goes on without it.
         _wait_height(chain, live, crashed_at + 3, COMMIT_LIMIT)
         restarted_at = height_of(net.client(0))
@@ -326,9 +281,9 @@ def test_killed_validator_catches_up_and_never_signs_conflicting_votes(chain: Ch
     after = load_state(guard_file)
     assert after.hrs > at_crash.hrs, (at_crash, after)
     assert after.height > restarted_at, (restarted_at, after)
-    _check_guard_signature(after, victim)
+    check_guard_signature(after, victim)
     # Every commit in every block store: one signature per (height, round) by the victim.
-    sigs = _victim_sigs(chain, victim)
+    sigs = victim_commit_signatures(chain, victim)
     assert sigs, "the victim's precommits are in no commit"
     conflicts = {hr: s for hr, s in sigs.items() if len(s) > 1}
     assert not conflicts, f"conflicting precommits by the victim: {conflicts}"
@@ -382,7 +337,7 @@ def test_validator_killed_in_a_halted_height_resumes_it_without_double_signing(
         assert height_of(net.client(0)) == height - 1, "the chain did not halt"
         net.nodes[victim_i].kill()
         at_crash = load_state(guard_file)
-        _check_guard_signature(at_crash, victim)
+        check_guard_signature(at_crash, victim)
         assert at_crash.height == height, (at_crash, height)
         victim_node = net.start(victim_i)  # a fresh log file
         victim_node.wait_log(rf"replayed \d+ WAL records of height {height}\b",
@@ -390,7 +345,7 @@ def test_validator_killed_in_a_halted_height_resumes_it_without_double_signing(
         time.sleep(0.5)  # it runs the height again, two of four still paused
         assert load_state(guard_file).hrs >= at_crash.hrs
         assert height_of(net.client(0)) == height - 1, "the chain moved with two paused"
-        seen = _wal_sigs(chain, height, victim)
+        seen = victim_wal_signatures(chain, height, victim)
     finally:
         for node in paused:
             if node.alive and node.proc is not None:
@@ -398,7 +353,7 @@ def test_validator_killed_in_a_halted_height_resumes_it_without_double_signing(
 
     def decided() -> bool:  # read the WALs of height H until (and once after) it is decided
         done = height_of(net.client(0)) >= height
-        for key, sigs in _wal_sigs(chain, height, victim).items():
+        for key, sigs in victim_wal_signatures(chain, height, victim).items():
             seen[key] |= sigs
         return done
     poll(decided, limit=CATCHUP_LIMIT, what=f"height {height} decided", describe=net.tails,
@@ -414,7 +369,7 @@ def test_validator_killed_in_a_halted_height_resumes_it_without_double_signing(
     _wait_height(chain, [0, 1, 2, 3], height + 2, CATCHUP_LIMIT)
     after = load_state(guard_file)
     assert after.hrs > at_crash.hrs and after.height > height, (at_crash, after)
-    sigs = _victim_sigs(chain, victim)
+    sigs = victim_commit_signatures(chain, victim)
     conflicts = {hr: s for hr, s in sigs.items() if len(s) > 1}
     assert not conflicts, f"conflicting precommits by the victim: {conflicts}"
     for home in net.homes[:4]:

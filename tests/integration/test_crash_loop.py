@@ -58,8 +58,11 @@ from p2pakash.ledger.params import Params
 from p2pakash.ledger.state import K_APP_HASH, K_HEIGHT, decode_record
 from p2pakash.ledger.txs import Send, sign_tx, tx_hash
 from tests.integration.chain_helpers import (
+    CHAIN,
     VALIDATOR_STAKE,
+    Chain,
     ChainNet,
+    check_guard_signature,
     height_of,
     install_genesis,
     make_genesis,
@@ -68,13 +71,8 @@ from tests.integration.chain_helpers import (
     stored_evidence,
     stored_hashes,
     try_status,
-)
-from tests.integration.test_chain_processes import (
-    CHAIN,
-    Chain,
-    _check_guard_signature,
-    _victim_sigs,
-    _wal_sigs,
+    victim_commit_signatures,
+    victim_wal_signatures,
 )
 
 SEED = 8
@@ -343,15 +341,15 @@ class Loop:
     def check_signatures(self) -> None:
         state = load_state(self.guard_file)
         if state.height:
-            _check_guard_signature(state, self.victim)
+            check_guard_signature(state, self.victim)
         assert state.hrs >= self.last_sign.hrs, ("the guard moved back", self.last_sign, state)
         self.last_sign = state
         heights = {int(p.stem) for p in (self.home.data / "cs.wal").glob("*.wal")}
         for height in sorted(heights | {state.height}):
-            doubled = {k: s for k, s in _wal_sigs(self.chain, height, self.victim).items()
-                       if len(s) > 1}
+            found = victim_wal_signatures(self.chain, height, self.victim)
+            doubled = {k: s for k, s in found.items() if len(s) > 1}
             assert not doubled, f"the victim signed twice at height {height}: {doubled}"
-        conflicts = {hr: s for hr, s in _victim_sigs(self.chain, self.victim).items()
+        conflicts = {hr: s for hr, s in victim_commit_signatures(self.chain, self.victim).items()
                      if len(s) > 1}
         assert not conflicts, f"conflicting precommits by the victim: {conflicts}"
 

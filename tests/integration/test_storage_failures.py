@@ -40,9 +40,8 @@ from p2pakash.ledger.kv_sqlite import SqliteKV
 from p2pakash.ledger.txs import Send
 from tests.consensus import KEYS, make_set
 from tests.consensus.test_blockstore import commit_for
-from tests.integration.chain_helpers import height_of, poll, stored_hashes
+from tests.integration.chain_helpers import Chain, height_of, poll, stored_hashes
 from tests.integration.conftest import NodeProcess
-from tests.integration.test_chain_processes import Chain
 from tests.integration.test_crash_loop import VICTIM, Loop, TxLoad, make_chain
 from tests.ledger.helpers import USERS, genesis
 from tests.ledger.helpers import Chain as LedgerChain
