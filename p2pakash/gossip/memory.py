@@ -51,9 +51,9 @@ from collections.abc import Callable, Collection, Sequence
 
 import trio
 
-from p2pakash import wire
 from p2pakash.crypto import NodeID, PrivateKey, PublicKey
 from p2pakash.errors import LocalProtocolError, RemoteProtocolError
+from p2pakash.gossip.item_size import ItemSizer
 from p2pakash.gossip.memory_clock import DeliveryClock
 from p2pakash.gossip.secret import check_peer
 from p2pakash.gossip.transport import ConnectionClosed, Handler, parse_addr, run_handler
@@ -170,7 +170,7 @@ class MemoryNetwork:
         self.bytes_sent = 0
         self.frames_dropped = 0
         self.listeners: dict[str, MemoryTransport] = {}
-        self._sizes: dict[int, tuple[object, int]] = {}  # id(item) -> (item, encoded size)
+        self._sizer = ItemSizer(max_items=SIZE_CACHE)
         self.clock = DeliveryClock()
         self._groups: dict[NodeID, int] | None = None
         self._links: dict[tuple[NodeID, NodeID], tuple[float | None, float | None]] = {}
@@ -252,16 +252,8 @@ class MemoryNetwork:
 
     def item_size(self, item: object) -> int:
         """Encoded size of a frame item, computed once per item object for the whole
-        network: on an item network a forwarded message is the same object at every hop.
-        Holding the item keeps its ``id`` from being reused while cached."""
-        hit = self._sizes.get(id(item))
-        if hit is not None and hit[0] is item:
-            return hit[1]
-        size = len(wire.encode(item))
-        self._sizes[id(item)] = (item, size)
-        if len(self._sizes) > SIZE_CACHE:
-            del self._sizes[next(iter(self._sizes))]
-        return size
+        network (``item_size.ItemSizer``)."""
+        return self._sizer.size(item)
 
     def _carry(self, src: NodeID, dst: NodeID, pipe: _Pipe, payload: Payload) -> None:
         size = payload.size if type(payload) is Batch else len(payload)

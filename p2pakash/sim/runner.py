@@ -23,11 +23,13 @@ Rules and invariants:
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -476,15 +478,15 @@ class Runner:
     async def main(self) -> SimResult:
         self._stop = trio.Event()
         self._wall_start = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="p2pakash-sim-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="p2pakash-sim-") as tmp, _frozen_startup():
             self._build_nodes(Path(tmp))
             twins = {f"{f.node}-twin": f.at for f in self.sc.faults if f.kind == "twin"}
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self.network.run_clock)
-                await trio.lowlevel.checkpoint()  # the clock runs before any transport
+                await nursery.start(self.network.run_clock)  # before any transport
                 for node in self.nodes:
                     if twins.get(node.name, 0.0) == 0.0:
                         await self.start_node(nursery, node)
+                gc.freeze()  # the start-up objects live on: keep them out of GC scans
                 nursery.start_soon(self._events, nursery,
                                    [e for e in schedule(self.sc)
                                     if not (e.action == "twin_start" and e.at == 0.0)])
@@ -504,6 +506,15 @@ class Runner:
         return self.result
 
 
+
+
+@contextlib.contextmanager
+def _frozen_startup() -> Iterator[None]:
+    """``main`` freezes the start-up objects (``gc.freeze``); give them back to the GC."""
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def run(scenario: Scenario, *, seed: int | None = None, until: float | None = None,
