@@ -89,8 +89,8 @@ class MessageCache:
         self._gossip = gossip
         self._max_size = max_size
         self._entries: dict[bytes, CacheEntry] = {}
-        # newest window first; each holds (msg_id, topic) in arrival order
-        self._windows: deque[list[tuple[bytes, str]]] = deque([[]], maxlen=length)
+        # newest window first; each maps topic -> msg_ids in arrival order
+        self._windows: deque[dict[str, list[bytes]]] = deque([{}], maxlen=length)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -100,7 +100,12 @@ class MessageCache:
         if msg_id in self._entries or len(self._entries) >= self._max_size:
             return False
         self._entries[msg_id] = CacheEntry(msg_id, item)
-        self._windows[0].append((msg_id, item.topic))
+        window = self._windows[0]
+        ids = window.get(item.topic)
+        if ids is None:
+            window[item.topic] = [msg_id]
+        else:
+            ids.append(msg_id)
         return True
 
     def get(self, msg_id: bytes) -> CacheEntry | None:
@@ -111,15 +116,19 @@ class MessageCache:
         for i, window in enumerate(self._windows):
             if i >= self._gossip:
                 break
-            out.extend(mid for mid, t in window if t == topic)
+            ids = window.get(topic)
+            if ids:
+                out.extend(ids)
         return out
 
     def shift(self) -> None:
         windows = self._windows
         if len(windows) == windows.maxlen:
-            for mid, _ in windows[-1]:
-                del self._entries[mid]
-        windows.appendleft([])
+            entries = self._entries
+            for ids in windows[-1].values():
+                for mid in ids:
+                    del entries[mid]
+        windows.appendleft({})
 
 
 class TokenBucket:
