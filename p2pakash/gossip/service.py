@@ -209,6 +209,14 @@ class GossipService:
             self._apply(self.pubsub.subscribe(self._now(), topic))
         return recv
 
+    def relay(self, topic: str) -> None:
+        """Join ``topic`` without a local subscription: its messages are validated and
+        forwarded like any other, and delivered to no local channel (a node that relays
+        the market topics for its peers)."""
+        if topic not in self._subscribers:
+            self._subscribers[topic] = []
+            self._apply(self.pubsub.subscribe(self._now(), topic))
+
     def unsubscribe(self, topic: str) -> None:
         """Leave ``topic``: its local subscriptions end, peers are told, the mesh is pruned."""
         for send in self._subscribers.pop(topic, ()):

@@ -67,7 +67,6 @@ from p2pakash.sim.determinism import deterministic_run, rng_for
 from p2pakash.sim.faults import Behaviour, Event, FaultyChain, NodeClock, schedule
 from p2pakash.sim.invariants import Checker
 from p2pakash.sim.scenario import GpuClass, Scenario
-from p2pakash.tasks import drain
 from p2pakash.tenant import TenantService
 
 MARKET_TOPICS = (TOPIC_ORDERS, TOPIC_BIDS, TOPIC_DECLINES)
@@ -290,7 +289,8 @@ class Runner:
                          now_ms=node.clock.now_ms, cache=self.cache).install(gossip.pubsub)
         blocks = chain.subscribe_blocks()
         txs = TxGossip(gossip, mempool)
-        drains = [gossip.subscribe(topic) for topic in MARKET_TOPICS]  # relay, as node.py
+        for topic in MARKET_TOPICS:
+            gossip.relay(topic)  # every node relays the market topics, as node.py
         provider = self._provider(node, gossip, chain, mempool, txs)
         tenant = None
         if node.name.startswith("t"):
@@ -307,8 +307,6 @@ class Runner:
                     async with trio.open_nursery() as inner:
                         await inner.start(gossip.run)
                         await inner.start(txs.run)
-                        for channel in drains:
-                            inner.start_soon(drain, channel)
                         if tenant is not None:
                             await inner.start(tenant.run)
                         await inner.start(chain.run)

@@ -146,3 +146,27 @@ async def test_connect_dials_outside_a_full_outbound_budget(
                 await trio.sleep(0.05)
         assert zero.peers.outbound_count() == 3
         nursery.cancel_scope.cancel()
+
+
+async def test_relay_forwards_a_topic_without_a_local_subscription(
+        autojump_clock: trio.abc.Clock) -> None:
+    # A line 0 - 1 - 2: node 1 only relays "t"; 2's message reaches 0 through it.
+    net = MemoryNetwork(random.Random(4), latency=0.01, items=True)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(net.run_clock)
+        services = [service(net, 0, []), service(net, 1, [0]), service(net, 2, [1])]
+        for s in services:
+            await nursery.start(s.run)
+        sub0 = services[0].subscribe("t")
+        services[1].relay("t")
+        services[2].subscribe("t")
+        assert "t" in services[1].pubsub.subscriptions()
+        with trio.fail_after(30):
+            while len(services[1].pubsub.mesh("t")) < 2:  # noqa: ASYNC110
+                await trio.sleep(0.1)
+        services[2].publish("t", b"over the relay")
+        with trio.fail_after(5):
+            assert (await sub0.receive()).data == b"over the relay"
+        assert services[1].pubsub.stats.delivered == 1  # validated and forwarded there
+        services[1].relay("t")  # joining twice changes nothing
+        nursery.cancel_scope.cancel()
