@@ -28,18 +28,14 @@ Rules and invariants:
 
 from __future__ import annotations
 
-import enum
 import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import attrs
-
 from p2pakash.crypto import NodeID
 from p2pakash.errors import LocalProtocolError, RemoteProtocolError
-from p2pakash.gossip.caches import DontWant, MessageCache, SeenCache, TokenBucket
+from p2pakash.gossip.caches import MessageCache, SeenCache
 from p2pakash.gossip.messages import (
-    MAX_TOPIC_LEN,
     MSG_ID_LEN,
     Graft,
     IDontWant,
@@ -50,88 +46,24 @@ from p2pakash.gossip.messages import (
     Subscribe,
     message_id,
 )
+from p2pakash.gossip.pubsub_types import (
+    Action,
+    Deliver,
+    Disconnect,
+    PeerState,
+    PubSubStats,
+    Send,
+    Validator,
+    Verdict,
+    check_topic,
+    sample,
+)
 from p2pakash.gossip.score import PeerScore, PubSubParams, choose_pruned
 
 __all__ = ["Action", "Deliver", "Disconnect", "PubSub", "PubSubParams", "PubSubStats", "Send",
            "Validator", "Verdict"]
 
-
-class Verdict(enum.Enum):
-    ACCEPT = "accept"
-    REJECT = "reject"
-    IGNORE = "ignore"
-
-
-Validator = Callable[[NodeID, str, bytes], Verdict]
-
-
-@attrs.frozen
-class Send:
-    peer: NodeID
-    item: object
-
-
-@attrs.frozen
-class Deliver:
-    topic: str
-    data: bytes
-    msg_id: bytes
-    source: NodeID
-
-
-@attrs.frozen
-class Disconnect:
-    peer: NodeID
-    reason: str
-
-
-Action = Send | Deliver | Disconnect
-
-
-@attrs.define
-class PubSubStats:
-    published: int = 0
-    delivered: int = 0
-    duplicates: int = 0  # Publish copies received after the first
-    rejected: int = 0
-    ignored: int = 0  # validator said IGNORE
-    unsubscribed: int = 0  # Publish for a topic we do not subscribe to
-    graylisted: int = 0  # items dropped because the peer is graylisted or disconnecting
-    rate_limited: int = 0
-    iwant_served: int = 0
-    iwant_sent: int = 0  # ids asked for
-    ihave_sent: int = 0  # IHAVE messages sent
-    idontwant_sent: int = 0
-    suppressed: int = 0  # sends skipped because the peer said IDONTWANT
-    sent: int = 0  # Publish items sent (forwarding, publishing, IWANT replies)
-
-
-class _Peer:
-    __slots__ = ("bucket", "disconnecting", "dontwant", "id", "ihave_count", "iwant_asked",
-                 "outbound", "score", "topics", "value")
-
-    def __init__(self, now: float, peer: NodeID, outbound: bool, score: PeerScore,
-                 p: PubSubParams):
-        self.id = peer
-        self.outbound = outbound
-        self.bucket = TokenBucket(rate=p.rate_limit_msgs_per_sec, burst=p.rate_limit_burst,
-                                  now=now)
-        self.score = score
-        self.value = 0.0  # cached score: refreshed at heartbeat and after each penalty
-        self.disconnecting = False
-        self.topics: set[str] = set()
-        self.dontwant = DontWant(max_size=p.max_idontwant)
-        self.ihave_count = 0
-        self.iwant_asked = 0
-
-
-def _sample(rng: random.Random, items: Iterable[NodeID], k: int) -> list[NodeID]:
-    cands = sorted(items)
-    if k <= 0:
-        return []
-    if len(cands) <= k:
-        return cands
-    return rng.sample(cands, k)
+ID_MEMO = 1024  # Publish objects whose message ID is remembered
 
 
 class PubSub:
@@ -145,7 +77,7 @@ class PubSub:
         self._fanout: dict[str, dict[NodeID, None]] = {}
         self._fanout_last: dict[str, float] = {}
         self._topic_peers: dict[str, dict[NodeID, None]] = {}
-        self._peers: dict[NodeID, _Peer] = {}
+        self._peers: dict[NodeID, PeerState] = {}
         self._backoff: dict[tuple[NodeID, str], float] = {}  # (peer, topic) -> until
         self._retained: dict[NodeID, tuple[PeerScore, float]] = {}
         self._seen = SeenCache(ttl=params.seen_ttl, bucket=params.heartbeat_interval,
@@ -153,8 +85,9 @@ class PubSub:
         self._mcache = MessageCache(length=params.mcache_len, gossip=params.mcache_gossip,
                                     max_size=params.mcache_max)
         self._iwant_pending: set[bytes] = set()
+        self._ids: dict[int, tuple[Publish, bytes]] = {}  # id(item) -> (item, message id)
         self._heartbeats = 0
-        self._handlers: dict[type, Callable[[float, _Peer, Any], list[Action]]] = {
+        self._handlers: dict[type, Callable[[float, PeerState, Any], list[Action]]] = {
             Subscribe: self._on_subscribe, Graft: self._on_graft, Prune: self._on_prune,
             IHave: self._on_ihave, IWant: self._on_iwant, IDontWant: self._on_idontwant,
         }
@@ -188,7 +121,7 @@ class PubSub:
         self._validators[topic] = validator
 
     def subscribe(self, now: float, topic: str) -> list[Action]:
-        _check_topic(topic)
+        check_topic(topic)
         if topic in self._mesh:
             return []
         out: list[Action] = [Send(q, Subscribe(topic=topic, subscribe=True)) for q in self._peers]
@@ -198,7 +131,7 @@ class PubSub:
         for q in fanout:
             if len(mesh) < self.params.d and self._graftable(now, q, topic):
                 self._graft(now, topic, q, out)
-        for q in _sample(self._rng, self._graft_candidates(now, topic, mesh),
+        for q in sample(self._rng, self._graft_candidates(now, topic, mesh),
                          self.params.d - len(mesh)):
             self._graft(now, topic, q, out)
         return out
@@ -223,7 +156,7 @@ class PubSub:
         p = self.params
         kept = self._retained.pop(peer, None)
         score = kept[0] if kept is not None and kept[1] > now else PeerScore()
-        state = self._peers[peer] = _Peer(now, peer, outbound, score, p)
+        state = self._peers[peer] = PeerState(now, peer, outbound, score, p)
         out: list[Action] = [Send(peer, Subscribe(topic=t, subscribe=True)) for t in self._mesh]
         self._refresh(now, state, out)
         return out
@@ -245,7 +178,7 @@ class PubSub:
 
     def publish(self, now: float, topic: str, data: bytes) -> tuple[bytes, list[Action]]:
         """Publish our own message; (msg_id, []) when it was seen before or not accepted."""
-        _check_topic(topic)
+        check_topic(topic)
         msg_id = message_id(topic, data)
         if not self._seen.add(now, msg_id):
             return msg_id, []
@@ -261,7 +194,7 @@ class PubSub:
             self._fanout_last[topic] = now
             if topic not in self._fanout:
                 cands = [q for q in self._topic_peers.get(topic, ()) if self._publishable(q)]
-                self._fanout[topic] = dict.fromkeys(_sample(self._rng, cands, p.d))
+                self._fanout[topic] = dict.fromkeys(sample(self._rng, cands, p.d))
         targets: Iterable[NodeID]
         if p.flood_publish:
             targets = [q for q in self._topic_peers.get(topic, ()) if self._publishable(q)]
@@ -288,7 +221,7 @@ class PubSub:
                 f"pubsub.handle: {type(item).__name__} from {peer} is not a pubsub message")
         return handler(now, state, item)
 
-    def _on_publish(self, now: float, peer: _Peer, item: Publish) -> list[Action]:
+    def _on_publish(self, now: float, peer: PeerState, item: Publish) -> list[Action]:
         stats = self.stats
         if not peer.bucket.has(now):
             stats.rate_limited += 1
@@ -303,7 +236,14 @@ class PubSub:
             peer.bucket.charge(now)
             return []
         data = item.data
-        msg_id = message_id(topic, data)
+        memo = self._ids.get(id(item))  # the same object from several peers (in memory)
+        if memo is not None and memo[0] is item:
+            msg_id = memo[1]
+        else:
+            msg_id = message_id(topic, data)
+            self._ids[id(item)] = (item, msg_id)  # holding the item keeps its id unique
+            if len(self._ids) > ID_MEMO:
+                del self._ids[next(iter(self._ids))]
         if not self._seen.add(now, msg_id):
             stats.duplicates += 1
             return []
@@ -330,7 +270,7 @@ class PubSub:
                 self._refresh(now, peer, out)
         return out
 
-    def _on_subscribe(self, now: float, peer: _Peer, item: Subscribe) -> list[Action]:
+    def _on_subscribe(self, now: float, peer: PeerState, item: Subscribe) -> list[Action]:
         topic = item.topic
         if item.subscribe:
             self._learn_topic(peer, topic)
@@ -339,12 +279,12 @@ class PubSub:
             self._drop_topic_peer(topic, peer.id)
         return []
 
-    def _learn_topic(self, peer: _Peer, topic: str) -> None:
+    def _learn_topic(self, peer: PeerState, topic: str) -> None:
         if topic not in peer.topics and len(peer.topics) < self.params.max_topics_per_peer:
             peer.topics.add(topic)
             self._topic_peers.setdefault(topic, {})[peer.id] = None
 
-    def _on_graft(self, now: float, peer: _Peer, item: Graft) -> list[Action]:
+    def _on_graft(self, now: float, peer: PeerState, item: Graft) -> list[Action]:
         topic, pid, p = item.topic, peer.id, self.params
         mesh = self._mesh.get(topic)
         if mesh is None or pid in mesh:
@@ -361,7 +301,7 @@ class PubSub:
         out.append(Send(pid, Prune(topic=topic, backoff=int(p.prune_backoff), px=())))
         return out
 
-    def _on_prune(self, now: float, peer: _Peer, item: Prune) -> list[Action]:
+    def _on_prune(self, now: float, peer: PeerState, item: Prune) -> list[Action]:
         topic, p = item.topic, self.params
         mesh = self._mesh.get(topic)
         if mesh is None:
@@ -373,7 +313,7 @@ class PubSub:
         self._backoff[(peer.id, topic)] = max(now + backoff, self._backoff.get((peer.id, topic), 0))
         return []
 
-    def _on_ihave(self, now: float, peer: _Peer, item: IHave) -> list[Action]:
+    def _on_ihave(self, now: float, peer: PeerState, item: IHave) -> list[Action]:
         p = self.params
         peer.ihave_count += 1
         if (peer.value < p.gossip_threshold or peer.ihave_count > p.max_ihave_messages
@@ -394,7 +334,7 @@ class PubSub:
         self.stats.iwant_sent += len(want)
         return [Send(peer.id, IWant(ids=tuple(want)))]
 
-    def _on_iwant(self, now: float, peer: _Peer, item: IWant) -> list[Action]:
+    def _on_iwant(self, now: float, peer: PeerState, item: IWant) -> list[Action]:
         if peer.value < self.params.gossip_threshold:
             return []
         out: list[Action] = []
@@ -414,7 +354,7 @@ class PubSub:
         self.stats.sent += len(out)
         return out
 
-    def _on_idontwant(self, now: float, peer: _Peer, item: IDontWant) -> list[Action]:
+    def _on_idontwant(self, now: float, peer: PeerState, item: IDontWant) -> list[Action]:
         peer.dontwant.add(item.ids, self._heartbeats)
         return []
 
@@ -452,7 +392,7 @@ class PubSub:
             self._prune(now, topic, q, p.prune_backoff, out)
         if len(mesh) < p.d_lo:
             cands = self._graft_candidates(now, topic, mesh)
-            for q in _sample(self._rng, cands, p.d - len(mesh)):
+            for q in sample(self._rng, cands, p.d - len(mesh)):
                 self._graft(now, topic, q, out)
         elif len(mesh) > p.d_hi:
             removed = choose_pruned(self._rng, mesh, {q: peers[q].value for q in mesh},
@@ -464,7 +404,7 @@ class PubSub:
             if short > 0:
                 cands = [q for q in self._graft_candidates(now, topic, mesh)
                          if peers[q].outbound]
-                for q in _sample(self._rng, cands, short):
+                for q in sample(self._rng, cands, short):
                     self._graft(now, topic, q, out)
 
     def _maintain_fanout(self, now: float, out: list[Action]) -> None:
@@ -478,7 +418,7 @@ class PubSub:
             if len(fan) < p.d:
                 cands = [q for q in self._topic_peers.get(topic, ())
                          if q not in fan and self._publishable(q)]
-                for q in _sample(self._rng, cands, p.d - len(fan)):
+                for q in sample(self._rng, cands, p.d - len(fan)):
                     fan[q] = None
 
     def _emit_gossip(self, out: list[Action]) -> None:
@@ -493,11 +433,11 @@ class PubSub:
                   if peers[q].value >= p.gossip_threshold and not peers[q].disconnecting]
             cands = [q for q in ok if q not in members]
             target = max(p.d_lazy, int(p.gossip_factor * len(cands)))
-            chosen = _sample(self._rng, cands, target)
+            chosen = sample(self._rng, cands, target)
             if len(chosen) < p.d_lazy:
                 # Sparse graph: every neighbour is a mesh peer, so nobody would gossip to
                 # us about a message whose only copies were lost. Gossip to mesh peers too.
-                chosen += _sample(self._rng, [q for q in ok if q in members],
+                chosen += sample(self._rng, [q for q in ok if q in members],
                                   p.d_lazy - len(chosen))
             ihave = IHave(topic=topic, ids=tuple(ids))
             for q in chosen:
@@ -555,7 +495,7 @@ class PubSub:
         self._backoff[(q, topic)] = now + backoff
         out.append(Send(q, Prune(topic=topic, backoff=int(backoff), px=())))
 
-    def _refresh(self, now: float, peer: _Peer, out: list[Action]) -> None:
+    def _refresh(self, now: float, peer: PeerState, out: list[Action]) -> None:
         value = peer.value = peer.score.compute(now, self.params)
         if value < self.params.disconnect_threshold and not peer.disconnecting:
             peer.disconnecting = True
@@ -563,7 +503,7 @@ class PubSub:
             out.append(Disconnect(peer.id, f"gossip score {value:.1f} below "
                                            f"{self.params.disconnect_threshold}"))
 
-    def _detach(self, peer: _Peer) -> None:
+    def _detach(self, peer: PeerState) -> None:
         """Take a peer out of every mesh and fanout (no PRUNE: it is going away)."""
         for table in (self._mesh, self._fanout):
             for members in table.values():
@@ -584,8 +524,3 @@ class PubSub:
         state = self._peers.get(peer)
         if state is not None:
             state.score.prune(topic)
-
-
-def _check_topic(topic: str) -> None:
-    if not topic or len(topic) > MAX_TOPIC_LEN:
-        raise LocalProtocolError(f"pubsub: topic {topic!r} must be 1..{MAX_TOPIC_LEN} characters")

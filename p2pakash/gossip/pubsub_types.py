@@ -1,0 +1,107 @@
+"""Values of the pubsub core: verdicts, actions, counters and per-peer state.
+
+Rules and invariants: plain data, no IO, no time and no randomness of their own (``sample``
+draws from the caller's ``random.Random`` over a sorted copy, so one seed gives one
+choice). ``pubsub.py`` re-exports the public names.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Callable, Iterable
+
+import attrs
+
+from p2pakash.crypto import NodeID
+from p2pakash.errors import LocalProtocolError
+from p2pakash.gossip.caches import DontWant, TokenBucket
+from p2pakash.gossip.messages import MAX_TOPIC_LEN
+from p2pakash.gossip.score import PeerScore, PubSubParams
+
+
+class Verdict(enum.Enum):
+    ACCEPT = "accept"
+    REJECT = "reject"
+    IGNORE = "ignore"
+
+
+Validator = Callable[[NodeID, str, bytes], Verdict]
+
+
+@attrs.frozen
+class Send:
+    peer: NodeID
+    item: object
+
+
+@attrs.frozen
+class Deliver:
+    topic: str
+    data: bytes
+    msg_id: bytes
+    source: NodeID
+
+
+@attrs.frozen
+class Disconnect:
+    peer: NodeID
+    reason: str
+
+
+Action = Send | Deliver | Disconnect
+
+
+@attrs.define
+class PubSubStats:
+    published: int = 0
+    delivered: int = 0
+    duplicates: int = 0  # Publish copies received after the first
+    rejected: int = 0
+    ignored: int = 0  # validator said IGNORE
+    unsubscribed: int = 0  # Publish for a topic we do not subscribe to
+    graylisted: int = 0  # items dropped because the peer is graylisted or disconnecting
+    rate_limited: int = 0
+    iwant_served: int = 0
+    iwant_sent: int = 0  # ids asked for
+    ihave_sent: int = 0  # IHAVE messages sent
+    idontwant_sent: int = 0
+    suppressed: int = 0  # sends skipped because the peer said IDONTWANT
+    sent: int = 0  # Publish items sent (forwarding, publishing, IWANT replies)
+
+
+class PeerState:
+    __slots__ = ("bucket", "disconnecting", "dontwant", "id", "ihave_count", "iwant_asked",
+                 "outbound", "score", "topics", "value")
+
+    def __init__(self, now: float, peer: NodeID, outbound: bool, score: PeerScore,
+                 p: PubSubParams):
+        self.id = peer
+        self.outbound = outbound
+        self.bucket = TokenBucket(rate=p.rate_limit_msgs_per_sec, burst=p.rate_limit_burst,
+                                  now=now)
+        self.score = score
+        self.value = 0.0  # cached score: refreshed at heartbeat and after each penalty
+        self.disconnecting = False
+        self.topics: set[str] = set()
+        self.dontwant = DontWant(max_size=p.max_idontwant)
+        self.ihave_count = 0
+        self.iwant_asked = 0
+
+
+def sample(rng: random.Random, items: Iterable[NodeID], k: int) -> list[NodeID]:
+    cands = sorted(items)
+    if k <= 0:
+        return []
+    if len(cands) <= k:
+        return cands
+    return rng.sample(cands, k)
+
+
+def check_topic(topic: str) -> None:
+    if not topic or len(topic) > MAX_TOPIC_LEN:
+        raise LocalProtocolError(f"pubsub: topic {topic!r} must be 1..{MAX_TOPIC_LEN} characters")
+
+
+__all__ = ["Action", "Deliver", "Disconnect", "PeerState", "PubSubStats", "Send", "Validator",
+           "Verdict", "check_topic", "sample"]
