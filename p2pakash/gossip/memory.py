@@ -460,6 +460,11 @@ class MemoryTransport:
     def __repr__(self) -> str:
         return f"<MemoryTransport {self.node_id[:8]} at {self.listen}>"
 
+    def call_at(self, when: float, fn: Callable[[], None]) -> bool:
+        """Run ``fn`` at virtual time ``when`` from the network's clock (``DeliveryClock
+        .call_at``); False (not taken) unless that clock runs on an EventClock."""
+        return self.network.clock.call_at(when, fn)
+
     async def serve(self, handler: Handler, *,
                     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = self.network.listeners

@@ -20,8 +20,10 @@ Rules and invariants:
   run in the same scheduler pass. Sinks and flushes run outside any task: they must be
   synchronous and must not ask for the current task. An exception in one stops the
   DeliveryClock: its ``run`` raises it.
+* ``call_at(when, fn)`` runs a synchronous timer callback from the same heap (the
+  simulator's gossip tickers: no task wake, cancel scope or Cancelled per tick).
 * On any other clock ``run`` sleeps until its next frame by a deadline and takes no
-  flushes (``flush_later`` returns False; callers flush by themselves).
+  flushes or timers (``flush_later``/``call_at`` return False; callers do it themselves).
 * When it stops, pending flushes are run (nobody must wait on a request forever); frames
   still in the heap stay undelivered.
 """
@@ -73,6 +75,16 @@ class Target(Protocol):
     def deliver_head(self) -> None: ...
 
 
+class _Call:
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self.fn = fn
+
+    def deliver_head(self) -> None:
+        self.fn()
+
+
 class DeliveryClock:
     def __init__(self) -> None:
         self._due: list[tuple[float, int, Target]] = []
@@ -92,6 +104,14 @@ class DeliveryClock:
         scope = self._scope
         if scope is not None and at < scope.deadline:
             scope.deadline = at
+
+    def call_at(self, when: float, fn: Callable[[], None]) -> bool:
+        """Call ``fn`` at virtual time ``when`` (as a frame due then: same heap, same order
+        rules, from the idle hook). False (not taken) unless on an EventClock."""
+        if not self.idle:
+            return False
+        self.schedule(when, _Call(fn))
+        return True
 
     def flush_later(self, flush: Callable[[], None]) -> bool:
         if not self.idle:

@@ -30,6 +30,7 @@ Rules and invariants:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -145,6 +146,9 @@ class GossipService:
         self._dial_send, self._dial_recv = trio.open_memory_channel[PeerAddr](1024)
         self._dialing: set[NodeID] = set()
         self._wake = trio.Event()
+        self._call_at: Callable[[float, Callable[[], None]], bool] | None = None
+        self._tick_gen = 0
+        self._next_heartbeat = 0.0
         self._encoded: dict[int, tuple[object, bytes]] = {}
         self._dirty: list[_Link] = []  # fast links with pending items
         self._flush_asked = False  # of the flusher task or the network clock
@@ -245,16 +249,56 @@ class GossipService:
     # ------------------------------------------------------------ running
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self.listen_addr = await nursery.start(self.transport.serve, self._serve_connection)
-            nursery.start_soon(self._dialer)
-            nursery.start_soon(self._ticker)
-            nursery.start_soon(self._flusher)
-            self._apply(self.peers.start(self._now()))
-            task_status.started(self.listen_addr)
+        try:
+            async with trio.open_nursery() as nursery:
+                self.listen_addr = await nursery.start(self.transport.serve,
+                                                       self._serve_connection)
+                nursery.start_soon(self._dialer)
+                call_at = getattr(self.transport, "call_at", None)
+                if call_at is not None and call_at(self._now(), self._tick_once):
+                    self._call_at = call_at  # the simulator's clock runs the ticks
+                    self._next_heartbeat = self._now() + self.pubsub.params.heartbeat_interval
+                else:
+                    nursery.start_soon(self._ticker)
+                nursery.start_soon(self._flusher)
+                self._apply(self.peers.start(self._now()))
+                task_status.started(self.listen_addr)
+        finally:
+            self._tick_gen += 1  # clock ticks still scheduled find a newer generation: stop
+            self._call_at = None
 
     def _now(self) -> float:
         return trio.current_time()
+
+    def _tick_once(self) -> None:
+        """The first clock tick (``run``) starts generation ``_tick_gen``."""
+        self._tick(self._tick_gen)
+
+    def _tick(self, gen: int) -> None:
+        """Under the simulator's EventClock, ``_ticker``'s loop as clock callbacks: one
+        step, then the next at the same deadline. A wake (``_wake_ticker``) starts a new
+        generation at once; older callbacks then do nothing."""
+        call_at = self._call_at
+        if gen != self._tick_gen or call_at is None:
+            return
+        now = self._now()
+        if now >= self._next_heartbeat:
+            self._apply(self.pubsub.heartbeat(now))
+            self._next_heartbeat = now + self.pubsub.params.heartbeat_interval
+        self._apply(self.peers.tick(now))
+        if gen != self._tick_gen:
+            return  # woken meanwhile: the new generation's step is already due
+        deadline = min(self._next_heartbeat, self.peers.next_deadline(),
+                       now + self.settings.tick_interval)
+        call_at(max(deadline, now + 0.001), functools.partial(self._tick, gen))
+
+    def _wake_ticker(self) -> None:
+        call_at = self._call_at
+        if call_at is None:
+            self._wake.set()
+            return
+        self._tick_gen += 1
+        call_at(self._now(), functools.partial(self._tick, self._tick_gen))
 
     async def _ticker(self) -> None:
         """Drive the cores' timers: peer manager ticks and pubsub heartbeats."""
@@ -584,7 +628,7 @@ class GossipService:
             else:
                 raise TypeError(f"unknown action {action!r}")
             if isinstance(action, (pm.Dial, pm.Disconnect)):
-                self._wake.set()  # the peer manager's deadlines may have moved
+                self._wake_ticker()  # the peer manager's deadlines may have moved
 
     def _deliver(self, action: ps.Deliver) -> None:
         item = Delivered(topic=action.topic, data=action.data, msg_id=action.msg_id,

@@ -170,3 +170,40 @@ async def test_relay_forwards_a_topic_without_a_local_subscription(
         assert services[1].pubsub.stats.delivered == 1  # validated and forwarded there
         services[1].relay("t")  # joining twice changes nothing
         nursery.cancel_scope.cancel()
+
+
+def test_gossip_ticks_run_from_the_event_clock_and_stop_with_the_service() -> None:
+    from p2pakash.gossip.memory_clock import EventClock
+
+    async def main() -> tuple[int, int, int]:
+        net = MemoryNetwork(random.Random(5), latency=0.01, items=True)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(net.run_clock)
+            services = [service(net, i, [j for j in range(i)]) for i in range(4)]
+            scopes = []
+            for s in services:
+                scope = trio.CancelScope()
+                scopes.append(scope)
+
+                async def run(s: GossipService = s, scope: trio.CancelScope = scope,
+                              task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+                              ) -> None:
+                    with scope:
+                        await s.run(task_status=task_status)
+
+                await nursery.start(run)
+                s.subscribe("t")
+            assert all(s._call_at is not None for s in services)  # no ticker task
+            await trio.sleep(10.5)
+            beats = services[0].pubsub._heartbeats
+            meshed = len(services[0].pubsub.mesh("t"))
+            scopes[0].cancel()
+            await trio.sleep(5)
+            after = services[0].pubsub._heartbeats
+            nursery.cancel_scope.cancel()
+        return beats, meshed, after
+
+    beats, meshed, after = trio.run(main, clock=EventClock())
+    assert beats == 10  # one heartbeat a second (the first one second after start)
+    assert meshed == 3
+    assert after == beats  # the stopped service's scheduled ticks do nothing
