@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 lint: setup
-	$(VENV)/bin/ruff check p2pakash tests bench
+	$(VENV)/bin/ruff check p2pakash tests bench fuzz
 
 typecheck: setup
 	$(VENV)/bin/mypy
