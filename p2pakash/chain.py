@@ -75,6 +75,7 @@ log = logging.getLogger(__name__)
 MAX_PENDING_EVIDENCE = 1_000
 INBOX_SIZE = 10_000
 BLOCK_SUBSCRIBER_QUEUE = 1_000
+SHARED_DECODED = 4_096  # consensus messages in a shared decode table (oldest out)
 
 
 class TxSource(Protocol):
@@ -144,6 +145,7 @@ class ChainService:
         self._evidence: dict[bytes, DuplicateVoteEvidence] = {}
         self._block_subs: list[trio.MemorySendChannel[tuple[Block, BlockResult]]] = []
         self._decoded: collections.OrderedDict[bytes, Message] = collections.OrderedDict()
+        self.shared_decoded: dict[bytes, Message] | None = None  # see ``_decode``
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[Message](INBOX_SIZE)
         self._driver_scope: trio.CancelScope | None = None  # the running mode (driver or follower)
         self.follow_votes = follow_votes
@@ -454,6 +456,22 @@ class ChainService:
 
     # ------------------------------------------------------------ gossip
 
+    def _decode(self, data: bytes, cls: type[Proposal] | type[Vote]) -> Message:
+        """``wire.decode``, or the same bytes' decoding from ``shared_decoded`` (the
+        simulator's nodes share one table, as they share the VerifyCache: decoding is a
+        pure function of the bytes and messages are frozen)."""
+        shared = self.shared_decoded
+        if shared is None:
+            return wire.decode(data, cls)
+        message = shared.get(data)
+        if type(message) is not cls:
+            message = wire.decode(data, cls)
+            shared[data] = message
+            if len(shared) > SHARED_DECODED:
+                del shared[next(iter(shared))]
+        assert message is not None
+        return message
+
     def _remember(self, data: bytes, message: Message) -> None:
         self._decoded[data] = message
         while len(self._decoded) > INBOX_SIZE:
@@ -462,7 +480,7 @@ class ChainService:
     def _validate(self, data: bytes, cls: type[Proposal] | type[Vote]) -> Verdict:
         """Topic validator: decode, window and membership (else IGNORE), signature."""
         try:
-            message: Message = wire.decode(data, cls)
+            message = self._decode(data, cls)
             if not validity.admit(message, self.state, self.verify_cache):
                 return Verdict.IGNORE
         except RemoteProtocolError:  # undecodable or badly signed: the relayer pays

@@ -40,7 +40,7 @@ import p2pakash.market.ledger_market  # noqa: F401 - registers the market's ledg
 from p2pakash.api.server import TxGossip
 from p2pakash.chain import ChainService
 from p2pakash.consensus.routing import SharedDecoder
-from p2pakash.consensus.types import Block
+from p2pakash.consensus.types import Block, Proposal, Vote
 from p2pakash.crypto import NodeID, PrivateKey, VerifyCache
 from p2pakash.executor.fake import FakeEngine, FakeExecutor
 from p2pakash.gossip.addr import PeerAddr
@@ -155,6 +155,7 @@ class Runner:
         self.result = SimResult(scenario=scenario, seed=self.seed, until=self.until)
         self.cache = VerifyCache(capacity=200_000)
         self.commits = SharedDecoder()  # like the VerifyCache: one decode per process
+        self.consensus_decoded: dict[bytes, Proposal | Vote] = {}  # the same for votes
         self.network, self.latency = simnet.build_network(scenario.network,
                                                           rng_for(self.seed, "network"))
         self.checker = Checker(seed=self.seed, genesis_supply=0,
@@ -280,6 +281,7 @@ class Runner:
                             catchup_delay=self.sc.chain.catchup_delay, name=node.name)
         chain.behaviour = node.behaviour
         chain.relay.decoder = self.commits
+        chain.shared_decoded = self.consensus_decoded
         # ConsensusDriver's own parameter (no progress for this long: resend the round's
         # proposal and votes to every peer); ChainService does not take it.
         chain.driver.stall_interval = self.sc.chain.stall_interval

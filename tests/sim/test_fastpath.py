@@ -207,3 +207,24 @@ def test_gossip_ticks_run_from_the_event_clock_and_stop_with_the_service() -> No
     assert beats == 10  # one heartbeat a second (the first one second after start)
     assert meshed == 3
     assert after == beats  # the stopped service's scheduled ticks do nothing
+
+
+def test_shared_decode_table_gives_each_node_the_same_frozen_message() -> None:
+    from types import SimpleNamespace
+
+    from p2pakash.chain import ChainService
+    from p2pakash.consensus.types import Proposal, Vote, VoteType, sign_vote
+    from p2pakash.errors import RemoteProtocolError
+
+    vote = sign_vote(key(1), CHAIN, type=VoteType.PREVOTE, height=3, round=0,
+                     block_hash=b"h" * 32, timestamp_ms=5)
+    data = wire.encode(vote)
+    table: dict[bytes, object] = {}
+    a, b = SimpleNamespace(shared_decoded=table), SimpleNamespace(shared_decoded=table)
+    first = ChainService._decode(a, data, Vote)  # type: ignore[arg-type]
+    assert first == vote and table[data] is first
+    assert ChainService._decode(b, data, Vote) is first  # type: ignore[arg-type]
+    with pytest.raises(RemoteProtocolError):  # same bytes, other class: decoded (and refused)
+        ChainService._decode(b, data, Proposal)  # type: ignore[arg-type]
+    alone = ChainService._decode(SimpleNamespace(shared_decoded=None), data, Vote)  # type: ignore[arg-type]
+    assert alone == vote and alone is not first
