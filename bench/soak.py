@@ -49,17 +49,20 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import attrs  # noqa: E402
 import trio  # noqa: E402
 
 from p2pakash.chain import INBOX_SIZE  # noqa: E402
 from p2pakash.gossip.memory import SIZE_CACHE  # noqa: E402
+from p2pakash.ledger import kv_sqlite  # noqa: E402
 from p2pakash.ledger import state as ledger_state  # noqa: E402
-from p2pakash.ledger.kv_sqlite import CACHE_SIZE  # noqa: E402
 from p2pakash.provider.bidengine import BidEngine  # noqa: E402
 from p2pakash.sim.determinism import deterministic_run  # noqa: E402
 from p2pakash.sim.runner import Runner, SimNode, SimResult  # noqa: E402
 from p2pakash.sim.scenario import Scenario, load_scenario  # noqa: E402
 
+SMALL_CAP = 2_000  # --small-caps: state read and record decode caches
+SMALL_RUNS = 20  # --small-caps: deploys a tenant remembers
 KEEP_HEIGHTS = 200  # simulator bookkeeping kept after each sample
 MAX_ELEMENTS = 300  # elements of one container walked into (the rest are counted only)
 CONTAINERS = (dict, set, frozenset, list, collections.deque)
@@ -150,9 +153,12 @@ class SoakRunner(Runner):
     disk = True
     verify_cache: int | None = None
     mempool_cache: int | None = None
+    small_caps = False  # also cut the state caches and the tenants' deploy table
 
     def _build_nodes(self, tmp: Path) -> None:
         super()._build_nodes(tmp)
+        if self.small_caps:  # module constants read at each insert (bench only)
+            ledger_state.DECODE_CACHE_SIZE = kv_sqlite.CACHE_SIZE = SMALL_CAP
         if self.verify_cache is not None:
             self.cache.capacity = self.verify_cache
         if self.disk:
@@ -164,11 +170,13 @@ class SoakRunner(Runner):
         await super().start_node(nursery, node)
         if self.mempool_cache is not None and node.mempool is not None:
             node.mempool.cache_size = self.mempool_cache
+        if self.small_caps and node.tenant is not None:
+            node.tenant.params = attrs.evolve(node.tenant.params, max_runs=SMALL_RUNS)
 
 
 def caps(runner: Runner) -> dict[str, int]:
     """Declared capacities of the caches that fill slowly (``Class.attribute`` -> cap)."""
-    out = {"VerifyCache._seen": runner.cache.capacity, "SqliteKV._cache": CACHE_SIZE,
+    out = {"VerifyCache._seen": runner.cache.capacity, "SqliteKV._cache": kv_sqlite.CACHE_SIZE,
            "FaultyChain._decoded": INBOX_SIZE, "MemoryNetwork._sizes": SIZE_CACHE,
            "BidEngine.seen": FORGET_KEEP,
            "ledger.state record decode cache": ledger_state.DECODE_CACHE_SIZE}
@@ -312,8 +320,8 @@ def table(rows: list[dict[str, Any]], top: int) -> str:
 
 def run(scenario: Path | Scenario, *, until: float | None = None, every: float = 3600.0,
         wall_limit: float | None = None, disk: bool = True, trace: bool = False,
-        verify_cache: int | None = None, mempool_cache: int | None = None
-        ) -> tuple[SimResult, Sampler]:
+        verify_cache: int | None = None, mempool_cache: int | None = None,
+        small_caps: bool = False) -> tuple[SimResult, Sampler]:
     """Run ``scenario`` to ``until`` (default: its duration), sampling every ``every``
     virtual seconds (the last sample at ``until`` itself)."""
     sc = load_scenario(scenario) if isinstance(scenario, Path) else scenario
@@ -322,6 +330,7 @@ def run(scenario: Path | Scenario, *, until: float | None = None, every: float =
     runner = SoakRunner(sc, until=end, wall_limit=wall_limit, progress=sampler)
     runner.disk = disk
     runner.verify_cache, runner.mempool_cache = verify_cache, mempool_cache
+    runner.small_caps = small_caps
     if trace:
         tracemalloc.start()
     result = deterministic_run(runner.main, seed=runner.seed)
@@ -338,6 +347,9 @@ def main() -> None:
     ap.add_argument("--memory-storage", action="store_true",
                     help="keep storage in memory for nodes without a crash fault")
     ap.add_argument("--tracemalloc", action="store_true")
+    ap.add_argument("--small-caps", action="store_true",
+                    help=f"cut the state read and record decode caches to {SMALL_CAP} and each "
+                         f"tenant's deploy table to {SMALL_RUNS}, so they fill within hours")
     ap.add_argument("--verify-cache", type=int, default=0,
                     help="the shared VerifyCache's capacity (default: the runner's)")
     ap.add_argument("--mempool-cache", type=int, default=0,
@@ -350,7 +362,8 @@ def main() -> None:
     result, sampler = run(Path(args.scenario), until=args.until or None, every=args.every,
                           wall_limit=args.wall_limit or None, disk=not args.memory_storage,
                           trace=args.tracemalloc, verify_cache=args.verify_cache or None,
-                          mempool_cache=args.mempool_cache or None)
+                          mempool_cache=args.mempool_cache or None,
+                          small_caps=args.small_caps)
     rows = sampler.rows
     print(table(rows, args.top))
     flat, reasons, notes = verdict(rows, sampler.caps, rss_tolerance=args.rss_tolerance)
