@@ -10,7 +10,9 @@ over the measured blocks (from wall-clock samples the runner's monitor takes eve
 virtual second), CPU seconds, the speed-up (virtual / wall) and the peak RSS.
 
 ``--scenario FILE`` instead times one scenario file (``--until`` virtual seconds) and
-prints its speed-up, e.g. ``simulations/quickstart.toml``.
+prints its speed-up, e.g. ``simulations/quickstart.toml``: ``speedup`` is virtual / wall
+seconds, ``cpu_speedup`` virtual / CPU seconds (the figure to compare on a shared machine),
+with the load average at the end of the run.
 
 Prints one JSON object per size and a table. Benchmark only: never a test. Every run is
 bounded by ``--wall-limit`` (the runner stops cleanly and the row says so).
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import resource
 import subprocess
 import sys
@@ -94,6 +97,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "providers": sc.providers.count, "tenants": sc.tenants.count,
         "virtual_seconds": round(result.virtual_seconds, 3), "wall_seconds": round(wall, 2),
         "cpu_seconds": round(cpu, 2), "speedup": round(result.virtual_seconds / wall, 1),
+        "cpu_speedup": round(result.virtual_seconds / cpu, 1) if cpu > 0 else 0.0,
+        "load_average": round(os.getloadavg()[0], 2),
         "final_height": final, "wall_per_block": round(per_block, 3),
         "cpu_per_block": round(cpu_per_block, 3),
         "startup_wall": round(next((s[0] for s in samples if s[2] >= 1), wall), 2),
