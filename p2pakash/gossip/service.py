@@ -36,7 +36,6 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-import attrs
 import trio
 
 from p2pakash import wire
@@ -47,73 +46,26 @@ from p2pakash.gossip import peers as pm
 from p2pakash.gossip import pubsub as ps
 from p2pakash.gossip.addr import PeerAddr
 from p2pakash.gossip.memory import Batch, MemoryConnection, Payload
+from p2pakash.gossip.service_types import (
+    MAX_ON_DEMAND,
+    PEER_SET,
+    PEER_TYPES,
+    PUBSUB_SET,
+    PUBSUB_TYPES,
+    Delivered,
+    GossipSettings,
+    GossipStats,
+    Handler,
+    Link,
+    frame_overhead,
+    goodbye_frame,
+    split_frames,
+)
 from p2pakash.gossip.transport import Connection, ConnectionClosed, Transport
 
 log = logging.getLogger(__name__)
 
-PUBSUB_TYPES: tuple[type, ...] = (m.Subscribe, m.Publish, m.IHave, m.IWant, m.Graft, m.Prune,
-                                  m.IDontWant)
-PEER_TYPES: tuple[type, ...] = (m.Ping, m.Pong, m.PexRequest, m.PexAddrs)
-_PUBSUB_SET = frozenset(PUBSUB_TYPES)  # exact types: a set lookup instead of isinstance
-_PEER_SET = frozenset(PEER_TYPES)
-Handler = Callable[[NodeID, object], None]
-_FRAME_HEAD = len(wire.encode_batch(m.Frame, [])) - 1  # tag and the 1-field array
-MAX_ON_DEMAND = 1024  # connect() targets remembered at once
 T = TypeVar("T")
-
-
-def _frame_overhead(count: int) -> int:
-    """Bytes a ``Frame`` of ``count`` items adds to its items' encodings (CBOR heads)."""
-    return _FRAME_HEAD + (1 if count < 24 else 2 if count < 256 else 3 if count < 65536 else 5)
-
-
-def _goodbye_frame(reason: str) -> bytes:
-    return wire.encode(m.Frame(items=(m.Goodbye(reason=reason[:pm.MAX_REASON]),)))
-
-
-@attrs.frozen(kw_only=True)
-class Delivered:
-    """A gossip message delivered to a local subscriber."""
-
-    topic: str
-    data: bytes
-    msg_id: bytes
-    source: NodeID
-
-
-@attrs.define
-class GossipStats:
-    frames_in: int = 0
-    frames_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    items_in: int = 0
-    items_out: int = 0
-    dropped_out: int = 0
-    dropped_local: int = 0
-    bans: int = 0
-
-
-@attrs.define(eq=False)
-class _Link:
-    conn: Connection
-    send: trio.MemorySendChannel[object]
-    recv: trio.MemoryReceiveChannel[object]
-    scope: trio.CancelScope
-    goodbye: str = ""
-    fast: bool = False  # item mode: ``pending`` and the service's flusher, not ``send``
-    pending: list[object] = attrs.Factory(list)
-    dirty: bool = False
-    closed: bool = False  # ``scope`` was cancelled by us (``_cancel_link``)
-
-
-@attrs.frozen(kw_only=True)
-class GossipSettings:
-    max_frame: int = 1 << 20
-    flush_interval: float = 0.0  # seconds a batch may wait to fill; 0 = whatever is queued now
-    queue_size: int = 4096  # per-peer outbound items
-    subscriber_queue: int = 10_000
-    tick_interval: float = 0.25
 
 
 class GossipService:
@@ -140,7 +92,7 @@ class GossipService:
         self.pubsub = ps.PubSub(local_id=self.node_id, params=pubsub_params, rng=rng)
         self.stats = GossipStats()
         self.listen_addr = ""
-        self._links: dict[NodeID, _Link] = {}
+        self._links: dict[NodeID, Link] = {}
         self._subscribers: dict[str, list[trio.MemorySendChannel[Delivered]]] = {}
         self._handlers: dict[type, Handler] = {}
         self._dial_send, self._dial_recv = trio.open_memory_channel[PeerAddr](1024)
@@ -150,7 +102,7 @@ class GossipService:
         self._tick_gen = 0
         self._next_heartbeat = 0.0
         self._encoded: dict[int, tuple[object, bytes]] = {}
-        self._dirty: list[_Link] = []  # fast links with pending items
+        self._dirty: list[Link] = []  # fast links with pending items
         self._flush_asked = False  # of the flusher task or the network clock
         self._flush_lot = trio.lowlevel.ParkingLot()
         self._seeds = frozenset(seeds)
@@ -361,11 +313,11 @@ class GossipService:
         if refusal is not None:
             log.debug("refusing %s: %s", peer[:12], refusal)
             with trio.move_on_after(1):
-                await conn.send(_goodbye_frame(refusal))
+                await conn.send(goodbye_frame(refusal))
             await conn.aclose()
             return
         send, recv = trio.open_memory_channel[object](self.settings.queue_size)
-        link = _Link(conn=conn, send=send, recv=recv, scope=trio.CancelScope(),
+        link = Link(conn=conn, send=send, recv=recv, scope=trio.CancelScope(),
                      fast=isinstance(conn, MemoryConnection) and conn.can_attach)
         self._links[peer] = link
         log.info("peer connected %s %s %s", peer[:12], "out" if conn.outbound else "in",
@@ -394,12 +346,12 @@ class GossipService:
                 if link.goodbye:
                     with contextlib.suppress(ConnectionClosed, OSError, trio.BrokenResourceError,
                                              trio.ClosedResourceError):
-                        await conn.send(_goodbye_frame(link.goodbye))
+                        await conn.send(goodbye_frame(link.goodbye))
                 await conn.aclose()
             log.info("peer disconnected %s%s", peer[:12],
                      f": {link.goodbye}" if link.goodbye else "")
 
-    async def _reader(self, link: _Link) -> None:
+    async def _reader(self, link: Link) -> None:
         conn = link.conn
         peer = conn.remote_id
         while True:
@@ -438,7 +390,7 @@ class GossipService:
             if peer not in self._links:
                 return
 
-    async def _fast_link(self, link: _Link) -> None:
+    async def _fast_link(self, link: Link) -> None:
         """Item mode: the transport's pump feeds ``_on_frame``; wait for the end."""
         conn = link.conn
         assert isinstance(conn, MemoryConnection)
@@ -473,7 +425,7 @@ class GossipService:
                 await trio.lowlevel.checkpoint()
             self._flush_dirty()
 
-    def _ask_flush(self, link: _Link) -> None:
+    def _ask_flush(self, link: Link) -> None:
         conn = link.conn
         assert isinstance(conn, MemoryConnection)
         if self.settings.flush_interval > 0 or not conn.flush_later(self._flush_dirty):
@@ -488,7 +440,7 @@ class GossipService:
             if not link.closed:
                 self._flush_link(link, pending)
 
-    def _flush_link(self, link: _Link, pending: list[object]) -> None:
+    def _flush_link(self, link: Link, pending: list[object]) -> None:
         conn = link.conn
         assert isinstance(conn, MemoryConnection)
         size_of = conn.item_size
@@ -504,28 +456,15 @@ class GossipService:
 
     def _batches(self, items: Sequence[T], size_of: Callable[[T], int]
                  ) -> Iterator[tuple[list[T], int]]:
-        """Split queued items into frames under ``max_frame`` (with their summed sizes);
-        an item too big for a frame of its own is dropped and counted."""
-        limit = self.settings.max_frame - 16
-        batch: list[T] = []
-        size = 0
-        for item in items:
-            n = size_of(item)
-            if n > limit:
-                self.stats.dropped_out += 1
-                continue
-            if batch and size + n > limit:
-                yield batch, size
-                batch, size = [], 0
-            batch.append(item)
-            size += n
-        if batch:
-            yield batch, size
+        """``split_frames`` under ``max_frame``; items too big for a frame are counted."""
+        frames, dropped = split_frames(items, size_of, self.settings.max_frame - 16)
+        self.stats.dropped_out += dropped
+        return iter(frames)
 
-    def _send_items(self, link: _Link, items: list[object], size: int) -> None:
+    def _send_items(self, link: Link, items: list[object], size: int) -> None:
         conn = link.conn
         assert isinstance(conn, MemoryConnection)
-        size += _frame_overhead(len(items))
+        size += frame_overhead(len(items))
         try:
             sent = conn.send_items(tuple(items), size)
         except (ConnectionClosed, OSError):
@@ -540,9 +479,9 @@ class GossipService:
 
     def _dispatch(self, peer: NodeID, item: object, now: float) -> None:
         kind = type(item)  # messages are exact types: decoded, or the sender's own objects
-        if kind in _PUBSUB_SET:
+        if kind in PUBSUB_SET:
             self._apply(self.pubsub.handle(now, peer, item))
-        elif kind in _PEER_SET:
+        elif kind in PEER_SET:
             self._apply(self.peers.handle(now, peer, item))
         elif isinstance(item, m.Goodbye):
             log.info("peer %s says goodbye: %s", peer[:12], item.reason)
@@ -557,7 +496,7 @@ class GossipService:
             except RemoteProtocolError as exc:
                 self.ban(peer, f"{type(item).__name__}: {exc}")
 
-    async def _writer(self, link: _Link) -> None:
+    async def _writer(self, link: Link) -> None:
         flush = self.settings.flush_interval
         pending: list[object] = []
         async for first in link.recv:
@@ -588,7 +527,7 @@ class GossipService:
             del self._encoded[next(iter(self._encoded))]
         return data
 
-    async def _send_frame(self, link: _Link, items: list[bytes]) -> None:
+    async def _send_frame(self, link: Link, items: list[bytes]) -> None:
         data = wire.encode_batch(m.Frame, items)
         try:
             await link.conn.send(data)
@@ -606,7 +545,7 @@ class GossipService:
             self._cancel_link(link)
 
     @staticmethod
-    def _cancel_link(link: _Link) -> None:
+    def _cancel_link(link: Link) -> None:
         link.closed = True
         link.scope.cancel()
 
@@ -640,3 +579,7 @@ class GossipService:
                 self.stats.dropped_local += 1
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 continue
+
+
+__all__ = ["PEER_TYPES", "PUBSUB_TYPES", "Delivered", "GossipService", "GossipSettings",
+           "GossipStats", "Handler"]

@@ -16,7 +16,8 @@ from p2pakash.gossip.addr import PeerAddr
 from p2pakash.gossip.memory import MemoryNetwork, MemoryTransport
 from p2pakash.gossip.peers import PeerParams
 from p2pakash.gossip.pubsub import PubSubParams
-from p2pakash.gossip.service import GossipService, _frame_overhead
+from p2pakash.gossip.service import GossipService
+from p2pakash.gossip.service_types import frame_overhead
 from p2pakash.gossip.transport import Connection
 
 CHAIN = "fast-chain"
@@ -44,7 +45,7 @@ def test_frame_overhead_is_exact() -> None:
     for n in (0, 1, 23, 24, 255, 256, 1000):
         items = [wire.encode(m.Ping(nonce=7))] * n
         assert len(wire.encode_batch(m.Frame, items)) == sum(map(len, items)) + \
-            _frame_overhead(n)
+            frame_overhead(n)
 
 
 @pytest.mark.parametrize("items", [False, True])
