@@ -106,3 +106,20 @@ def test_market_validator_tables_evict_the_oldest_past_their_limits() -> None:
             assert mv.validate_order(NodeID("ab" * 20), "orders", data) is Verdict.ACCEPT
             assert len(mv.orders) <= 5 and len(mv._seen) <= 8 and len(mv._signers) <= 2
     assert len(mv.orders) == 5 and len(mv._accepted) == 5
+
+
+def test_market_validators_forget_expired_orders() -> None:
+    """Every node kept every order it relayed (up to 10,000 per node, the 24-hour soak's
+    growth); orders and seen hashes past their expiry now leave the tables."""
+    chain = Chain(new_ledger())
+    now = [1_000_000]
+    mv = MarketValidators(chain_id=CHAIN, view=lm.LedgerView(chain.ledger.store),
+                          now_ms=lambda: now[0], params=ValidatorParams(burst=1_000))
+    for dseq in range(1, 21):
+        data = wire.encode(order(USERS[0], dseq=dseq, expiry_ms=now[0] + 60_000))
+        assert mv.validate_order(NodeID("ab" * 20), "orders", data) is Verdict.ACCEPT
+    assert len(mv.orders) == 20 and len(mv._seen) == 20
+    now[0] += 60_000 + mv.params.skew_ms + 1  # all twenty expired
+    data = wire.encode(order(USERS[0], dseq=99, expiry_ms=now[0] + 60_000))
+    assert mv.validate_order(NodeID("ab" * 20), "orders", data) is Verdict.ACCEPT
+    assert len(mv.orders) == len(mv._accepted) == len(mv._seen) == 1

@@ -12,7 +12,8 @@ Rules and invariants:
   messages for ``ban_ms``. Signatures are checked before rate limiting, so nobody can spend
   another address's budget with forged messages.
 * Cost order: decode, stateless checks, banned?, expiry, replay, signature (VerifyCache),
-  rate limit, then ledger reads. Every table is bounded (LRU eviction).
+  rate limit, then ledger reads. Every table is bounded (LRU eviction); orders and seen
+  hashes past their expiry (plus ``skew_ms``) are dropped from the oldest end.
 * A bid is checked against its order when this node has seen that order (``orders`` keeps
   the last ``max_orders`` accepted); otherwise only what the bid alone shows.
 * ``accepted_order(data)`` hands a local subscriber (the provider) the Order this node's
@@ -130,6 +131,16 @@ class MarketValidators:
         rec = self._signers.get(address)
         return rec is not None and rec.banned_until_ms > self.now_ms()
 
+    def _forget_expired(self, now: int) -> None:
+        """Drop orders and seen hashes whose expiry passed (the expiry check refuses their
+        messages anyway) from the oldest end, so the tables hold minutes, not the caps."""
+        cutoff = now - self.params.skew_ms
+        for table in (self.orders, self._accepted):
+            while table and next(iter(table.values())).body.expiry_ms < cutoff:
+                table.popitem(last=False)
+        while self._seen and next(iter(self._seen.values())) < cutoff:
+            self._seen.popitem(last=False)
+
     # ------------------------------------------------------------ topics
 
     def validate_order(self, source: NodeID, topic: str, data: bytes) -> Verdict:
@@ -183,6 +194,7 @@ class MarketValidators:
             verify(msg, self.chain_id, self.cache)
         except InvalidSignature:
             return self._count("bad_signature", Verdict.REJECT)
+        self._forget_expired(now)
         self._seen.put(digest, expiry_ms)
         rec = self._signer(address)
         bucket = rec.buckets.get(topic)
