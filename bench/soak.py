@@ -200,6 +200,8 @@ class Sampler:
         self.base: tracemalloc.Snapshot | None = None  # with --tracemalloc
         self.last: tracemalloc.Snapshot | None = None
         self.totals = {"deploys": 0, "leased": 0}
+        self.census = False  # --census: count tracked objects by type at each sample
+        self.types: list[collections.Counter[str]] = []
         self._cpu0 = time.process_time()
         self._wall0 = time.monotonic()
 
@@ -243,6 +245,8 @@ class Sampler:
                if n.data_dir is not None and (n.data_dir / "cs.wal").is_dir()]
         if wal:
             row["sizes"]["WAL files per node"] = max(wal)
+        if self.census:
+            self.types.append(collections.Counter(type(o).__qualname__ for o in gc.get_objects()))
         if self.trace:
             row["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
             snap = tracemalloc.take_snapshot().filter_traces(
@@ -321,7 +325,7 @@ def table(rows: list[dict[str, Any]], top: int) -> str:
 def run(scenario: Path | Scenario, *, until: float | None = None, every: float = 3600.0,
         wall_limit: float | None = None, disk: bool = True, trace: bool = False,
         verify_cache: int | None = None, mempool_cache: int | None = None,
-        small_caps: bool = False) -> tuple[SimResult, Sampler]:
+        small_caps: bool = False, census: bool = False) -> tuple[SimResult, Sampler]:
     """Run ``scenario`` to ``until`` (default: its duration), sampling every ``every``
     virtual seconds (the last sample at ``until`` itself)."""
     sc = load_scenario(scenario) if isinstance(scenario, Path) else scenario
@@ -331,6 +335,7 @@ def run(scenario: Path | Scenario, *, until: float | None = None, every: float =
     runner.disk = disk
     runner.verify_cache, runner.mempool_cache = verify_cache, mempool_cache
     runner.small_caps = small_caps
+    sampler.census = census
     if trace:
         tracemalloc.start()
     result = deterministic_run(runner.main, seed=runner.seed)
@@ -347,6 +352,7 @@ def main() -> None:
     ap.add_argument("--memory-storage", action="store_true",
                     help="keep storage in memory for nodes without a crash fault")
     ap.add_argument("--tracemalloc", action="store_true")
+    ap.add_argument("--census", action="store_true", help="count objects by type per sample")
     ap.add_argument("--small-caps", action="store_true",
                     help=f"cut the state read and record decode caches to {SMALL_CAP} and each "
                          f"tenant's deploy table to {SMALL_RUNS}, so they fill within hours")
@@ -363,7 +369,7 @@ def main() -> None:
                           wall_limit=args.wall_limit or None, disk=not args.memory_storage,
                           trace=args.tracemalloc, verify_cache=args.verify_cache or None,
                           mempool_cache=args.mempool_cache or None,
-                          small_caps=args.small_caps)
+                          small_caps=args.small_caps, census=args.census)
     rows = sampler.rows
     print(table(rows, args.top))
     flat, reasons, notes = verdict(rows, sampler.caps, rss_tolerance=args.rss_tolerance)
@@ -373,6 +379,12 @@ def main() -> None:
           f"violations: {len(violations)}; deployments: {rows[-1]['deploys'] if rows else 0}")
     for line in violations[:5]:
         print("  " + line)
+    if len(sampler.types) >= 2:
+        diff = sampler.types[-1].copy()
+        diff.subtract(sampler.types[1])
+        print("\nobjects by type, grown most since the second sample:")
+        for name, n in diff.most_common(15):
+            print(f"  {n:+8d}  {name}")
     grown = sampler.growth(15)
     if grown:
         print("\ntracemalloc: live allocations grown most since the second sample")
