@@ -123,6 +123,8 @@ def collection_sizes(roots: Iterable[object]) -> dict[str, int]:
                 for part in (item if isinstance(item, tuple) else (item,)):
                     if _ours(part) and not _frozen(part):
                         stack.append(part)
+                    elif hasattr(part, "__self__") and _ours(part.__self__):  # bound method
+                        stack.append(part.__self__)
                     elif isinstance(part, CONTAINERS):
                         note(f"{path}[]", len(part))
         elif kind in ("MemorySendChannel", "MemoryReceiveChannel"):
