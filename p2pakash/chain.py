@@ -128,7 +128,7 @@ class ChainService:
                  now_ms: Callable[[], int] | None = None, max_block_bytes: int = 512 * 1024,
                  status_interval: float = 0.5, catchup_delay: float = 1.0,
                  follow_votes: bool = False, commit_backup_delay: float = 1.0,
-                 name: str = "") -> None:
+                 name: str = "", state: KV | None = None) -> None:
         self.gossip = gossip
         self.key = key
         self.genesis = genesis
@@ -153,7 +153,7 @@ class ChainService:
         self._driving = False  # the running mode is the driver
         self._lag_since: float | None = None
         self.dropped_inputs = 0
-        self.store, self.ledger = self._open()
+        self.store, self.ledger = self._open(state)
         self.state = self._load_state()
         self._heal()
         wal = guard = None
@@ -208,10 +208,15 @@ class ChainService:
 
     # ------------------------------------------------------------ storage
 
-    def _open(self) -> tuple[BlockStore, Ledger]:
+    def _open(self, state: KV | None) -> tuple[BlockStore, Ledger]:
+        """``state``: for a node without ``data_dir``, a state KV to start from instead of a
+        fresh MemoryKV (the simulator gives each node a copy of one genesis state)."""
         kv: KV
+        if state is not None and self.data_dir is not None:
+            raise ValueError(f"{self.name}: a state KV is for a node without a data_dir "
+                             f"(this one keeps its state in {self.data_dir})")
         if self.data_dir is None:
-            store, kv = BlockStore(None), MemoryKV()
+            store, kv = BlockStore(None), MemoryKV() if state is None else state
         else:
             try:
                 self.data_dir.mkdir(parents=True, exist_ok=True)

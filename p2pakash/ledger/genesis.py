@@ -12,6 +12,8 @@ Rules and invariants:
 * Loading checks everything and raises ConfigError naming the file and the key
   (``genesis.json: accounts[2].balance: ...``); unknown keys are refused.
 * ``genesis_hash()`` is sha256 of the canonical wire encoding: every node can compare it.
+  It is remembered per document object (a frozen value; a simulator's 1,000 nodes share
+  one document of thousands of accounts).
 * ``save_genesis`` never leaves a half-written file: temp file, fsync, rename, fsync dir.
 """
 
@@ -30,6 +32,7 @@ from p2pakash.ledger.params import PARAM_NAMES, POWER_REDUCTION, Params
 from p2pakash.ledger.txs import MAX_MONIKER
 
 MAX_AMOUNT = 2**63 - 1
+_HASHES: dict[int, tuple[GenesisDoc, bytes]] = {}  # id -> (the document, its hash)
 
 
 @wire.message(tag=261)
@@ -61,7 +64,14 @@ class GenesisDoc:
     params: Params = attrs.field(factory=Params)
 
     def genesis_hash(self) -> bytes:
-        return wire.digest(self)
+        hit = _HASHES.get(id(self))
+        if hit is not None and hit[0] is self:
+            return hit[1]
+        if len(_HASHES) >= 16:
+            _HASHES.clear()
+        value = wire.digest(self)
+        _HASHES[id(self)] = (self, value)
+        return value
 
     def supply(self) -> int:
         return sum(a.balance for a in self.accounts) + sum(v.stake for v in self.validators)

@@ -17,6 +17,9 @@ Rules and invariants:
 * ``bid_price`` asks exactly the plugin ``pricing`` names; a quote above the group's
   maximum becomes a Decline. Notifications log a failing plugin and still call the rest.
 * Thread-safe after ``load()``: hooks may be called from several worker threads at once.
+* The entry-point scan (every installed distribution's metadata) is remembered per group
+  and ``sys.path``: a simulator loading 400 providers' managers scans once; a changed
+  ``sys.path`` scans again. The entry points themselves are loaded per manager.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import importlib
 import importlib.metadata
 import inspect
 import logging
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -80,6 +84,18 @@ class _Pluggy(pluggy.PluginManager):
                 return {"wrapper": False, "hookwrapper": False, "optionalhook": False,
                         "tryfirst": False, "trylast": False, "specname": None}
         return opts
+
+
+_SCANS: dict[tuple[str, tuple[str, ...]], tuple[importlib.metadata.EntryPoint, ...]] = {}
+
+
+def entry_points(group: str) -> tuple[importlib.metadata.EntryPoint, ...]:
+    """The entry points of ``group`` (remembered per group and ``sys.path``)."""
+    key = (group, tuple(sys.path))
+    found = _SCANS.get(key)
+    if found is None:
+        found = _SCANS[key] = tuple(importlib.metadata.entry_points(group=group))
+    return found
 
 
 def _describe(value: object) -> str:
@@ -138,7 +154,7 @@ class PluginManager:
         self.register(CheapestBid(), SELECT_NAME)
 
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
-        for ep in importlib.metadata.entry_points(group=group):
+        for ep in entry_points(group):
             try:
                 plugin = ep.load()
             except Exception as exc:

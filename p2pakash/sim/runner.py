@@ -7,6 +7,8 @@ Rules and invariants:
   and subscriptions (every node relays the market topics, as ``node.py`` does); providers
   add ProviderService, tenants TenantService and their workload (``sim/market.py``). One
   VerifyCache serves all nodes (verification is a pure function).
+* The genesis state is built once (``Ledger.init_genesis`` into a MemoryKV) and every
+  in-memory node starts from its own copy of it; nodes with a data folder build their own.
 * Randomness: every generator is ``determinism.rng_for(seed, label)`` with a fixed label
   (network, each node's gossip, workload, each byzantine node); keys derive from the seed.
   Time is the virtual ``EventClock``; block times come from it (plus a node's skew).
@@ -54,9 +56,11 @@ from p2pakash.ledger import (
     GenesisAccount,
     GenesisDoc,
     GenesisValidator,
+    Ledger,
     Send,
     sign_tx,
 )
+from p2pakash.ledger.kv import MemoryKV
 from p2pakash.market.ledger_market import LedgerView
 from p2pakash.market.validators import TOPIC_BIDS, TOPIC_DECLINES, TOPIC_ORDERS, MarketValidators
 from p2pakash.mempool import Mempool
@@ -168,6 +172,8 @@ class Runner:
         self.by_name: dict[str, SimNode] = {}
         self.genesis = self._genesis()
         self.checker.genesis_supply = self.genesis.supply()
+        self._genesis_state = MemoryKV()
+        Ledger.init_genesis(self._genesis_state, self.genesis)
         self._stop: trio.Event | None = None
         self._healed_at: float | None = None
         self._last_commit_at = 0.0
@@ -278,7 +284,8 @@ class Runner:
                             data_dir=node.data_dir, timeouts=self.sc.chain.timeouts(),
                             verify_cache=self.cache, now_ms=node.clock.now_ms,
                             status_interval=self.sc.chain.status_interval,
-                            catchup_delay=self.sc.chain.catchup_delay, name=node.name)
+                            catchup_delay=self.sc.chain.catchup_delay, name=node.name,
+                            state=None if node.data_dir is not None else self._state_copy())
         chain.behaviour = node.behaviour
         chain.relay.decoder = self.commits
         chain.shared_decoded = self.consensus_decoded
@@ -328,6 +335,12 @@ class Runner:
                 done.set()
 
         node.scope = await nursery.start(run_node)
+
+    def _state_copy(self) -> MemoryKV:
+        kv = MemoryKV()
+        for key, value in self._genesis_state.iterate(b""):
+            kv.set(key, value)
+        return kv
 
     def _provider(self, node: SimNode, gossip: GossipService, chain: ChainService,
                   mempool: Mempool, txs: TxGossip) -> ProviderService | None:
