@@ -13,14 +13,24 @@ Rules and invariants:
   on wrong state.
 * Validator sets are kept for every height at which their membership changed
   (``valsets``), so evidence and commits of older heights can be checked.
+* The store is the only writer of its database, so it keeps in memory what it would
+  otherwise read back every block: the heights of the ``valsets`` rows, the recently used
+  sets decoded (a few, by row height), and the encodings of the last saved state's sets.
+  ``save_state`` then compares membership hashes without a query or a decode, and encodes
+  only the set that is new (``last_validators`` and ``validators`` of height H + 1 are the
+  ``validators`` and ``next_validators`` of height H). Caches change only after the
+  SQLite transaction committed; the bytes written are ``wire.encode(state)`` exactly.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import sqlite3
 from pathlib import Path
 from typing import Any, TypeVar
+
+import attrs
 
 from p2pakash import wire
 from p2pakash.consensus.messages import ChainState
@@ -31,6 +41,8 @@ from p2pakash.fsutil import write_failure
 
 T = TypeVar("T")
 
+SET_CACHE = 8  # decoded validator sets kept (by row height): the recent ones
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (height INTEGER PRIMARY KEY, hash BLOB NOT NULL,
                                    data BLOB NOT NULL);
@@ -40,6 +52,19 @@ CREATE TABLE IF NOT EXISTS valsets (height INTEGER PRIMARY KEY, data BLOB NOT NU
 CREATE TABLE IF NOT EXISTS evidence (hash BLOB PRIMARY KEY, height INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
 """
+
+
+_STATE_FIELDS = tuple(f.name for f in attrs.fields(ChainState))
+
+
+def _head(major: int, n: int) -> bytes:
+    """A canonical CBOR head (major type, argument), as cbor2 writes it."""
+    if n < 24:
+        return bytes([major << 5 | n])
+    for extra, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if n < 1 << (8 * size):
+            return bytes([major << 5 | extra]) + n.to_bytes(size, "big")
+    raise StorageError(f"CBOR argument {n} out of range")
 
 
 class BlockStore:
@@ -54,8 +79,12 @@ class BlockStore:
                 raise StorageError(f"{self.where}: block store failed its integrity check "
                                    f"({row[0] if row else 'no answer'})")
             self._db.executescript(SCHEMA)
+            rows = self._db.execute("SELECT height FROM valsets ORDER BY height").fetchall()
         except sqlite3.Error as exc:
             raise StorageError(f"{self.where}: cannot open the block store ({exc})") from None
+        self._set_heights: list[int] = [int(r[0]) for r in rows]  # the valsets rows, sorted
+        self._sets: dict[int, ValidatorSet] = {}  # row height -> decoded set (SET_CACHE)
+        self._encoded: dict[int, tuple[ValidatorSet, bytes]] = {}  # id -> (set, encoding)
 
     # ------------------------------------------------------------ helpers
 
@@ -161,21 +190,66 @@ class BlockStore:
 
     def save_state(self, state: ChainState) -> None:
         """Persist the state row and the validator sets it introduces (one transaction)."""
+        encoded = self._encode_state(state)
         statements: list[tuple[str, tuple[object, ...]]] = [
-            ("INSERT OR REPLACE INTO state (id, data) VALUES (1, ?)", (wire.encode(state),))]
-        sets = [(state.height + 1, state.validators), (state.height + 2, state.next_validators)]
-        for height, vs in sets:
+            ("INSERT OR REPLACE INTO state (id, data) VALUES (1, ?)", (encoded[0],))]
+        new: list[tuple[int, ValidatorSet]] = []
+        sets = [(state.height + 1, state.validators, encoded[2]),
+                (state.height + 2, state.next_validators, encoded[3])]
+        for height, vs, data in sets:
             current = self.validator_set(height)
             if current is None or current.hash() != vs.hash():
                 statements.append(("INSERT OR REPLACE INTO valsets (height, data) VALUES (?, ?)",
-                                   (height, wire.encode(vs))))
+                                   (height, data)))
+                new.append((height, vs))
         self._write(statements)
+        for height, vs in new:
+            i = bisect.bisect_left(self._set_heights, height)
+            if i == len(self._set_heights) or self._set_heights[i] != height:
+                self._set_heights.insert(i, height)
+            self._remember_set(height, vs)
+        self._encoded = encoded[1]
+
+    def _encode_state(self, state: ChainState
+                      ) -> tuple[bytes, dict[int, tuple[ValidatorSet, bytes]], bytes, bytes]:
+        """``wire.encode(state)`` from the fields' encodings, reusing the encodings of the
+        sets the last saved state held; also the new set cache and the two sets' bytes."""
+        cache: dict[int, tuple[ValidatorSet, bytes]] = {}
+        parts: list[bytes] = []
+        for name in _STATE_FIELDS:
+            value = getattr(state, name)
+            if type(value) is not ValidatorSet:
+                parts.append(wire.encode(value))
+                continue
+            known = self._encoded.get(id(value)) or cache.get(id(value))
+            data = known[1] if known is not None and known[0] is value else wire.encode(value)
+            cache[id(value)] = (value, data)
+            parts.append(data)
+        head = _head(6, wire.TAG_BASE + wire.tag_of(ChainState)) + _head(4, len(parts))
+        sets = _STATE_FIELDS.index("validators"), _STATE_FIELDS.index("next_validators")
+        return head + b"".join(parts), cache, parts[sets[0]], parts[sets[1]]
+
+    def _remember_set(self, height: int, vs: ValidatorSet) -> None:
+        self._sets[height] = vs
+        if len(self._sets) > SET_CACHE:
+            del self._sets[min(self._sets)]
 
     def validator_set(self, height: int) -> ValidatorSet | None:
         """The validator set (membership and power) that signed ``height``."""
-        rows = self._query("SELECT data FROM valsets WHERE height <= ? ORDER BY height DESC "
-                           "LIMIT 1", (height,))
-        return self._decode(rows[0][0], ValidatorSet, f"validator set {height}") if rows else None
+        i = bisect.bisect_right(self._set_heights, height)
+        if i == 0:
+            return None
+        row = self._set_heights[i - 1]
+        cached = self._sets.get(row)
+        if cached is not None:
+            return cached
+        rows = self._query("SELECT data FROM valsets WHERE height = ?", (row,))
+        if not rows:
+            raise StorageError(f"{self.where}: validator set row {row} disappeared; the block "
+                               "store is corrupted, stop and resync")
+        vs = self._decode(rows[0][0], ValidatorSet, f"validator set {height}")
+        self._remember_set(row, vs)
+        return vs
 
     def get_meta(self, key: str) -> bytes | None:
         rows = self._query("SELECT v FROM meta WHERE k = ?", (key,))

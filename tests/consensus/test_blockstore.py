@@ -106,3 +106,55 @@ def test_not_a_database_is_a_storage_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite at all" * 100)
     with pytest.raises(StorageError, match=r"blocks\.db"):
         BlockStore(path)
+
+
+def test_state_row_is_the_wire_encoding_and_sets_survive_reopen(tmp_path: Path) -> None:
+    """save_state splices cached set encodings: the row must still be wire.encode(state),
+    and the in-memory valset index must agree with a fresh open of the same file."""
+    a, b = make_set(1, 1, 1, 1), make_set(2, 1, 1)
+    path = tmp_path / "blocks.db"
+    store = BlockStore(path)
+    states = []
+    cur, nxt = a, a.advance(1)
+    for h in range(6):
+        last = None if h == 0 else states[-1].validators
+        if h == 3:
+            nxt = b  # membership changes: b signs height 5 on
+        st = ChainState(chain_id="c", height=h, app_hash=bytes(32), last_block_hash=b"x" * h,
+                        last_time_ms=h, last_validators=last, validators=cur,
+                        next_validators=nxt)
+        store.save_state(st)
+        states.append(st)
+        rows = store._query("SELECT data FROM state WHERE id = 1")
+        assert bytes(rows[0][0]) == wire.encode(st)
+        cur, nxt = nxt, nxt.advance(1)
+    heights = [r[0] for r in store._query("SELECT height FROM valsets ORDER BY height")]
+    assert heights == [1, 2, 5]  # genesis writes both of its sets
+    answers = {h: store.validator_set(h) for h in range(0, 9)}
+    store.close()
+    again = BlockStore(path)
+    assert again.state() == states[-1]
+    for h, vs in answers.items():
+        fresh = again.validator_set(h)
+        assert (fresh is None) == (vs is None)
+        if fresh is not None and vs is not None:
+            assert fresh.hash() == vs.hash()
+    assert answers[4] is not None and answers[4].hash() == a.hash()
+    assert answers[5] is not None and answers[5].hash() == b.hash()
+
+
+def test_valset_row_deleted_behind_the_store_is_a_storage_error(tmp_path: Path) -> None:
+    a = make_set(1, 1, 1, 1)
+    path = tmp_path / "blocks.db"
+    store = BlockStore(path)
+    store.save_state(ChainState(chain_id="c", height=0, app_hash=b"", last_block_hash=b"",
+                                last_time_ms=0, last_validators=None, validators=a,
+                                next_validators=a))
+    store.close()
+    reopened = BlockStore(path)
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM valsets")
+    db.commit()
+    db.close()
+    with pytest.raises(StorageError, match="validator set row 2"):
+        reopened.validator_set(3)
