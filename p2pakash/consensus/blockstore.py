@@ -20,11 +20,16 @@ Rules and invariants:
   only the set that is new (``last_validators`` and ``validators`` of height H + 1 are the
   ``validators`` and ``next_validators`` of height H). Caches change only after the
   SQLite transaction committed; the bytes written are ``wire.encode(state)`` exactly.
+* Blocks and commits are immutable values: their encodings are memoised process-wide by
+  object identity (``encoded``, the last ``ENCODE_MEMO`` objects, held so an ID is never
+  reused while remembered), so the simulator's nodes, which share one decoded block
+  and commit per message, encode each once rather than once per node.
 """
 
 from __future__ import annotations
 
 import bisect
+import collections
 import contextlib
 import sqlite3
 from pathlib import Path
@@ -42,6 +47,21 @@ from p2pakash.fsutil import write_failure
 T = TypeVar("T")
 
 SET_CACHE = 8  # decoded validator sets kept (by row height): the recent ones
+ENCODE_MEMO = 64  # blocks and commits whose encodings are remembered (process-wide)
+
+_memo: collections.OrderedDict[int, tuple[object, bytes]] = collections.OrderedDict()
+
+
+def encoded(value: Block | Commit) -> bytes:
+    """``wire.encode(value)``, remembered for the last ``ENCODE_MEMO`` objects."""
+    hit = _memo.get(id(value))
+    if hit is not None and hit[0] is value:
+        return hit[1]
+    data = wire.encode(value)
+    _memo[id(value)] = (value, data)
+    if len(_memo) > ENCODE_MEMO:
+        _memo.popitem(last=False)
+    return data
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (height INTEGER PRIMARY KEY, hash BLOB NOT NULL,
@@ -128,9 +148,9 @@ class BlockStore:
         h = block.height
         self._write([
             ("INSERT OR REPLACE INTO blocks (height, hash, data) VALUES (?, ?, ?)",
-             (h, block.hash(), wire.encode(block))),
+             (h, block.hash(), encoded(block))),
             ("INSERT OR REPLACE INTO commits (height, data) VALUES (?, ?)",
-             (h, wire.encode(commit))),
+             (h, encoded(commit))),
             *[("INSERT OR IGNORE INTO evidence (hash, height) VALUES (?, ?)",
                (wire.digest(ev), h)) for ev in block.evidence],
         ])
@@ -142,7 +162,7 @@ class BlockStore:
             raise StorageError(f"refusing a commit for height {commit.height}: not for the "
                                "stored block")
         self._write([("INSERT OR REPLACE INTO commits (height, data) VALUES (?, ?)",
-                      (commit.height, wire.encode(commit)))])
+                      (commit.height, encoded(commit)))])
 
     def height(self) -> int:
         """The highest stored block (0: none)."""

@@ -158,3 +158,14 @@ def test_valset_row_deleted_behind_the_store_is_a_storage_error(tmp_path: Path) 
     db.close()
     with pytest.raises(StorageError, match="validator set row 2"):
         reopened.validator_set(3)
+
+
+def test_encoding_memo_returns_each_objects_own_bytes() -> None:
+    from p2pakash.consensus import blockstore
+
+    vs = make_set(1, 1, 1, 1)
+    blocks = [make_block(1, vs, KEYS[0], bytes([i])) for i in range(blockstore.ENCODE_MEMO + 5)]
+    for b in blocks + blocks[::-1]:  # evictions and re-encodes on the way back
+        assert blockstore.encoded(b) == wire.encode(b)
+    twin = make_block(1, vs, KEYS[0], bytes([0]))  # equal value, other object
+    assert blockstore.encoded(twin) == wire.encode(blocks[0])
