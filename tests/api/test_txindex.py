@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -99,4 +100,31 @@ def test_a_corrupt_results_row_is_a_storage_error(tmp_path: Path) -> None:
         index.get(tx_hash(b"b"))
     index._db.execute("UPDATE results SET results = ? WHERE height = 1", (b"\xff\x00",))
     with pytest.raises(StorageError, match="corrupt entry"):
+        index.get(tx_hash(b"a"))
+
+
+def test_results_rows_are_json_text_and_older_cbor_rows_are_still_read(tmp_path: Path) -> None:
+    results = [OK, BAD, TxResult(code=0, log="é", events=(
+        Event(type="transfer", attrs=(("amount", "1"), ("recipient", "b"))), Event(type="x")))]
+    index = TxIndex(tmp_path / "i.sqlite")
+    index.add_block(1, [b"a", b"b", b"c"], results)
+    (row,) = index._db.execute("SELECT results FROM results WHERE height = 1").fetchall()
+    assert type(row[0]) is str and json.loads(row[0])[2][2][0] == [
+        "transfer", [["amount", "1"], ["recipient", "b"]]]
+    assert [index.get(tx_hash(t)).result for t in (b"a", b"b", b"c")  # type: ignore[union-attr]
+            ] == results
+    index._db.execute("UPDATE results SET results = ? WHERE height = 1",
+                      (encode_results(results),))  # the CBOR format of older files
+    assert [index.get(tx_hash(t)).result for t in (b"a", b"b", b"c")  # type: ignore[union-attr]
+            ] == results
+
+
+@pytest.mark.parametrize("row", [
+    "[", "{}", "[[0, \"\"]]", "[[\"0\", \"\", []]]", "[[0, \"\", [[\"t\", [[\"k\", 1]]]]]]",
+    "[[0, \"\", [[\"t\"]]]]", "[[0, \"\", [[\"t\", [[\"k\", \"v\", \"w\"]]]]]]", "[]"])
+def test_a_corrupt_json_results_row_is_a_storage_error(tmp_path: Path, row: str) -> None:
+    index = TxIndex(tmp_path / "i.sqlite")
+    index.add_block(1, [b"a"], [OK])
+    index._db.execute("UPDATE results SET results = ? WHERE height = 1", (row,))
+    with pytest.raises(StorageError, match=r"corrupt entry for tx [0-9a-f]{64}"):
         index.get(tx_hash(b"a"))
