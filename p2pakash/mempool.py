@@ -155,7 +155,7 @@ class Mempool:
             return _refused(h, Status.FULL,
                             f"mempool is full ({len(self._txs)} txs, {self._bytes} bytes)")
         try:
-            tx = decode_tx(tx_bytes, max_size=self.max_tx_bytes)
+            tx = decode_tx(tx_bytes, max_size=self.max_tx_bytes, hash_=h)
         except DecodeError as exc:
             return _refused(h, Status.MALFORMED, f"malformed tx: {exc}")
         try:

@@ -151,16 +151,25 @@ _TX_HEAD = len(cbor2.dumps(cbor2.CBORTag(wire.TAG_BASE + wire.tag_of(Tx), [None]
 
 
 def tx_hash(tx: Tx | bytes) -> bytes:
-    """sha256 of the canonical encoding (pass the bytes when you already have them)."""
-    return tx.hash() if isinstance(tx, Tx) else hashlib.sha256(tx).digest()
+    """sha256 of the canonical encoding (pass the bytes when you already have them).
+
+    Bytes that ``decode_tx`` memoised reuse their tx's cached hash: a committed tx's hash
+    is wanted by the mempool, the tx index and the block event, once each per node."""
+    if isinstance(tx, Tx):
+        return tx.hash()
+    found = _DECODED.get(tx) if type(tx) is bytes else None
+    return found.hash() if found is not None else hashlib.sha256(tx).digest()
 
 
 _DECODED: dict[bytes, Tx] = {}
 DECODE_CACHE_SIZE = 1 << 15
 
 
-def decode_tx(raw: bytes, *, max_size: int = wire.MAX_MESSAGE_SIZE) -> Tx:
-    """``wire.decode(raw, Tx, max_size=max_size)``, memoised by ``raw`` (DecodeError as it)."""
+def decode_tx(raw: bytes, *, max_size: int = wire.MAX_MESSAGE_SIZE,
+              hash_: bytes | None = None) -> Tx:
+    """``wire.decode(raw, Tx, max_size=max_size)``, memoised by ``raw`` (DecodeError as it).
+
+    ``hash_``, when the caller already has ``tx_hash(raw)``, seeds the tx's cached hash."""
     if len(raw) > max_size:
         raise DecodeError(f"message of {len(raw)} bytes exceeds the limit of {max_size}")
     raw = bytes(raw)
@@ -169,6 +178,8 @@ def decode_tx(raw: bytes, *, max_size: int = wire.MAX_MESSAGE_SIZE) -> Tx:
         return found
     tx = wire.decode(raw, Tx, max_size=max_size)
     tx.__dict__["_raw"] = raw
+    if hash_ is not None:
+        tx.__dict__["_hash"] = hash_
     if len(_DECODED) >= DECODE_CACHE_SIZE:
         del _DECODED[next(iter(_DECODED))]
     _DECODED[raw] = tx

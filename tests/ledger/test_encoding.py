@@ -59,6 +59,21 @@ def test_decode_tx_keeps_the_bytes_and_memoises() -> None:
     assert tx.hash() == wire.digest(tx)
 
 
+def test_tx_hash_of_memoised_bytes_reuses_the_tx_hash_and_a_seeded_hash_is_kept() -> None:
+    import hashlib
+
+    from p2pakash.ledger.txs import tx_hash
+    raw = sign_tx(A, CHAIN, sequence=7, msgs=(Send(to=B.address, amount=3),)).encode()
+    fresh = bytes(bytearray(raw))
+    assert tx_hash(fresh) == hashlib.sha256(raw).digest()  # not memoised yet: computed
+    tx = decode_tx(fresh, hash_=hashlib.sha256(fresh).digest())
+    assert tx.__dict__["_hash"] == hashlib.sha256(raw).digest() == wire.digest(tx)
+    object.__setattr__(tx, "_hash", b"x" * 32)  # proves the memoised tx's hash is used
+    assert tx_hash(bytes(bytearray(raw))) == b"x" * 32
+    object.__setattr__(tx, "_hash", hashlib.sha256(raw).digest())
+    assert tx_hash(bytearray(raw)) == hashlib.sha256(raw).digest()  # type: ignore[arg-type]
+
+
 def test_decode_tx_refuses_what_wire_decode_refuses() -> None:
     raw = sign_tx(A, CHAIN, sequence=5, msgs=(Send(to=B.address, amount=1),)).encode()
     with pytest.raises(DecodeError, match="trailing bytes"):
