@@ -506,9 +506,7 @@ class ChainService:
     async def _status_loop(self) -> None:
         while True:
             await trio.sleep(self.status_interval)
-            status = self.sync.status()
-            for peer in sorted(self.gossip.connected):
-                self.gossip.send_to(peer, status)
+            self.sync.announce()  # to peers that have not heard our height; a slow keep-alive
             self._check_lag()
 
     def _check_lag(self) -> None:

@@ -2,9 +2,13 @@
 
 Rules and invariants (CometBFT blocksync, reference §A8):
 * Peers tell their latest committed height with ``Status`` (asked with ``StatusRequest``,
-  also sent unprompted by the chain's status loop). ``catch_up`` runs while consensus is
-  stopped: it fetches heights ``h + 1 ..`` the best known peer height, at most ``window``
-  requests in flight, each from a peer that claims the height (spread by height).
+  also sent unprompted by the chain's status loop through ``announce``: each tick, to
+  every connected peer that has not heard our current height - a new connection, or our
+  height changed - and to every peer each ``keepalive_every`` ticks, which repairs a lost
+  Status; an idle network sends ~1/``keepalive_every`` of the Status it used to).
+  ``catch_up`` runs while consensus is stopped: it fetches heights ``h + 1 ..`` the best
+  known peer height, at most ``window`` requests in flight, each from a peer that claims
+  the height (spread by height).
 * Blocks are applied strictly in order. A block is applied only after the target checks
   its header against the state (chain ID, height, last block hash, validators hashes,
   app hash, body hashes, last commit) and verifies its carried commit (more than 2/3 of
@@ -47,8 +51,14 @@ class SyncTarget(Protocol):
 class BlockSync:
     def __init__(self, gossip: GossipService, target: SyncTarget, *, window: int = 16,
                  request_timeout: float = 2.0, status_wait: float = 0.2,
-                 name: str = "", genesis_hash: bytes = b"") -> None:
+                 name: str = "", genesis_hash: bytes = b"", keepalive_every: int = 6) -> None:
+        if keepalive_every < 1:
+            raise ValueError(f"{name}: keepalive_every must be at least 1, got {keepalive_every}")
         self.gossip = gossip
+        self.keepalive_every = keepalive_every
+        self._told: dict[NodeID, tuple[int, int]] = {}  # peer -> (session, height told)
+        self._ticks = 0
+        self.statuses_sent = 0
         self.genesis_hash = genesis_hash
         self.target = target
         self.window = window
@@ -73,6 +83,27 @@ class BlockSync:
         height = self.target.committed_height()
         return Status(height=height, base=self.target.base_height(),
                       genesis=self.genesis_hash)
+
+    def announce(self) -> int:
+        """One tick of the status loop (see the module rules); returns the Status sent."""
+        self._ticks += 1
+        keepalive = self._ticks % self.keepalive_every == 0
+        status = self.status()
+        gossip, told, sent = self.gossip, self._told, 0
+        fresh: dict[NodeID, tuple[int, int]] = {}
+        for peer in sorted(gossip.connected):
+            session = gossip.session(peer)
+            if session is None:
+                continue
+            mark = (session, status.height)
+            if keepalive or told.get(peer) != mark:
+                if not gossip.send_to(peer, status):
+                    continue  # not told: the next tick tries again
+                sent += 1
+            fresh[peer] = mark
+        self._told = fresh
+        self.statuses_sent += sent
+        return sent
 
     def _on_status_request(self, peer: NodeID, item: object) -> None:
         self.gossip.send_to(peer, self.status())

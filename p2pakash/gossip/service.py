@@ -109,12 +109,18 @@ class GossipService:
         self._wanted = frozenset(seeds) | frozenset(persistent)
         self._dial_failures: dict[NodeID, int] = {}
         self._on_demand: set[NodeID] = set()  # connect() targets: outside the outbound budget
+        self._serial = 0  # connections so far (``session``)
 
     # ------------------------------------------------------------ public API
 
     @property
     def connected(self) -> frozenset[NodeID]:
         return frozenset(self._links)
+
+    def session(self, peer: NodeID) -> int | None:
+        """The number of our current connection to ``peer`` (None: not connected)."""
+        link = self._links.get(peer)
+        return None if link is None else link.serial
 
     def register(self, item_type: type, handler: Handler) -> None:
         """Route direct messages of ``item_type`` (another layer's) to ``handler``."""
@@ -319,6 +325,8 @@ class GossipService:
         send, recv = trio.open_memory_channel[object](self.settings.queue_size)
         link = Link(conn=conn, send=send, recv=recv, scope=trio.CancelScope(),
                      fast=isinstance(conn, MemoryConnection) and conn.can_attach)
+        self._serial += 1
+        link.serial = self._serial
         self._links[peer] = link
         log.info("peer connected %s %s %s", peer[:12], "out" if conn.outbound else "in",
                  conn.remote_listen_addr or conn.remote_host)

@@ -73,6 +73,7 @@ class Link:
     pending: list[object] = attrs.Factory(list)
     dirty: bool = False
     closed: bool = False  # ``scope`` was cancelled by us (``_cancel_link``)
+    serial: int = 0  # this connection's number in its service (``GossipService.session``)
 
 
 @attrs.frozen(kw_only=True)
