@@ -5,9 +5,12 @@ Rules and invariants:
   ``{"error": "..."}`` (plus context fields for a refused tx), with 400 for bad input, 403
   for a refused write, 404 for an unknown path or object, 405 for a wrong method, 413 for
   an oversize body, 500 when the node itself failed (logged with its traceback).
-* ``POST /txs`` admits a batch (``{"txs": [hex, ...]}``, at most ``MAX_BATCH_TXS``) in order
-  and answers 200 with the number admitted and a ``POST /tx``-style answer (plus its
-  ``index``) for each refused tx: the HTTP cost is paid per batch.
+* ``POST /txs`` admits a batch (``{"txs": [hex, ...]}``, or with ``content-type:
+  application/cbor`` a CBOR array of the txs' byte strings; at most ``MAX_BATCH_TXS``) in
+  order and answers 200 with the number admitted and a ``POST /tx``-style answer (plus its
+  ``index``) for each refused tx: the HTTP cost is paid per batch. Admission stops at the
+  first tx refused because the mempool is full: that one is listed and ``full_from`` is its
+  index (the client resends from there); the later txs were not tried.
 * Writes (every POST) are served only to loopback clients unless ``allow_remote_writes``;
   a request whose client address is unknown counts as remote.
 * Bytes are lowercase hex; amounts are integers in uakt; times are ms since the epoch plus
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import io
 import ipaddress
 import json
 import logging
@@ -31,6 +35,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import attrs
+import cbor2
 import trio
 
 from p2pakash import crypto
@@ -250,7 +255,8 @@ class ApiApp:
         if route == "txs" and len(parts) == 1:
             _allow(method, path, "POST")
             self._check_write_allowed(scope)
-            return self._submit_batch(await read_body(receive, self.max_batch_body))
+            return self._submit_batch(await read_body(receive, self.max_batch_body),
+                                      _is_cbor(scope))
         gets: dict[tuple[str, int], Callable[[list[str]], tuple[int, Json]]] = {
             ("status", 1): self._status, ("validators", 1): self._validators,
             ("block", 2): self._block, ("account", 2): self._account, ("tx", 2): self._tx,
@@ -357,12 +363,27 @@ class ApiApp:
         status = {Status.DUPLICATE.value: 409, Status.FULL.value: 503}.get(answer["status"], 400)
         return status, {"error": answer["reason"], **answer}
 
-    def _submit_batch(self, body: bytes) -> tuple[int, Json]:
-        """``POST /txs``: admit each tx in order.
+    def _submit_batch(self, body: bytes, cbor: bool = False) -> tuple[int, Json]:
+        """``POST /txs``: admit each tx in order (see the module rules).
 
         The HTTP status is 200 whenever the request itself is well formed. The answer counts
         the admitted txs and lists each refused one (its ``index`` in the request plus the
         fields ``POST /tx`` answers), so the common case, all admitted, stays small."""
+        raws = _cbor_txs(body) if cbor else self._json_txs(body)
+        refused: list[Json] = []
+        answer: Json = {"accepted": 0, "refused": refused}
+        for i, raw in enumerate(raws):
+            result = self._admit(raw)
+            if not result["accepted"]:
+                refused.append({"index": i, **result})
+                if result["status"] == Status.FULL.value:
+                    answer["full_from"] = i
+                    break
+            else:
+                answer["accepted"] += 1
+        return 200, answer
+
+    def _json_txs(self, body: bytes) -> list[bytes]:
         usage = '{"txs": ["<hex of an encoded tx>", ...]}'
         doc = _json_object(body, usage)
         items = doc.get("txs")
@@ -378,12 +399,7 @@ class ApiApp:
                 raws.append(bytes.fromhex(item))
             except ValueError:
                 raise HttpError(400, f"field txs[{i}]: not a hex string") from None
-        refused: list[Json] = []
-        for i, raw in enumerate(raws):
-            answer = self._admit(raw)
-            if not answer["accepted"]:
-                refused.append({"index": i, **answer})
-        return 200, {"accepted": len(raws) - len(refused), "refused": refused}
+        return raws
 
     def _admit(self, raw: bytes) -> Json:
         result = self.mempool.add(raw)
@@ -446,6 +462,34 @@ def _is_loopback(host: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped.is_loopback
     return ip.is_loopback
+
+
+def _is_cbor(scope: Scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            return bool(value.split(b";", 1)[0].strip().lower() == b"application/cbor")
+    return False
+
+
+def _cbor_txs(body: bytes) -> list[bytes]:
+    """A ``POST /txs`` CBOR body: one array of byte strings (each tx's wire bytes)."""
+    usage = "a CBOR array of byte strings (each an encoded tx)"
+    stream = io.BytesIO(body)
+    try:
+        items = cbor2.CBORDecoder(stream).decode()
+    except (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError,
+            UnicodeError, EOFError) as exc:
+        raise HttpError(400, f"request body is not CBOR: {exc}") from None
+    if stream.tell() != len(body):
+        raise HttpError(400, f"request body: {len(body) - stream.tell()} bytes after the array")
+    if type(items) is not list:
+        raise HttpError(400, f"expected {usage}, got {type(items).__name__}")
+    if len(items) > MAX_BATCH_TXS:
+        raise HttpError(413, f"{len(items)} txs, limit {MAX_BATCH_TXS} per request")
+    for i, item in enumerate(items):
+        if type(item) is not bytes:
+            raise HttpError(400, f"item {i}: expected a byte string, got {type(item).__name__}")
+    return items
 
 
 def _json_object(body: bytes, usage: str) -> Json:

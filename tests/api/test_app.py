@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import cbor2
 import pytest
 import trio
 
@@ -143,3 +145,55 @@ async def test_batch_submit_is_a_write() -> None:
     assert status == 403 and app.mempool.size == 0
     status, body = await asgi_call(app, "GET", "/txs")
     assert status == 405 and body["error"] == "method GET not allowed on /txs (use POST)"
+
+
+async def cbor_call(app: Any, body: bytes) -> tuple[int, dict[str, Any]]:
+    """``POST /txs`` with ``content-type: application/cbor``."""
+    scope = {"type": "http", "method": "POST", "path": "/txs", "client": ("127.0.0.1", 1),
+             "headers": [(b"content-type", b"application/cbor")]}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    return status, json.loads(b"".join(m.get("body", b"") for m in sent))
+
+
+async def test_batch_submit_takes_a_cbor_array_of_tx_bytes() -> None:
+    published: list[bytes] = []
+    app = make_app()
+    app.publish = published.append
+    txs = [sign_tx(USERS[0], CHAIN, sequence=s, msgs=(Send(to=USERS[1].address, amount=1),))
+           for s in (0, 1, 1, 5)]
+    status, body = await cbor_call(app, cbor2.dumps([tx.encode() for tx in txs]))
+    assert status == 200 and body["accepted"] == 2 and "full_from" not in body
+    assert [(r["index"], r["status"]) for r in body["refused"]] == [(2, "duplicate"),
+                                                                     (3, "invalid")]
+    assert published == [txs[0].encode(), txs[1].encode()]
+
+
+@pytest.mark.parametrize(("payload", "error"), [
+    (b"\xff", "request body is not CBOR"),
+    (b"\x80\x00", "request body: 1 bytes after the array"),
+    (b"\xa0", "expected a CBOR array of byte strings (each an encoded tx), got dict"),
+    (b"\x82\x41\x00\x61a", "item 1: expected a byte string, got str"),
+    (b"\x5b\xff\xff\xff\xff\xff\xff\xff\x00", "request body is not CBOR"),
+])
+async def test_batch_submit_bad_cbor(payload: bytes, error: str) -> None:
+    app = make_app()
+    status, body = await cbor_call(app, payload)
+    assert status == 400 and body["error"].startswith(error) and app.mempool.size == 0
+
+
+async def test_batch_submit_stops_at_the_first_tx_the_full_mempool_refuses() -> None:
+    app = make_app()
+    app.mempool.max_txs = 2
+    status, body = await asgi_call(app, "POST", "/txs", batch_body(0, 1, 2, 3))
+    assert status == 200 and body["accepted"] == 2 and body["full_from"] == 2
+    assert [(r["index"], r["status"]) for r in body["refused"]] == [(2, "full")]
+    assert app.mempool.size == 2
