@@ -16,9 +16,16 @@ Rules and invariants:
   (none in block 1), the txs' total size within ``max_block_bytes``, every tx decodes
   (``ledger.Tx``), every evidence verifies against the set of its height, is younger
   than ``MAX_EVIDENCE_AGE`` blocks, below the block's height and not committed before.
+* The body checks that depend on the block alone (body hashes, tx sizes and decoding)
+  are remembered for the last ``BODY_MEMO`` block objects that passed them, process-wide
+  (a block is immutable; the simulator's nodes share one decoded block per message), so
+  each block object is hashed once, however many nodes check it. A failure is never
+  remembered: a bad block is checked, and refused, every time.
 """
 
 from __future__ import annotations
+
+import collections
 
 from p2pakash import wire
 from p2pakash.consensus.blockstore import BlockStore
@@ -39,6 +46,29 @@ from p2pakash.ledger import decode_tx
 
 MAX_CLOCK_DRIFT_MS = 10_000
 MAX_EVIDENCE_AGE = 100_000
+BODY_MEMO = 64  # block objects whose stand-alone body checks passed (process-wide)
+
+_bodies_ok: collections.OrderedDict[int, tuple[Block, int, int]] = collections.OrderedDict()
+
+
+def check_body(block: Block, *, max_block_bytes: int, max_tx_bytes: int) -> None:
+    """The checks of ``block`` that need no chain state: body hashes, txs' total size
+    within ``max_block_bytes``, every tx decodes within ``max_tx_bytes``."""
+    hit = _bodies_ok.get(id(block))
+    if hit is not None and hit[0] is block and hit[1:] == (max_block_bytes, max_tx_bytes):
+        return
+    where = f"block {block.header.height}"
+    block.check_body()
+    if sum(len(tx) for tx in block.txs) > max_block_bytes:
+        raise RemoteProtocolError(f"{where}: txs exceed {max_block_bytes} bytes")
+    for i, raw in enumerate(block.txs):
+        try:
+            decode_tx(raw, max_size=max_tx_bytes)
+        except DecodeError as exc:
+            raise RemoteProtocolError(f"{where}: tx {i} does not decode: {exc}") from None
+    _bodies_ok[id(block)] = (block, max_block_bytes, max_tx_bytes)
+    if len(_bodies_ok) > BODY_MEMO:
+        _bodies_ok.popitem(last=False)
 
 
 def check_block(block: Block, st: ChainState, store: BlockStore, cache: VerifyCache | None, *,
@@ -62,7 +92,7 @@ def check_block(block: Block, st: ChainState, store: BlockStore, cache: VerifyCa
         raise RemoteProtocolError(f"{where}: time {h.time_ms} not after {st.last_time_ms}")
     if now_ms is not None and h.time_ms > now_ms + MAX_CLOCK_DRIFT_MS:
         raise RemoteProtocolError(f"{where}: time {h.time_ms} is in the future")
-    block.check_body()
+    check_body(block, max_block_bytes=max_block_bytes, max_tx_bytes=max_tx_bytes)
     if st.height == 0 or st.last_validators is None:
         if block.last_commit is not None:
             raise RemoteProtocolError(f"{where}: the first block carries a last commit")
@@ -71,13 +101,6 @@ def check_block(block: Block, st: ChainState, store: BlockStore, cache: VerifyCa
     else:
         verify_commit(block.last_commit, st.last_validators, st.chain_id, st.last_block_hash,
                       cache)
-    if sum(len(tx) for tx in block.txs) > max_block_bytes:
-        raise RemoteProtocolError(f"{where}: txs exceed {max_block_bytes} bytes")
-    for i, raw in enumerate(block.txs):
-        try:
-            decode_tx(raw, max_size=max_tx_bytes)
-        except DecodeError as exc:
-            raise RemoteProtocolError(f"{where}: tx {i} does not decode: {exc}") from None
     seen: set[bytes] = set()
     for ev in block.evidence:
         digest = wire.digest(ev)
