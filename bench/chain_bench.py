@@ -13,9 +13,10 @@ The load generator is a separate process (this file with ``--loadgen SPEC``):
   load   : ``--conns`` keep-alive HTTP connections per validator, each owning a disjoint set
            of accounts (account a goes to node a % 4, so a sender's txs reach one mempool in
            order); each connection POSTs its txs, ``--batch`` at a time to ``/txs`` (0: one
-           per ``POST /tx``), as fast as the node answers or paced to ``--rate`` tx/s in all;
-           txs refused as "mempool full" are resent from the first such one after 20 ms
-           (at most 500 times in a row).
+           per ``POST /tx``; the body a CBOR array of tx bytes, or ``--body json``: hex in
+           JSON), as fast as the node answers or paced to ``--rate`` tx/s in all; txs
+           refused as "mempool full" are resent from the first such one (``full_from``)
+           after 20 ms (at most 500 times in a row).
   commit : the SSE thread stamps each tx when node0 reports its block; the run ends when
            every admitted tx is committed or after ``--duration`` seconds.
 Reported: admitted and finalized tx/s (finalized txs / (last commit - first submit)), the
@@ -46,6 +47,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import cbor2
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -118,14 +121,15 @@ class Submitter(threading.Thread):
     """One keep-alive connection POSTing its txs in order: one per ``POST /tx`` (batch 0)
     or ``batch`` at a time to ``POST /txs``; ``rate`` > 0 paces it to that many tx/s."""
 
-    def __init__(self, port: int, txs: list[tuple[str, str]], deadline: float, *,
-                 batch: int = 0, rate: float = 0.0) -> None:
+    def __init__(self, port: int, txs: list[tuple[str, bytes]], deadline: float, *,
+                 batch: int = 0, rate: float = 0.0, body: str = "cbor") -> None:
         super().__init__(daemon=True)
         self.port = port
         self.txs = txs
         self.deadline = deadline
         self.batch = batch
         self.rate = rate
+        self.content_type = "application/cbor" if body == "cbor" else "application/json"
         self.sent: dict[str, float] = {}  # hash -> submit time
         self.refused: collections.Counter[str] = collections.Counter()
         self.full_retries = 0
@@ -138,7 +142,8 @@ class Submitter(threading.Thread):
     def _post(self, path: str, body: bytes) -> tuple[int, Json] | None:
         self.requests += 1
         try:
-            self.conn.request("POST", path, body, {"content-type": "application/json"})
+            ctype = self.content_type if path == "/txs" else "application/json"
+            self.conn.request("POST", path, body, {"content-type": ctype})
             resp = self.conn.getresponse()
             return resp.status, json.loads(resp.read())
         except (OSError, http.client.HTTPException, ValueError) as exc:
@@ -161,11 +166,15 @@ class Submitter(threading.Thread):
             chunk = self.txs[i:i + step]
             start = time.monotonic()
             if self.batch:
-                answer = self._post("/txs", ('{"txs":["' + '","'.join(h for _, h in chunk)
-                                             + '"]}').encode())
+                if self.content_type == "application/cbor":
+                    body = cbor2.dumps([raw for _, raw in chunk])
+                else:
+                    body = ('{"txs":["' + '","'.join(raw.hex() for _, raw in chunk)
+                            + '"]}').encode()
+                answer = self._post("/txs", body)
                 results = [] if answer is None else _per_tx(len(chunk), answer[1])
             else:
-                answer = self._post("/tx", ('{"tx":"' + chunk[0][1] + '"}').encode())
+                answer = self._post("/tx", ('{"tx":"' + chunk[0][1].hex() + '"}').encode())
                 results = [] if answer is None else [answer[1]]
             done = 0
             for (tx_hash, _), res in zip(chunk, results, strict=False):
@@ -187,12 +196,16 @@ class Submitter(threading.Thread):
 
 
 def _per_tx(count: int, answer: Json) -> list[Json]:
-    """``POST /txs`` lists only the refused txs (by index): one answer per tx."""
+    """``POST /txs`` lists only the refused txs (by index), and none after ``full_from``
+    (not tried: the pool was full): one answer per tx."""
     if "refused" not in answer:
         return []
     out: list[Json] = [{"accepted": True}] * count
     for res in answer["refused"]:
         out[res["index"]] = res
+    full_from = answer.get("full_from")
+    if isinstance(full_from, int):
+        out[full_from:] = [{"status": "full"}] * (count - full_from)
     return out
 
 
@@ -217,15 +230,14 @@ def loadgen(spec: Json) -> Json:
     keys = [account_key(i) for i in range(n_acc)]
     dest = crypto.PrivateKey.from_seed(b"\x07" * 32).address
     threads = len(ports) * spec["conns"]
-    per_thread: list[list[tuple[str, str]]] = [[] for _ in range(threads)]
+    per_thread: list[list[tuple[str, bytes]]] = [[] for _ in range(threads)]
     for k in range(n_txs):
         a, seq = k % n_acc, k // n_acc
         tx = sign_tx(keys[a], CHAIN, sequence=seq, msgs=(Send(to=dest, amount=1),))
-        body = tx.encode().hex()
         # account a -> node a % 4, connection (a // 4) % conns on that node
         node = a % len(ports)
         per_thread[node * spec["conns"] + (a // len(ports)) % spec["conns"]].append(
-            (tx.hash().hex(), body))
+            (tx.hash().hex(), tx.encode()))
     result["presign_cpu_s"] = time.process_time() - t0
     # Load.
     events = Events(f"http://127.0.0.1:{ports[0]}")
@@ -234,7 +246,7 @@ def loadgen(spec: Json) -> Json:
     start = time.monotonic()
     deadline = start + spec["duration"]
     subs = [Submitter(ports[i // spec["conns"]], txs, deadline, batch=spec["batch"],
-                      rate=spec["rate"] / threads)
+                      rate=spec["rate"] / threads, body=spec.get("body", "cbor"))
             for i, txs in enumerate(per_thread)]
     cpu0 = time.process_time()
     for s in subs:
@@ -370,7 +382,7 @@ def run(args: argparse.Namespace) -> Json:
              what="four validators at height 2", describe=net.tails)
         spec = {"api_ports": [h.api_port for h in homes], "accounts": args.accounts,
                 "txs": args.txs, "conns": args.conns, "duration": args.duration,
-                "batch": args.batch, "rate": args.rate,
+                "batch": args.batch, "rate": args.rate, "body": args.body,
                 "idle": args.idle, "started_file": str(work / "load-started")}
         spec_file = work / "loadgen.json"
         spec_file.write_text(json.dumps(spec))
@@ -470,6 +482,8 @@ def main() -> None:
     ap.add_argument("--conns", type=int, default=2, help="HTTP connections per validator")
     ap.add_argument("--batch", type=int, default=100,
                     help="txs per POST /txs request (0: one POST /tx per tx)")
+    ap.add_argument("--body", choices=("cbor", "json"), default="cbor",
+                    help="POST /txs body: a CBOR array of tx bytes, or JSON of hex strings")
     ap.add_argument("--rate", type=float, default=0.0,
                     help="total submit rate in tx/s over all connections (0: as fast as the"
                          " nodes admit)")
