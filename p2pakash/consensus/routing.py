@@ -105,8 +105,6 @@ class Target(Protocol):
     @property
     def state(self) -> ChainState: ...
 
-    def block(self, height: int) -> Block | None: ...
-
     def apply_synced(self, block: Block, commit: Commit) -> None: ...
 
 
@@ -127,7 +125,7 @@ class CommitRelay:
         self.applied = 0  # blocks applied from the topic
         self.published = 0
         self._decoded: collections.OrderedDict[bytes, BlockCommit] = collections.OrderedDict()
-        self._backups: list[tuple[float, int, bytes]] = []  # (due, height, data)
+        self._backups: list[tuple[float, int, BlockCommit]] = []  # (due, height, message)
         self._wake = trio.Event()
 
     def install(self) -> trio.MemoryReceiveChannel[Delivered]:
@@ -148,8 +146,7 @@ class CommitRelay:
         if h == st.height + 1:
             vs = st.validators
         elif h == st.height and st.last_validators is not None:
-            ours = self.target.block(h)
-            if ours is None or ours.hash() != msg.block.hash():
+            if st.last_block_hash != msg.block.hash():  # the hash of our block h
                 log.error("%s commit for height %d of a block we did not commit", self.name, h)
                 return Verdict.IGNORE
             vs = st.last_validators
@@ -177,20 +174,21 @@ class CommitRelay:
         rank = publish_rank(self.target.state, self.pubkey, block.header.proposer)
         if rank is None:
             return
-        data = wire.encode(BlockCommit(block=block, commit=commit))
         if rank == 0:
-            self._publish(block.height, data)
+            self._publish(block.height, BlockCommit(block=block, commit=commit))
             return
         due = trio.current_time() + rank * self.backup_delay
         self._backups = [b for b in self._backups if b[1] > block.height - BACKUPS]
-        self._backups.append((due, block.height, data))
+        self._backups.append((due, block.height, BlockCommit(block=block, commit=commit)))
         self._wake.set()
 
-    def _publish(self, height: int, data: bytes) -> None:
+    def _publish(self, height: int, message: BlockCommit) -> None:
+        """Encode and publish ``message`` unless a commit of ``height`` is out already (a
+        backup's commit is encoded only if it is published)."""
         if height <= self.relayed:
             return  # someone's commit of this height is out already
         before = self.relayed
-        self.gossip.publish(COMMIT_TOPIC, data)
+        self.gossip.publish(COMMIT_TOPIC, wire.encode(message))
         if self.relayed > before:
             self.published += 1
 
@@ -220,8 +218,8 @@ class CommitRelay:
             now = trio.current_time()
             due = [b for b in self._backups if b[0] <= now]
             self._backups = [b for b in self._backups if b[0] > now]
-            for _, height, data in due:
-                self._publish(height, data)
+            for _, height, message in due:
+                self._publish(height, message)
             deadline = min((b[0] for b in self._backups), default=float("inf"))
             with trio.move_on_at(deadline):
                 await self._wake.wait()

@@ -228,6 +228,13 @@ async def test_commit_topic_accepts_one_valid_commit_per_height(autojump_clock: 
         # a node that committed h itself relays it too (checked against its own block)
         same = routing.CommitRelay(nt.gossips[4], source, pubkey=None)
         assert same.validate(data) is Verdict.ACCEPT
+        # ... but not a commit of its height for another block (the state's last hash)
+        other = attrs.evolve(block, header=attrs.evolve(block.header,
+                                                        time_ms=block.header.time_ms + 1))
+        fresh = routing.CommitRelay(nt.gossips[4], source, pubkey=None)
+        assert fresh.validate(wire.encode(BlockCommit(block=other, commit=commit))
+                              ) is Verdict.IGNORE
+        assert fresh.validate(data) is Verdict.ACCEPT
 
 
 @attrs.define
