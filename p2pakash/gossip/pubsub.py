@@ -24,6 +24,15 @@ Rules and invariants:
 * Everything is bounded: seen cache, message cache, IDONTWANT memory, topics per peer,
   IHAVE/IWANT sizes and counts per heartbeat, retained scores of gone peers, backoffs.
 * Own publishes are not delivered back to the local application (the caller has them).
+* Subscriptions go to every peer on connect and on (un)subscribe. Re-announcements (for a
+  lost SUBSCRIBE on a lossy link) go to a peer ``announce_every`` heartbeats after it
+  connected or we subscribed, then after a gap that doubles each time up to
+  ``announce_every_max``, and only for the topics the peer has not shown it knows: a
+  Publish, IHAVE or GRAFT from a peer on one of our topics proves it holds us as a
+  subscriber (honest peers send those only to subscribers; an IWANT answer follows their
+  IHAVE). Unsubscribing forgets the proofs. A quiet network's SUBSCRIBE traffic falls
+  from every topic to every peer each ``announce_every`` to idle topics each
+  ``announce_every_max``.
 """
 
 from __future__ import annotations
@@ -125,6 +134,8 @@ class PubSub:
         if topic in self._mesh:
             return []
         out: list[Action] = [Send(q, Subscribe(topic=topic, subscribe=True)) for q in self._peers]
+        for peer in self._peers.values():
+            self._announce_later(peer, restart=True)
         mesh = self._mesh[topic] = {}
         fanout = self._fanout.pop(topic, {})
         self._fanout_last.pop(topic, None)
@@ -148,6 +159,7 @@ class PubSub:
         for peer in self._peers.values():
             peer.score.prune(topic)
             peer.score.forget_topic(topic)
+            peer.confirmed.discard(topic)
         return out
 
     def add_peer(self, now: float, peer: NodeID, *, outbound: bool) -> list[Action]:
@@ -157,6 +169,7 @@ class PubSub:
         kept = self._retained.pop(peer, None)
         score = kept[0] if kept is not None and kept[1] > now else PeerScore()
         state = self._peers[peer] = PeerState(now, peer, outbound, score, p)
+        self._announce_later(state, restart=True)
         out: list[Action] = [Send(peer, Subscribe(topic=t, subscribe=True)) for t in self._mesh]
         self._refresh(now, state, out)
         return out
@@ -235,6 +248,7 @@ class PubSub:
             stats.unsubscribed += 1
             peer.bucket.charge(now)
             return []
+        peer.confirmed.add(topic)
         data = item.data
         memo = self._ids.get(id(item))  # the same object from several peers (in memory)
         if memo is not None and memo[0] is item:
@@ -289,6 +303,7 @@ class PubSub:
         mesh = self._mesh.get(topic)
         if mesh is None or pid in mesh:
             return [Send(pid, Prune(topic=topic, backoff=0, px=()))] if mesh is None else []
+        peer.confirmed.add(topic)
         out: list[Action] = []
         if self._backoff.get((pid, topic), 0.0) > now:
             peer.score.behaviour_penalty += 1.0
@@ -316,6 +331,8 @@ class PubSub:
     def _on_ihave(self, now: float, peer: PeerState, item: IHave) -> list[Action]:
         p = self.params
         peer.ihave_count += 1
+        if item.topic in self._mesh:
+            peer.confirmed.add(item.topic)
         if (peer.value < p.gossip_threshold or peer.ihave_count > p.max_ihave_messages
                 or item.topic not in self._mesh):
             return []
@@ -373,12 +390,17 @@ class PubSub:
             self._maintain_mesh(now, topic, out)
         self._maintain_fanout(now, out)
         self._emit_gossip(out)
-        if self._heartbeats % p.announce_every == 0:
-            # Links are reliable streams, but a simulated lossy link (or a peer that missed
-            # our first announcement) must not leave a topic unknown for good.
-            subs = [Subscribe(topic=t, subscribe=True) for t in sorted(self._mesh)]
-            for pid in sorted(self._peers):
-                out += [Send(pid, sub) for sub in subs]
+        # Links are reliable streams, but a simulated lossy link (or a peer that missed our
+        # first announcement) must not leave a topic unknown for good (module rules).
+        subs: list[Subscribe] | None = None
+        for pid in sorted(self._peers):
+            state = self._peers[pid]
+            if state.announce_at <= self._heartbeats:
+                self._announce_later(state, restart=False)
+                if subs is None:
+                    subs = [Subscribe(topic=t, subscribe=True) for t in sorted(self._mesh)]
+                known = state.confirmed
+                out += [Send(pid, sub) for sub in subs if sub.topic not in known]
         self._mcache.shift()
         self._seen.expire(now)
         self._iwant_pending.clear()
@@ -445,6 +467,12 @@ class PubSub:
                 self.stats.ihave_sent += 1
 
     # ---------------------------------------------------------------- helpers
+    def _announce_later(self, peer: PeerState, *, restart: bool) -> None:
+        p = self.params
+        gap = p.announce_every if restart else min(2 * peer.announce_gap, p.announce_every_max)
+        peer.announce_gap = gap
+        peer.announce_at = self._heartbeats + (p.announce_every if restart else gap)
+
     def _validate(self, source: NodeID, topic: str, data: bytes) -> Verdict:
         validator = self._validators.get(topic)
         if validator is None:

@@ -71,8 +71,9 @@ class PubSubStats:
 
 
 class PeerState:
-    __slots__ = ("bucket", "disconnecting", "dontwant", "id", "ihave_count", "iwant_asked",
-                 "outbound", "score", "topics", "value")
+    __slots__ = ("announce_at", "announce_gap", "bucket", "confirmed", "disconnecting",
+                 "dontwant", "id", "ihave_count", "iwant_asked", "outbound", "score", "topics",
+                 "value")
 
     def __init__(self, now: float, peer: NodeID, outbound: bool, score: PeerScore,
                  p: PubSubParams):
@@ -84,6 +85,9 @@ class PeerState:
         self.value = 0.0  # cached score: refreshed at heartbeat and after each penalty
         self.disconnecting = False
         self.topics: set[str] = set()
+        self.confirmed: set[str] = set()  # our topics it has shown it knows (see pubsub.py)
+        self.announce_gap = p.announce_every  # heartbeats to our next re-announcement
+        self.announce_at = 0  # the heartbeat number of it (set by PubSub.add_peer)
         self.dontwant = DontWant(max_size=p.max_idontwant)
         self.ihave_count = 0
         self.iwant_asked = 0

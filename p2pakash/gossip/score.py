@@ -36,7 +36,8 @@ class PubSubParams:
     d_out: int = 2
     d_score: int = 4
     heartbeat_interval: float = 1.0
-    announce_every: int = 10  # heartbeats between re-announcing our subscriptions
+    announce_every: int = 10  # heartbeats to a peer's first re-announcement of our topics
+    announce_every_max: int = 80  # the gap doubles after each one up to this (pubsub.py)
     mcache_len: int = 5
     mcache_gossip: int = 3
     mcache_max: int = 100_000
@@ -93,6 +94,9 @@ class PubSubParams:
              f"{self.mcache_len}"),
             (0 < self.max_ihave_length <= MAX_IDS and 0 < self.max_iwant_per_heartbeat <= MAX_IDS,
              f"needs max_ihave_length and max_iwant_per_heartbeat in 1..{MAX_IDS}"),
+            (1 <= self.announce_every <= self.announce_every_max,
+             f"needs 1 <= announce_every <= announce_every_max, got {self.announce_every}, "
+             f"{self.announce_every_max}"),
             (self.heartbeat_interval > 0 and self.seen_ttl > 0,
              "needs positive heartbeat_interval and seen_ttl"),
             (self.rate_limit_burst >= 1 and self.rate_limit_msgs_per_sec > 0,
