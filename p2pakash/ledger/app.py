@@ -27,7 +27,8 @@ Rules and invariants:
 * App hash after block H = sha256("p2pakash/apphash/v1\\0" || app_hash(H-1) || u64(H) ||
   for each written key in byte order: u64(len k) || k || (0x00 | 0x01 || u64(len v) || v)),
   over all writes of the block except ``\\x00meta/`` keys; genesis uses 32 zero bytes and
-  H = 0. Each block's writes, height and app hash are committed as one KV commit.
+  H = 0. Each block's writes, height and app hash are committed as one KV commit; the
+  writes (as hashed) stay readable as ``last_writes`` until the next block.
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ class Ledger:
         self._chain_id: str | None = None  # fixed at genesis: read once
         self._params: Params | None = None
         self._check_at: tuple[int, int] | None = None  # a copy's (next height, time): fixed
+        # The last applied block's height and its writes in key order (what the app hash
+        # covers), for readers that follow the state block by block; (0, ()) before one.
+        self.last_writes: tuple[int, list[tuple[bytes, bytes | None]]] = (0, [])
 
     # ------------------------------------------------------------ genesis
 
@@ -356,7 +360,8 @@ class Ledger:
         for pubkey, power in updates:
             if power and pubkey not in before:  # a fresh window for a validator joining the set
                 slashing.reset_window(ctx, pubkey)
-        app_hash = chain_hash(self.app_hash(), block.height, overlay.sorted_writes())
+        writes = overlay.sorted_writes()
+        app_hash = chain_hash(self.app_hash(), block.height, writes)
         store.put_int(K_HEIGHT, block.height)
         store.put(K_APP_HASH, app_hash)
         store.put_int(K_TIME, block.time_ms)
@@ -368,5 +373,6 @@ class Ledger:
             if rollback is not None:
                 rollback()
             raise
+        self.last_writes = (block.height, writes)
         return BlockResult(app_hash=app_hash, tx_results=results, validator_updates=updates,
                            events=tuple(ctx.events))
