@@ -18,7 +18,8 @@ Rules and invariants:
   sets decoded (a few, by row height), and the encodings of the last saved state's sets.
   ``save_state`` then compares membership hashes without a query or a decode, and encodes
   only the set that is new (``last_validators`` and ``validators`` of height H + 1 are the
-  ``validators`` and ``next_validators`` of height H). Caches change only after the
+  ``validators`` and ``next_validators`` of height H), and of that only the priorities and
+  proposer when the membership is the last encoded set's. Caches change only after the
   SQLite transaction committed; the bytes written are ``wire.encode(state)`` exactly.
 * Blocks and commits are immutable values: their encodings are memoised process-wide by
   object identity (``encoded``, the last ``ENCODE_MEMO`` objects, held so an ID is never
@@ -39,7 +40,7 @@ import attrs
 
 from p2pakash import wire
 from p2pakash.consensus.messages import ChainState
-from p2pakash.consensus.proposer import ValidatorSet
+from p2pakash.consensus.proposer import Validator, ValidatorSet
 from p2pakash.consensus.types import Block, Commit
 from p2pakash.errors import DecodeError, StorageError
 from p2pakash.fsutil import write_failure
@@ -75,6 +76,7 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
 
 
 _STATE_FIELDS = tuple(f.name for f in attrs.fields(ChainState))
+_SET_FIELDS = tuple(f.name for f in attrs.fields(ValidatorSet))
 
 
 def _head(major: int, n: int) -> bytes:
@@ -105,6 +107,7 @@ class BlockStore:
         self._set_heights: list[int] = [int(r[0]) for r in rows]  # the valsets rows, sorted
         self._sets: dict[int, ValidatorSet] = {}  # row height -> decoded set (SET_CACHE)
         self._encoded: dict[int, tuple[ValidatorSet, bytes]] = {}  # id -> (set, encoding)
+        self._members: tuple[tuple[Validator, ...], bytes] | None = None  # last encoded
 
     # ------------------------------------------------------------ helpers
 
@@ -242,12 +245,24 @@ class BlockStore:
                 parts.append(wire.encode(value))
                 continue
             known = self._encoded.get(id(value)) or cache.get(id(value))
-            data = known[1] if known is not None and known[0] is value else wire.encode(value)
+            data = known[1] if known is not None and known[0] is value else self._encode_set(
+                value)
             cache[id(value)] = (value, data)
             parts.append(data)
         head = _head(6, wire.TAG_BASE + wire.tag_of(ChainState)) + _head(4, len(parts))
         sets = _STATE_FIELDS.index("validators"), _STATE_FIELDS.index("next_validators")
         return head + b"".join(parts), cache, parts[sets[0]], parts[sets[1]]
+
+    def _encode_set(self, vs: ValidatorSet) -> bytes:
+        """``wire.encode(vs)``, reusing the members' encoding when the membership equals
+        the last encoded set's (most blocks: only the priorities and proposer move)."""
+        members = self._members
+        if members is None or members[0] != vs.validators:
+            members = self._members = (vs.validators, wire.encode(vs.validators))
+        parts = [members[1] if name == "validators" else wire.encode(getattr(vs, name))
+                 for name in _SET_FIELDS]
+        head = _head(6, wire.TAG_BASE + wire.tag_of(ValidatorSet)) + _head(4, len(parts))
+        return head + b"".join(parts)
 
     def _remember_set(self, height: int, vs: ValidatorSet) -> None:
         self._sets[height] = vs
