@@ -52,8 +52,10 @@ if str(ROOT) not in sys.path:
 import attrs  # noqa: E402
 import trio  # noqa: E402
 
-from p2pakash.chain import INBOX_SIZE  # noqa: E402
+from p2pakash.chain import INBOX_SIZE, SHARED_DECODED  # noqa: E402
+from p2pakash.gossip.item_size import ItemSizer  # noqa: E402
 from p2pakash.gossip.memory import SIZE_CACHE  # noqa: E402
+from p2pakash.gossip.pubsub import ID_MEMO  # noqa: E402
 from p2pakash.ledger import kv_sqlite  # noqa: E402
 from p2pakash.ledger import state as ledger_state  # noqa: E402
 from p2pakash.provider.bidengine import BidEngine  # noqa: E402
@@ -181,7 +183,9 @@ def caps(runner: Runner) -> dict[str, int]:
     out = {"VerifyCache._seen": runner.cache.capacity, "SqliteKV._cache": kv_sqlite.CACHE_SIZE,
            "FaultyChain._decoded": INBOX_SIZE, "MemoryNetwork._sizes": SIZE_CACHE,
            "BidEngine.seen": FORGET_KEEP,
-           "ledger.state record decode cache": ledger_state.DECODE_CACHE_SIZE}
+           "ledger.state record decode cache": ledger_state.DECODE_CACHE_SIZE,
+           "PubSub._ids": ID_MEMO, "FaultyChain.shared_decoded": SHARED_DECODED,
+           "ItemSizer._by_id": ItemSizer().max_items}
     for node in runner.nodes:
         if node.mempool is not None:
             out["Mempool._cache"] = node.mempool.cache_size
