@@ -31,11 +31,10 @@ from collections.abc import Sequence
 
 import attrs
 
-from p2pakash import wire
 from p2pakash.chain import ChainService
 from p2pakash.consensus.types import Block
 from p2pakash.errors import DecodeError
-from p2pakash.ledger import BlockResult, Tx
+from p2pakash.ledger import BlockResult, decode_tx
 from p2pakash.ledger.bank import balance
 from p2pakash.ledger.state import P_ACC, AccountRec, Store, decode_record
 from p2pakash.market.ledger_market import ESCROW, CreateLease, DeploymentRec, LeaseRec
@@ -113,7 +112,7 @@ class Checker:
             if not res.ok:
                 continue
             try:
-                tx = wire.decode(raw, Tx)
+                tx = decode_tx(raw)  # memoised: the nodes decoded it already
             except DecodeError:
                 continue
             for msg in tx.body.msgs:
