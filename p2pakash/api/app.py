@@ -44,7 +44,7 @@ from p2pakash.consensus.types import Block, Commit
 from p2pakash.ledger import Ledger
 from p2pakash.ledger.blocks import BlockResult
 from p2pakash.ledger.txs import Event, TxResult, tx_hash
-from p2pakash.mempool import Mempool, Status
+from p2pakash.mempool import AddResult, Mempool, Status
 
 log = logging.getLogger(__name__)
 
@@ -372,15 +372,19 @@ class ApiApp:
         raws = _cbor_txs(body) if cbor else self._json_txs(body)
         refused: list[Json] = []
         answer: Json = {"accepted": 0, "refused": refused}
+        add, publish, accepted = self.mempool.add, self.publish, 0
         for i, raw in enumerate(raws):
-            result = self._admit(raw)
-            if not result["accepted"]:
-                refused.append({"index": i, **result})
-                if result["status"] == Status.FULL.value:
-                    answer["full_from"] = i
-                    break
-            else:
-                answer["accepted"] += 1
+            result = add(raw)
+            if result.accepted:  # the common case: no answer built
+                accepted += 1
+                if publish is not None:
+                    publish(raw)
+                continue
+            refused.append({"index": i, **_answer(result)})
+            if result.status is Status.FULL:
+                answer["full_from"] = i
+                break
+        answer["accepted"] = accepted
         return 200, answer
 
     def _json_txs(self, body: bytes) -> list[bytes]:
@@ -405,8 +409,7 @@ class ApiApp:
         result = self.mempool.add(raw)
         if result.accepted and self.publish is not None:
             self.publish(raw)
-        return {"hash": result.tx_hash.hex(), "accepted": result.accepted,
-                "reason": result.reason, "status": result.status.value, "code": result.code}
+        return _answer(result)
 
     # ------------------------------------------------------------ SSE
 
@@ -462,6 +465,12 @@ def _is_loopback(host: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped.is_loopback
     return ip.is_loopback
+
+
+def _answer(result: AddResult) -> Json:
+    """The ``POST /tx`` answer for one admission result."""
+    return {"hash": result.tx_hash.hex(), "accepted": result.accepted,
+            "reason": result.reason, "status": result.status.value, "code": result.code}
 
 
 def _is_cbor(scope: Scope) -> bool:
