@@ -323,6 +323,35 @@ def profile_hotspots(raw: Path, top: int) -> Json:
             "inclusive_ours": share(incl)}
 
 
+PERF_GROUPS = (  # (group, shared-object substring, symbol prefixes or () for any), first match
+    ("ed25519 (libsodium)", "sodium", ("fe25519", "ge25519", "sc25519", "slide", "crypto_sign")),
+    ("chacha20-poly1305 (libsodium)", "sodium", ()),
+    ("Python GC", "libpython", ("gc_", "visit_", "move_", "update_refs", "subtract_refs",
+                               "deduce_unreachable", "PyObject_GC", "_PyObject_GC")),
+    ("Python alloc/free", "libpython", ("_PyObject_Malloc", "_PyObject_Free", "PyObject_Malloc",
+                                       "PyObject_Free", "tuple_alloc", "tupledealloc",
+                                       "subtype_dealloc", "dict_dealloc", "list_dealloc",
+                                       "free_keys_object", "new_keys_object", "_PyFrame_Clear")),
+    ("Python interpreter", "libpython", ()),
+    ("kernel", "[kernel", ()), ("libc (malloc, memcpy)", "libc", ()),
+    ("cbor2", "cbor2", ()), ("sqlite", "sqlite", ()), ("json", "_json", ()),
+)
+
+
+def perf_groups(report: str) -> list[tuple[str, float]]:
+    """Shares of CPU per group from ``perf report --sort dso,sym --stdio`` lines."""
+    shares: dict[str, float] = collections.defaultdict(float)
+    for line in report.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or not fields[0].endswith("%") or fields[2] not in ("[.]", "[k]"):
+            continue
+        pct, dso, sym = float(fields[0][:-1]), fields[1], fields[3]
+        group = next((g for g, d, prefixes in PERF_GROUPS
+                      if d in dso and (not prefixes or sym.startswith(prefixes))), "other")
+        shares[group] += pct
+    return [(g, round(v, 1)) for g, v in sorted(shares.items(), key=lambda kv: -kv[1])]
+
+
 def _short(frame: str) -> str:
     """``func (path/to/file.py:123)`` -> ``file.py:123 func`` relative to the repo/site."""
     name, _, where = frame.partition(" (")
@@ -375,6 +404,7 @@ def run(args: argparse.Namespace) -> Json:
     net = ChainNet(homes)
     result: Json = {"config": vars(args), "workdir": str(work)}
     spy: subprocess.Popen[bytes] | None = None
+    perf: subprocess.Popen[bytes] | None = None
     try:
         for i in range(4):
             net.start(i)
@@ -406,6 +436,13 @@ def run(args: argparse.Namespace) -> Json:
                  "-d", str(args.profile), "-r", "200", "--format", "raw",
                  "--nonblocking", "-o", str(work / "profile.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if args.perf:
+            if not args.profile:
+                time.sleep(args.profile_delay)
+            perf = subprocess.Popen(
+                ["perf", "record", "-e", "cpu-clock", "-F", "499", "-p", str(pids[1]),
+                 "-o", str(work / "perf.data"), "--", "sleep", str(args.perf)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         out, _ = gen.communicate(timeout=args.idle + args.duration + 300)
         if gen.returncode != 0:
             raise SystemExit(f"load generator failed ({gen.returncode})")
@@ -417,6 +454,12 @@ def run(args: argparse.Namespace) -> Json:
         result["validator_cpu_ms_per_tx"] = round(
             1000 * sum(result["validator_cpu_s"]) / finalized / len(pids), 3)
         result["heights"] = [height_of(net.client(i)) for i in range(4)]
+        if perf is not None:
+            perf.wait(timeout=args.perf + 30)
+            report = subprocess.run(
+                ["perf", "report", "-i", str(work / "perf.data"), "--no-children", "--sort",
+                 "dso,sym", "--stdio"], capture_output=True, text=True, timeout=120).stdout
+            result["perf"] = perf_groups(report)
         if spy is not None:
             spy.wait(timeout=args.profile + 30)
             if (work / "profile.txt").exists():
@@ -464,6 +507,9 @@ def table(r: Json) -> str:
     ]
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]
+    if "perf" in r:
+        lines.append("\nperf on node1 (CPU clock), share of CPU:")
+        lines += [f"  {share:5.1f}%  {group}" for group, share in r["perf"]]
     if "profile" in r:
         p = r["profile"]
         lines.append(f"\npy-spy on node1 ({p['samples']} samples), self time:")
@@ -493,6 +539,8 @@ def main() -> None:
                     help="py-spy a validator (node1) for this many seconds under load")
     ap.add_argument("--profile-delay", type=float, default=1.0,
                     help="seconds after the load starts to start py-spy")
+    ap.add_argument("--perf", type=int, default=0,
+                    help="perf-record node1's CPU for this many seconds of load (C-level split)")
     ap.add_argument("--top", type=int, default=20, help="profile rows to print")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="node config override, e.g. consensus.timeout_commit=0.5")
