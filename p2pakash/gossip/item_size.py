@@ -15,7 +15,7 @@ Rules and invariants:
 from __future__ import annotations
 
 from p2pakash import wire
-from p2pakash.gossip.messages import Graft, IDontWant, IHave, IWant, Prune, Subscribe
+from p2pakash.gossip.messages import MSG_ID_LEN, Graft, IDontWant, IHave, IWant, Prune, Subscribe
 
 MAX_BASES = 1024  # (class, topic) pairs remembered; cleared when more
 
@@ -68,6 +68,8 @@ class ItemSizer:
             self._bases[key] = base
         ids = item.ids
         total = base + cbor_head(len(ids))
+        if ids and min(map(len, ids)) == MSG_ID_LEN == max(map(len, ids)):  # the usual case
+            return total + len(ids) * (MSG_ID_LEN + cbor_head(MSG_ID_LEN))
         for mid in ids:
             n = len(mid)
             total += n + (1 if n < 24 else cbor_head(n))

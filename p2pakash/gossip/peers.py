@@ -28,8 +28,9 @@ Rules and invariants:
 * every ``ensure_interval`` the manager dials random known addresses until
   ``max_outbound`` outbound connections exist (pending dials count); seeds are dialled at
   start and whenever the book has too few candidates;
-* a peer gets a ``Ping`` every ``ping_interval``; nothing received for ``ping_timeout``
-  disconnects it with "ping timeout";
+* a peer gets a ``Ping`` once nothing has arrived from it for ``ping_interval`` (a busy
+  link carries no pings: its traffic proves it alive); nothing received for
+  ``ping_timeout`` disconnects it with "ping timeout";
 * PEX: while the book has room or outbound slots are free, we ask new outbound peers and,
   every ``pex_interval``, one random peer not asked for that long; a peer may
   answer only what we asked (one ``PexAddrs`` per outstanding request), with well-formed
@@ -218,6 +219,9 @@ class PeerManager:
             if now - conn.last_seen >= self.params.ping_timeout:
                 actions.append(self._drop(node, PING_TIMEOUT))
             elif now >= conn.next_ping:
+                if now - conn.last_seen < self.params.ping_interval:
+                    conn.next_ping = conn.last_seen + self.params.ping_interval  # heard lately
+                    continue
                 conn.ping_nonce = self._rng.getrandbits(32)
                 conn.next_ping = now + self.params.ping_interval
                 actions.append(SendTo(node, Ping(nonce=conn.ping_nonce)))
@@ -366,8 +370,8 @@ class PeerManager:
 
     def _can_dial(self, now: float, addr: PeerAddr) -> bool:
         retry = self._retry.get(addr.node_id)
-        return (self._dialable_addr(now, addr) and addr.node_id not in self._conns
-                and addr.node_id not in self._dialing and (retry is None or retry.due <= now))
+        return (addr.node_id not in self._conns and addr.node_id not in self._dialing
+                and (retry is None or retry.due <= now) and self._dialable_addr(now, addr))
 
     def _dial_all(self, now: float, addrs: Iterable[PeerAddr]) -> list[Action]:
         actions: list[Action] = []
