@@ -216,7 +216,9 @@ class Event:
 
 def event(type_: str, **fields: object) -> Event:
     """An event with its attributes in keyword order, values rendered with ``str``."""
-    return Event(type=type_, attrs=tuple((k, _render(v)) for k, v in fields.items()))
+    return Event(type=type_, attrs=tuple([  # _render inlined: a committed tx makes two events
+        (k, v if type(v) is str else v.hex() if isinstance(v, bytes) else str(v))
+        for k, v in fields.items()]))
 
 
 def _render(value: object) -> str:

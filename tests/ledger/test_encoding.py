@@ -164,3 +164,17 @@ def test_store_put_keeps_values_in_overlays_and_bytes_elsewhere() -> None:
     for key in (b"acc/y", b"acc/z"):  # read as another record: the bytes decide, as ever
         with pytest.raises(DecodeError, match="expected SigningInfo, got AccountRec"):
             Store(over).get(key, SigningInfo)
+
+
+def test_event_renders_bytes_as_hex_and_everything_else_with_str() -> None:
+    class Raw(bytes):
+        pass
+
+    class Name(str):
+        pass
+
+    e = event("t", a=b"\x01\xff", b=Raw(b"\x02"), c="x", d=Name("y"), e=7, f=True, g=None,
+              h=Code.OK)
+    assert e.attrs == (("a", "01ff"), ("b", "02"), ("c", "x"), ("d", "y"), ("e", "7"),
+                       ("f", "True"), ("g", "None"), ("h", "0"))
+    assert all(type(v) is str for _, v in e.attrs)
