@@ -48,7 +48,7 @@ from p2pakash.fsutil import write_failure
 T = TypeVar("T")
 
 SET_CACHE = 8  # decoded validator sets kept (by row height): the recent ones
-ENCODE_MEMO = 64  # blocks and commits whose encodings are remembered (process-wide)
+ENCODE_MEMO = 16  # blocks and commits whose encodings are remembered (process-wide)
 
 _memo: collections.OrderedDict[int, tuple[object, bytes]] = collections.OrderedDict()
 

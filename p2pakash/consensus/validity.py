@@ -46,7 +46,7 @@ from p2pakash.ledger import decode_tx
 
 MAX_CLOCK_DRIFT_MS = 10_000
 MAX_EVIDENCE_AGE = 100_000
-BODY_MEMO = 64  # block objects whose stand-alone body checks passed (process-wide)
+BODY_MEMO = 16  # block objects whose stand-alone body checks passed (process-wide)
 
 _bodies_ok: collections.OrderedDict[int, tuple[Block, int, int]] = collections.OrderedDict()
 
