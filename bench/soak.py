@@ -21,6 +21,12 @@ Honest measurement notes:
   100,000 and 10,000 entries, they would fill in about 34 and 45 virtual hours at the
   load of ``soak-24h.toml``).
   Caches still filling towards a declared cap are reported as notes, not as growth.
+* SQLite's page cache is native memory outside Python's objects: each connection (two per
+  node: block store and ledger) keeps up to 2 MiB by default (``PRAGMA cache_size`` -2000),
+  filling slowly as the databases grow. ``--sqlite-cache-kib N`` sets every connection's
+  cache to N KiB so a run shows it full early. Each sample also records ``malloc_mb``,
+  glibc's bytes in use (``mallinfo2``: SQLite's caches and Python objects over 512 bytes),
+  which is where that growth shows.
 * The simulator's own report bookkeeping (per-height commit times and hashes, per-second
   height samples, the invariant checker's per-height tables, deployment records) grows
   with the run by design; the sampler trims it to the last heights after each sample
@@ -34,10 +40,13 @@ from __future__ import annotations
 
 import argparse
 import collections
+import ctypes
+import ctypes.util
 import gc
 import inspect
 import json
 import logging
+import sqlite3
 import sys
 import time
 import tracemalloc
@@ -246,6 +255,7 @@ class Sampler:
             "deploys": self.totals["deploys"] + len(runner.result.market.deploys),
             "sizes": collection_sizes(roots),
         }
+        row["malloc_mb"] = malloc_mb()
         row["sizes"]["ledger.state record decode cache"] = len(ledger_state._DECODED)
         wal = [len(list((n.data_dir / "cs.wal").glob("*.wal"))) for n in runner.nodes
                if n.data_dir is not None and (n.data_dir / "cs.wal").is_dir()]
@@ -261,6 +271,36 @@ class Sampler:
                 self.base = snap
             self.last = snap
         return row
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def malloc_mb() -> float | None:
+    """glibc's bytes in use by malloc (arena + mmapped chunks), or None without glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        fn = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.restype = _MallInfo2
+    info = fn()
+    return round((info.uordblks + info.hblkhd) / 2**20, 1)
+
+
+def cap_sqlite_cache(kib: int) -> None:
+    """Every SQLite connection opened from now on keeps at most ``kib`` KiB of page cache."""
+    connect = sqlite3.connect
+
+    def capped(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        db = connect(*args, **kwargs)
+        db.execute(f"PRAGMA cache_size=-{int(kib)}")
+        return db
+
+    sqlite3.connect = capped  # type: ignore[assignment]
 
 
 def trim(result: SimResult, totals: dict[str, int]) -> None:
@@ -313,11 +353,13 @@ def verdict(rows: list[dict[str, Any]], caps: dict[str, int], *, rss_tolerance: 
 def table(rows: list[dict[str, Any]], top: int) -> str:
     last = rows[-1]["sizes"] if rows else {}
     paths = sorted(last, key=lambda p: -last[p])[:top]
-    lines = [f"{'hour':>5} {'height':>6} {'RSS MB':>7} {'gc objs':>8} {'CPU s':>7} "
-             f"{'deploys':>7}" + ("" if "traced_mb" not in (rows or [{}])[0] else " traced MB")]
+    lines = [f"{'hour':>5} {'height':>6} {'RSS MB':>7} {'malloc MB':>9} {'gc objs':>8} "
+             f"{'CPU s':>7} {'deploys':>7}"
+             + ("" if "traced_mb" not in (rows or [{}])[0] else " traced MB")]
     for r in rows:
-        line = (f"{r['hour']:>5g} {r['height']:>6} {r['rss_mb']:>7} {r['gc_objects']:>8} "
-                f"{r['cpu_s']:>7} {r['deploys']:>7}")
+        line = (f"{r['hour']:>5g} {r['height']:>6} {r['rss_mb']:>7} "
+                f"{r.get('malloc_mb')!s:>9} {r['gc_objects']:>8} {r['cpu_s']:>7} "
+                f"{r['deploys']:>7}")
         if "traced_mb" in r:
             line += f" {r['traced_mb']:>9}"
         lines.append(line)
@@ -366,11 +408,15 @@ def main() -> None:
                     help="the shared VerifyCache's capacity (default: the runner's)")
     ap.add_argument("--mempool-cache", type=int, default=0,
                     help="each mempool's recent-tx cache size (default: the mempool's)")
+    ap.add_argument("--sqlite-cache-kib", type=int, default=0,
+                    help="every SQLite connection's page cache in KiB (default: SQLite's 2 MiB)")
     ap.add_argument("--rss-tolerance", type=float, default=0.05)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--json-out", default="")
     args = ap.parse_args()
     logging.getLogger("p2pakash").setLevel(logging.ERROR)
+    if args.sqlite_cache_kib:
+        cap_sqlite_cache(args.sqlite_cache_kib)
     result, sampler = run(Path(args.scenario), until=args.until or None, every=args.every,
                           wall_limit=args.wall_limit or None, disk=not args.memory_storage,
                           trace=args.tracemalloc, verify_cache=args.verify_cache or None,
