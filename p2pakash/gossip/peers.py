@@ -154,6 +154,8 @@ class PeerManager:
         self._rng = rng
         self._seeds = {a.node_id: a for a in seeds if a.node_id != local_id}
         self._persistent = {a.node_id: a for a in persistent if a.node_id != local_id}
+        self._persistent_sorted = [self._persistent[n] for n in sorted(self._persistent)]
+        self._next_expire = 0.0  # bans and retry records are swept at most this often
         # self_addr: our own "host:port" or "ID@host:port"; addresses there are never dialled
         self._self_hostport = self_addr.rpartition("@")[2]
         self._book = AddrBook(max_known=params.max_known, max_per_source=params.max_per_source)
@@ -207,7 +209,9 @@ class PeerManager:
 
     def tick(self, now: float) -> list[Action]:
         actions: list[Action] = []
-        self._expire(now)
+        if now >= self._next_expire:  # a sweep (expired bans already count as expired)
+            self._next_expire = now + self.params.ensure_interval
+            self._expire(now)
         for node in sorted(self._dialing):
             addr, started = self._dialing[node]
             if started + self.params.dial_timeout <= now:
@@ -225,7 +229,7 @@ class PeerManager:
                 conn.ping_nonce = self._rng.getrandbits(32)
                 conn.next_ping = now + self.params.ping_interval
                 actions.append(SendTo(node, Ping(nonce=conn.ping_nonce)))
-        actions += self._dial_all(now, [self._persistent[n] for n in sorted(self._persistent)])
+        actions += self._dial_all(now, self._persistent_sorted)
         if not self._conns and not self._dialing:
             # Alone: retry the seeds on their own backoff rather than waiting for ensure.
             actions += self._dial_all(now, [self._seeds[n] for n in sorted(self._seeds)])
