@@ -382,8 +382,7 @@ class PubSub:
         self._heartbeats += 1
         out: list[Action] = []
         for peer in self._peers.values():
-            peer.score.decay(p)
-            self._refresh(now, peer, out)
+            self._refresh(now, peer, out, peer.score.decay_and_compute(now, p))
             peer.ihave_count = peer.iwant_asked = 0
             peer.dontwant.expire(self._heartbeats - p.idontwant_ttl_heartbeats)
         for topic in self._mesh:
@@ -523,8 +522,12 @@ class PubSub:
         self._backoff[(q, topic)] = now + backoff
         out.append(Send(q, Prune(topic=topic, backoff=int(backoff), px=())))
 
-    def _refresh(self, now: float, peer: PeerState, out: list[Action]) -> None:
-        value = peer.value = peer.score.compute(now, self.params)
+    def _refresh(self, now: float, peer: PeerState, out: list[Action],
+                 value: float | None = None) -> None:
+        """Cache the peer's score (``value``: just computed) and act on it."""
+        if value is None:
+            value = peer.score.compute(now, self.params)
+        peer.value = value
         if value < self.params.disconnect_threshold and not peer.disconnecting:
             peer.disconnecting = True
             self._detach(peer)

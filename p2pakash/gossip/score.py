@@ -184,6 +184,31 @@ class PeerScore:
         if self.behaviour_penalty < zero:
             self.behaviour_penalty = 0.0
 
+    def decay_and_compute(self, now: float, p: PubSubParams) -> float:
+        """``decay(p)`` then ``compute(now, p)`` in one pass (the heartbeat's step)."""
+        zero = p.decay_to_zero
+        total = 0.0
+        for stats in self.topics.values():
+            first = stats.first_deliveries * p.first_deliveries_decay
+            stats.first_deliveries = first = 0.0 if first < zero else first
+            invalid = stats.invalid * p.invalid_messages_decay
+            stats.invalid = invalid = 0.0 if invalid < zero else invalid
+            s = 0.0
+            if stats.in_mesh:
+                p1 = (now - stats.graft_time) / p.time_in_mesh_quantum
+                s += p.time_in_mesh_weight * min(max(p1, 0.0), p.time_in_mesh_cap)
+            s += p.first_deliveries_weight * first
+            s += p.invalid_messages_weight * invalid * invalid
+            total += p.topic_weight * s
+        penalty = self.behaviour_penalty * p.behaviour_penalty_decay
+        self.behaviour_penalty = penalty = 0.0 if penalty < zero else penalty
+        if p.topic_score_cap > 0 and total > p.topic_score_cap:
+            total = p.topic_score_cap
+        excess = penalty - p.behaviour_penalty_threshold
+        if excess > 0:
+            total += p.behaviour_penalty_weight * excess * excess
+        return total
+
     def forget_topic(self, topic: str) -> None:
         """Drop a topic's counters unless they hold a penalty (invalid messages)."""
         stats = self.topics.get(topic)
