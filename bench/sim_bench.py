@@ -8,6 +8,8 @@ simulator's in-memory network, under virtual time, with all invariants checked. 
 goes ``--warmup`` blocks, then ``--blocks`` more; we report the wall seconds per block
 over the measured blocks (from wall-clock samples the runner's monitor takes every
 virtual second), CPU seconds, the speed-up (virtual / wall) and the peak RSS.
+``startup_wall``/``startup_cpu``: seconds until the first block is committed (building the
+nodes, the connection and subscription exchange at virtual time 0, and block 1).
 
 ``--scenario FILE`` instead times one scenario file (``--until`` virtual seconds) and
 prints its speed-up, e.g. ``simulations/quickstart.toml``: ``speedup`` is virtual / wall
@@ -102,6 +104,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "final_height": final, "wall_per_block": round(per_block, 3),
         "cpu_per_block": round(cpu_per_block, 3),
         "startup_wall": round(next((s[0] for s in samples if s[2] >= 1), wall), 2),
+        "startup_cpu": round(next((s[3] for s in samples if s[2] >= 1), cpu0 + cpu) - cpu0, 2),
         "stopped_by": result.stopped_by,
         "violations": [v.line() for v in checker.violations] if checker else [],
         "deployments": len(result.market.deploys),
