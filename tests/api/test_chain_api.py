@@ -73,7 +73,9 @@ async def start_node(nursery: trio.Nursery, net: MemoryNetwork, i: int,
                          verify_cache=cache, status_interval=0.2, name=f"n{i}")
     mempool = Mempool.for_ledger(chain.ledger)
     chain.mempool = mempool
-    txs = TxGossip(gossip, mempool)
+    # no batching delay: with these 20 ms commits, a tx could be committed before a 20 ms
+    # batch flushes, and an honest node does not gossip a tx it no longer holds
+    txs = TxGossip(gossip, mempool, flush_interval=0.0)
     api = ApiService(chain=chain, mempool=mempool, listen="127.0.0.1:0", publish=txs.publish,
                      peers=lambda: len(gossip.connected),
                      info=NodeInfo(chain_id=CHAIN, node_id=key.node_id, moniker=f"v{i}",
