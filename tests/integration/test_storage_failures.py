@@ -228,6 +228,9 @@ def rejoins(chain: Chain, load: TxLoad) -> None:
     stopped_at = max(stored_hashes(home.data), default=0)
     net.start(VICTIM)
     loop = Loop(chain, load, random.Random(1))
+    # the others may not be past the victim's last block yet: wait until they are
+    poll(lambda: height_of(net.client(0)) > stopped_at, limit=30,
+         what="the others to pass the victim's last block", describe=net.tails)
     target = height_of(net.client(0))
     poll(lambda: loop.live_check(target), limit=30, what="the validator to catch up",
          describe=net.tails)
