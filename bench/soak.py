@@ -67,12 +67,13 @@ from p2pakash.gossip.memory import SIZE_CACHE  # noqa: E402
 from p2pakash.gossip.pubsub import ID_MEMO  # noqa: E402
 from p2pakash.ledger import kv_sqlite  # noqa: E402
 from p2pakash.ledger import state as ledger_state  # noqa: E402
+from p2pakash.ledger import txs as ledger_txs  # noqa: E402
 from p2pakash.provider.bidengine import BidEngine  # noqa: E402
 from p2pakash.sim.determinism import deterministic_run  # noqa: E402
 from p2pakash.sim.runner import Runner, SimNode, SimResult  # noqa: E402
 from p2pakash.sim.scenario import Scenario, load_scenario  # noqa: E402
 
-SMALL_CAP = 2_000  # --small-caps: state read and record decode caches
+SMALL_CAP = 2_000  # --small-caps: state read, record decode and tx decode caches
 SMALL_RUNS = 20  # --small-caps: deploys a tenant remembers
 KEEP_HEIGHTS = 200  # simulator bookkeeping kept after each sample
 MAX_ELEMENTS = 300  # elements of one container walked into (the rest are counted only)
@@ -172,6 +173,7 @@ class SoakRunner(Runner):
         super()._build_nodes(tmp)
         if self.small_caps:  # module constants read at each insert (bench only)
             ledger_state.DECODE_CACHE_SIZE = kv_sqlite.CACHE_SIZE = SMALL_CAP
+            ledger_txs.DECODE_CACHE_SIZE = SMALL_CAP
         if self.verify_cache is not None:
             self.cache.capacity = self.verify_cache
         if self.disk:
@@ -193,6 +195,7 @@ def caps(runner: Runner) -> dict[str, int]:
            "FaultyChain._decoded": INBOX_SIZE, "MemoryNetwork._sizes": SIZE_CACHE,
            "BidEngine.seen": FORGET_KEEP,
            "ledger.state record decode cache": ledger_state.DECODE_CACHE_SIZE,
+           "ledger.txs decode cache": ledger_txs.DECODE_CACHE_SIZE,
            "PubSub._ids": ID_MEMO, "FaultyChain.shared_decoded": SHARED_DECODED,
            "ItemSizer._by_id": ItemSizer().max_items}
     for node in runner.nodes:
@@ -257,6 +260,7 @@ class Sampler:
         }
         row["malloc_mb"] = malloc_mb()
         row["sizes"]["ledger.state record decode cache"] = len(ledger_state._DECODED)
+        row["sizes"]["ledger.txs decode cache"] = len(ledger_txs._DECODED)
         wal = [len(list((n.data_dir / "cs.wal").glob("*.wal"))) for n in runner.nodes
                if n.data_dir is not None and (n.data_dir / "cs.wal").is_dir()]
         if wal:
@@ -402,7 +406,7 @@ def main() -> None:
     ap.add_argument("--tracemalloc", action="store_true")
     ap.add_argument("--census", action="store_true", help="count objects by type per sample")
     ap.add_argument("--small-caps", action="store_true",
-                    help=f"cut the state read and record decode caches to {SMALL_CAP} and each "
+                    help=f"cut the state read, record and tx decode caches to {SMALL_CAP} and each "
                          f"tenant's deploy table to {SMALL_RUNS}, so they fill within hours")
     ap.add_argument("--verify-cache", type=int, default=0,
                     help="the shared VerifyCache's capacity (default: the runner's)")
