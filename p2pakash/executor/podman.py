@@ -93,8 +93,9 @@ class PodmanExecutor:
         except (PodmanError, RequestException, OSError) as exc:
             raise ExecutorError(f"podman at {self.base_url}: {what}: {_reason(exc)}") from None
         except Exception as exc:  # an answer of the wrong shape (podman-py raises Exception)
+            # the cause stays chained: a bug of ours inside ``fn`` must remain traceable
             raise ExecutorError(f"podman at {self.base_url}: {what}: unexpected answer "
-                                f"({type(exc).__name__}: {exc})") from None
+                                f"({type(exc).__name__}: {exc})") from exc
 
     # --- protocol --------------------------------------------------------------------
 
