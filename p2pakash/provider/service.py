@@ -42,7 +42,7 @@ from p2pakash.executor.base import ContainerState, Executor
 from p2pakash.gossip.caches import TokenBucket
 from p2pakash.gossip.service import Delivered, GossipService
 from p2pakash.ledger.blocks import BlockResult
-from p2pakash.ledger.txs import Event, sign_tx
+from p2pakash.ledger.txs import Event, decode_tx, sign_tx
 from p2pakash.market import ledger_market as lm
 from p2pakash.market.orders import (
     Bid,
@@ -335,20 +335,31 @@ class ProviderService:
     async def _blocks(self, channel: trio.MemoryReceiveChannel[tuple[Any, BlockResult]]
                       ) -> None:
         async with channel:
-            async for _, result in channel:
+            async for block, result in channel:
                 events = [e for r in result.tx_results for e in r.events]
                 for event in (*events, *result.events):
                     if event.type in ("lease_created", "lease_closed"):
                         lid = _lease_of(event)
                         if lid is not None:
-                            self._on_lease_event(event.type, lid, event.get("reason_name"))
+                            self._on_lease_event(event.type, lid, event.get("reason_name"),
+                                                 block)
 
-    def _on_lease_event(self, kind: str, lid: LeaseID, reason: str | None) -> None:
+    def _on_lease_event(self, kind: str, lid: LeaseID, reason: str | None,
+                        block: Any = None) -> None:
         assert self.engine is not None
         if kind == "lease_created":
             won = self.engine.lease_created(lid)
             if lid.provider != self.address:
                 return
+            if won is None and block is not None:
+                # no reservation here (e.g. this provider restarted after bidding): the chain
+                # checked our signature on the bid, so take the resources now if they are free
+                order = _leased_order(block, lid)
+                if order is not None:
+                    won = self.engine.adopt(lid, order, lid.gseq)
+                    if won is not None:
+                        log.info("provider: lease %s for a bid made before a restart;"
+                                 " resources taken now", lid)
             if won is None:
                 log.error("provider: lease %s created for an order this provider does not "
                           "hold resources for; closing it", lid)
@@ -530,3 +541,16 @@ class ProviderService:
         return pm.LeaseLogs(lease_id=lid, lines=tuple(
             pm.LogEntry(service=x.service, replica=x.replica, stream=x.stream, line=x.line)
             for x in lines), error="")
+
+
+def _leased_order(block: Any, lid: LeaseID) -> Order | None:
+    """The order of the ``CreateLease`` for ``lid`` among ``block``'s txs, if any."""
+    for raw in getattr(block, "txs", ()):
+        try:
+            tx = decode_tx(raw)
+        except DecodeError:
+            continue
+        for msg in tx.body.msgs:
+            if isinstance(msg, lm.CreateLease) and msg.bid.lease_id == lid:
+                return msg.order
+    return None

@@ -3,7 +3,8 @@
 order -> bid (milliseconds of virtual time) -> CreateLease -> manifest (a wrong one refused)
 -> deployed -> status/logs to the tenant only -> withdrawals -> escrow runs out -> lease
 closed INSUFFICIENT_FUNDS -> containers gone within one block; a lease without a manifest is
-closed MANIFEST_TIMEOUT; a raising pricing plugin costs a decline, not the provider.
+closed MANIFEST_TIMEOUT; a raising pricing plugin costs a decline, not the provider; a lease
+for a bid made before the provider restarted is taken, not closed.
 """
 
 from __future__ import annotations
@@ -186,3 +187,25 @@ async def test_raising_pricing_plugin_declines_and_provider_keeps_running(
         assert decline.body.reason is DeclineReason.NO_CAPACITY
         assert m.provider is not None and m.provider.engine is not None
         assert m.provider.engine.inventory.held == {}
+
+
+async def test_lease_for_a_bid_made_before_a_restart_is_taken_not_closed(
+        autojump_clock: trio.abc.Clock) -> None:
+    async with market(seed=3) as m:
+        await m.start_provider(CFG, FakeExecutor(), plugins_with(PRICE))
+        await registered(m)
+        order = order_for(11)
+        m.tenant.publish_order(order)
+        bid = await m.tenant.next_bid()
+        m.stop_provider()  # the provider restarts between its bid and the lease
+        await trio.sleep(0.5)
+        executor = FakeExecutor()
+        await m.start_provider(CFG, executor, plugins_with(PRICE))
+        m.tenant.peer.submit(lm.CreateLease(order=order, bid=bid))
+        lid = bid.lease_id
+        assert m.provider is not None
+        await wait_for(lambda: lid in m.provider.leases)  # type: ignore[union-attr]
+        ack = await m.tenant.ask(m.tenant.manifest(lid, manifest_bytes()))
+        assert ack.ok, ack.error
+        rec = lease_rec(m, lid)
+        assert rec is not None and rec.state is lm.LeaseState.ACTIVE
