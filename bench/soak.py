@@ -196,7 +196,8 @@ def caps(runner: Runner) -> dict[str, int]:
            "BidEngine.seen": FORGET_KEEP,
            "ledger.state record decode cache": ledger_state.DECODE_CACHE_SIZE,
            "ledger.txs decode cache": ledger_txs.DECODE_CACHE_SIZE,
-           "PubSub._ids": ID_MEMO, "FaultyChain.shared_decoded": SHARED_DECODED,
+           "PubSub._ids": ID_MEMO,
+           "DecodeMemo._items": SHARED_DECODED,  # the larger of the two memos
            "ItemSizer._by_id": ItemSizer().max_items}
     for node in runner.nodes:
         if node.mempool is not None:

@@ -75,7 +75,7 @@ log = logging.getLogger(__name__)
 MAX_PENDING_EVIDENCE = 1_000
 INBOX_SIZE = 10_000
 BLOCK_SUBSCRIBER_QUEUE = 1_000
-SHARED_DECODED = 4_096  # consensus messages in a shared decode table (oldest out)
+SHARED_DECODED = 4_096  # consensus messages in the simulator's shared decode memo
 
 
 class TxSource(Protocol):
@@ -145,7 +145,7 @@ class ChainService:
         self._evidence: dict[bytes, DuplicateVoteEvidence] = {}
         self._block_subs: list[trio.MemorySendChannel[tuple[Block, BlockResult]]] = []
         self._decoded: collections.OrderedDict[bytes, Message] = collections.OrderedDict()
-        self.shared_decoded: dict[bytes, Message] | None = None  # see ``_decode``
+        self.shared_decoded: wire.DecodeMemo | None = None  # see ``_decode``
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[Message](INBOX_SIZE)
         self._driver_scope: trio.CancelScope | None = None  # the running mode (driver or follower)
         self.follow_votes = follow_votes
@@ -462,20 +462,11 @@ class ChainService:
     # ------------------------------------------------------------ gossip
 
     def _decode(self, data: bytes, cls: type[Proposal] | type[Vote]) -> Message:
-        """``wire.decode``, or the same bytes' decoding from ``shared_decoded`` (the
-        simulator's nodes share one table, as they share the VerifyCache: decoding is a
-        pure function of the bytes and messages are frozen)."""
-        shared = self.shared_decoded
-        if shared is None:
+        """``wire.decode``, or through ``shared_decoded`` (the simulator's nodes share one
+        memo, as they share the VerifyCache)."""
+        if self.shared_decoded is None:
             return wire.decode(data, cls)
-        message = shared.get(data)
-        if type(message) is not cls:
-            message = wire.decode(data, cls)
-            shared[data] = message
-            if len(shared) > SHARED_DECODED:
-                del shared[next(iter(shared))]
-        assert message is not None
-        return message
+        return self.shared_decoded.decode(data, cls)
 
     def _remember(self, data: bytes, message: Message) -> None:
         self._decoded[data] = message

@@ -16,6 +16,7 @@ Rules and invariants:
 
 from __future__ import annotations
 
+import collections
 import enum
 import hashlib
 import io
@@ -188,6 +189,32 @@ def decode(data: bytes, expected: type[T], *, max_size: int = MAX_MESSAGE_SIZE,
             RecursionError, KeyError, IndexError, AttributeError, UnicodeError) as exc:
         raise DecodeError(f"malformed CBOR: {exc}") from None
     return cast(T, result)
+
+
+class DecodeMemo:
+    """Decoded messages by their bytes, shared by the nodes of one process (a simulation),
+    as they share the VerifyCache: decoding is a pure function of the bytes and messages
+    are frozen. Bounded (least recently used out); an entry of another class is decoded
+    again, so the memo never changes what ``decode(data, cls)`` accepts."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: collections.OrderedDict[bytes, object] = collections.OrderedDict()
+
+    def decode(self, data: bytes, expected: type[T]) -> T:
+        """``decode(data, expected)``, once per distinct bytes while remembered."""
+        found = self._items.get(data)
+        if type(found) is expected:
+            self._items.move_to_end(data)
+            return found
+        msg = decode(data, expected)
+        self._items[data] = msg
+        if len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+        return msg
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def _fail(what: str, value: object) -> DecodeError:

@@ -21,8 +21,8 @@ Rules and invariants (DESIGN.md §7 "Route by role"):
   a gap is left to block sync. A node running the driver only relays: its own driver
   decides, and block sync takes over when it falls behind.
 * Bounded: the decoded-message map and the pending backups hold a few heights at most.
-* ``SharedDecoder`` lets the nodes of one process (a simulation) decode each commit message
-  once: decoding is a pure function of the bytes and the decoded values are immutable.
+* ``decoder`` (a ``wire.DecodeMemo``) lets the nodes of one process (a simulation) decode
+  each commit message once.
 """
 
 from __future__ import annotations
@@ -73,26 +73,6 @@ def publish_rank(state: ChainState, pubkey: bytes | None, proposer: bytes) -> in
     return rank if rank <= BACKUPS else None
 
 
-class SharedDecoder:
-    """Decoded ``BlockCommit``s by their bytes (bounded, least recently used out)."""
-
-    def __init__(self, capacity: int = 64) -> None:
-        self.capacity = capacity
-        self._items: collections.OrderedDict[bytes, BlockCommit] = collections.OrderedDict()
-
-    def decode(self, data: bytes) -> BlockCommit:
-        """``wire.decode(data, BlockCommit)``, once per distinct bytes while remembered."""
-        found = self._items.get(data)
-        if found is not None:
-            self._items.move_to_end(data)
-            return found
-        msg = wire.decode(data, BlockCommit)
-        self._items[data] = msg
-        if len(self._items) > self.capacity:
-            self._items.popitem(last=False)
-        return msg
-
-
 class Target(Protocol):
     """What the relay needs from the chain (ChainService)."""
 
@@ -120,7 +100,7 @@ class CommitRelay:
         self.backup_delay = backup_delay
         self.name = name
         self.following = False  # set by the chain while no driver runs
-        self.decoder: SharedDecoder | None = None  # the simulator shares one
+        self.decoder: wire.DecodeMemo | None = None  # the simulator shares one
         self.relayed = 0  # highest height whose commit we accepted (relayed)
         self.applied = 0  # blocks applied from the topic
         self.published = 0
@@ -137,7 +117,7 @@ class CommitRelay:
     def validate(self, data: bytes) -> Verdict:
         try:
             msg = (wire.decode(data, BlockCommit) if self.decoder is None
-                   else self.decoder.decode(data))
+                   else self.decoder.decode(data, BlockCommit))
         except RemoteProtocolError:
             return Verdict.REJECT
         h, st = msg.block.height, self.target.state

@@ -42,10 +42,10 @@ import attrs
 import trio
 
 import p2pakash.market.ledger_market  # noqa: F401 - registers the market's ledger handlers
+from p2pakash import wire
 from p2pakash.api.server import TxGossip
-from p2pakash.chain import ChainService
-from p2pakash.consensus.routing import SharedDecoder
-from p2pakash.consensus.types import Block, Proposal, Vote
+from p2pakash.chain import SHARED_DECODED, ChainService
+from p2pakash.consensus.types import Block
 from p2pakash.crypto import NodeID, PrivateKey, VerifyCache
 from p2pakash.executor.fake import FakeEngine, FakeExecutor
 from p2pakash.gossip.addr import PeerAddr
@@ -164,8 +164,9 @@ class Runner:
         self.progress = progress
         self.result = SimResult(scenario=scenario, seed=self.seed, until=self.until)
         self.cache = VerifyCache(capacity=200_000)
-        self.commits = SharedDecoder()  # like the VerifyCache: one decode per process
-        self.consensus_decoded: dict[bytes, Proposal | Vote] = {}  # the same for votes
+        # like the VerifyCache: one decode per message per process
+        self.commits = wire.DecodeMemo(64)
+        self.consensus_decoded = wire.DecodeMemo(SHARED_DECODED)  # proposals and votes
         self.network, self.latency = simnet.build_network(scenario.network,
                                                           rng_for(self.seed, "network"))
         self.checker = Checker(seed=self.seed, genesis_supply=0,

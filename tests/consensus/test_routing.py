@@ -333,12 +333,13 @@ async def test_shared_decoder_decodes_each_message_once(autojump_clock: trio.abc
         c = nt.chains[0]
         datas = [wire.encode(BlockCommit(block=c.block(h), commit=c.commit(h)))  # type: ignore[arg-type]
                  for h in (1, 2, 3)]
-    decoder = routing.SharedDecoder(capacity=2)
-    first = decoder.decode(datas[0])
-    assert decoder.decode(bytes(datas[0])) is first  # equal bytes: the same object
+    decoder = wire.DecodeMemo(capacity=2)
+    first = decoder.decode(datas[0], BlockCommit)
+    assert decoder.decode(bytes(datas[0]), BlockCommit) is first  # equal bytes: same object
     assert first == wire.decode(datas[0], BlockCommit)
-    decoder.decode(datas[1])
-    decoder.decode(datas[2])  # capacity 2: the first is forgotten
-    assert decoder.decode(datas[0]) is not first
+    decoder.decode(datas[1], BlockCommit)
+    decoder.decode(datas[2], BlockCommit)  # capacity 2: the first is forgotten
+    assert decoder.decode(datas[0], BlockCommit) is not first
+    assert len(decoder) == 2
     with pytest.raises(RemoteProtocolError):
-        decoder.decode(datas[1][:-1])
+        decoder.decode(datas[1][:-1], BlockCommit)

@@ -220,10 +220,10 @@ def test_shared_decode_table_gives_each_node_the_same_frozen_message() -> None:
     vote = sign_vote(key(1), CHAIN, type=VoteType.PREVOTE, height=3, round=0,
                      block_hash=b"h" * 32, timestamp_ms=5)
     data = wire.encode(vote)
-    table: dict[bytes, object] = {}
+    table = wire.DecodeMemo(8)
     a, b = SimpleNamespace(shared_decoded=table), SimpleNamespace(shared_decoded=table)
     first = ChainService._decode(a, data, Vote)  # type: ignore[arg-type]
-    assert first == vote and table[data] is first
+    assert first == vote and table.decode(data, Vote) is first
     assert ChainService._decode(b, data, Vote) is first  # type: ignore[arg-type]
     with pytest.raises(RemoteProtocolError):  # same bytes, other class: decoded (and refused)
         ChainService._decode(b, data, Proposal)  # type: ignore[arg-type]
