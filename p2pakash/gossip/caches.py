@@ -8,7 +8,8 @@ Rules and invariants (sans-IO: time arrives as ``now`` in seconds):
 * ``MessageCache`` holds accepted messages for ``length`` heartbeat windows; ``shift``
   opens a new window and drops the oldest. ``gossip_ids`` lists the IDs of the newest
   ``gossip`` windows for one topic, newest window first. At most ``max_size`` messages.
-  Each entry counts how often each peer was served it by IWANT.
+  Each entry counts how often each peer was served it by IWANT, and holds the peers known
+  to have it (``holders``: they sent it, or an IHAVE or IDONTWANT naming it, to us).
 * ``TokenBucket`` refills at ``rate`` per second up to ``burst``; ``take`` spends one token.
 * ``DontWant`` remembers the IDs one peer said IDONTWANT for, each with the heartbeat
   number it arrived in; at most ``max_size`` (oldest dropped), expired by heartbeat age.
@@ -72,12 +73,13 @@ class SeenCache:
 
 
 class CacheEntry:
-    __slots__ = ("item", "msg_id", "served")
+    __slots__ = ("holders", "item", "msg_id", "served")
 
     def __init__(self, msg_id: bytes, item: Publish) -> None:
         self.msg_id = msg_id
         self.item = item
         self.served: dict[NodeID, int] | None = None
+        self.holders: set[NodeID] = set()  # peers known to have it: no IHAVE to them
 
 
 class MessageCache:
@@ -95,11 +97,14 @@ class MessageCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def put(self, msg_id: bytes, item: Publish) -> bool:
-        """Cache an accepted message; False when full or already present."""
+    def put(self, msg_id: bytes, item: Publish, holder: NodeID | None = None) -> bool:
+        """Cache an accepted message (``holder``: the peer it came from); False when full or
+        already present."""
         if msg_id in self._entries or len(self._entries) >= self._max_size:
             return False
-        self._entries[msg_id] = CacheEntry(msg_id, item)
+        entry = self._entries[msg_id] = CacheEntry(msg_id, item)
+        if holder is not None:
+            entry.holders.add(holder)
         window = self._windows[0]
         ids = window.get(item.topic)
         if ids is None:
@@ -110,6 +115,11 @@ class MessageCache:
 
     def get(self, msg_id: bytes) -> CacheEntry | None:
         return self._entries.get(msg_id)
+
+    def gossip_entries(self, topic: str) -> list[CacheEntry]:
+        """``gossip_ids`` as entries (same order)."""
+        entries = self._entries
+        return [entries[mid] for mid in self.gossip_ids(topic)]
 
     def gossip_ids(self, topic: str) -> list[bytes]:
         out: list[bytes] = []

@@ -4,7 +4,9 @@ Rules and invariants:
 * ``DeliveryClock.schedule(at, target)`` asks for ``target.deliver_head()`` at virtual time
   ``at``. Targets are delivered in ``(at, schedule order)`` order, so one pipe's frames
   (scheduled with non-decreasing ``at``) stay FIFO and the whole order is a function of
-  the event order: deterministic.
+  the event order: deterministic. Targets due at one time share a slot (a list, in
+  schedule order) and the heap holds each due time once: frames on the network's delivery
+  grid cost a dict lookup and an append, not a heap push and pop each.
 * ``EventClock`` is a ``trio.abc.Clock`` of virtual time. Trio asks it how long to sleep
   until the next deadline only when no task can run; it then first asks its idle hooks,
   and with none taking the turn it jumps straight to that deadline (sleeping 0 real
@@ -87,8 +89,8 @@ class _Call:
 
 class DeliveryClock:
     def __init__(self) -> None:
-        self._due: list[tuple[float, int, Target]] = []
-        self._seq = 0
+        self._due: list[float] = []  # heap of the times in ``_slots``
+        self._slots: dict[float, list[Target]] = {}
         self._flushes: list[Callable[[], None]] = []
         self._scope: trio.CancelScope | None = None
         self._lot = trio.lowlevel.ParkingLot()
@@ -99,8 +101,12 @@ class DeliveryClock:
         self.delivered = 0
 
     def schedule(self, at: float, target: Target) -> None:
-        self._seq += 1
-        heapq.heappush(self._due, (at, self._seq, target))
+        slot = self._slots.get(at)
+        if slot is not None:
+            slot.append(target)
+            return
+        self._slots[at] = [target]
+        heapq.heappush(self._due, at)
         scope = self._scope
         if scope is not None and at < scope.deadline:
             scope.deadline = at
@@ -153,12 +159,12 @@ class DeliveryClock:
         try:
             now = clock.current_time()
             due = self._due
-            if self._flushes or (due and due[0][0] <= now):
+            if self._flushes or (due and due[0] <= now):
                 self._deliver(now)
                 return True
             if not due:
                 return False
-            head = due[0][0]
+            head = due[0]
             clock.advance_to(min(head, timer))
             self.jumps += 1
             if head <= timer:
@@ -170,14 +176,21 @@ class DeliveryClock:
             return True
 
     def _deliver(self, now: float) -> None:
-        due = self._due
         self._run_flushes()
+        self._deliver_due(now)
+        self._run_flushes()
+
+    def _deliver_due(self, now: float) -> None:
+        """Every slot due by ``now``, in time order; a slot's targets in schedule order
+        (one scheduled meanwhile for the same time opens a new slot, delivered next)."""
+        due, slots = self._due, self._slots
         n = 0
-        while due and due[0][0] <= now:
-            heapq.heappop(due)[2].deliver_head()
-            n += 1
+        while due and due[0] <= now:
+            slot = slots.pop(heapq.heappop(due))
+            for target in slot:
+                target.deliver_head()
+            n += len(slot)
         self.delivered += n
-        self._run_flushes()
 
     def _run_flushes(self) -> None:
         while self._flushes:
@@ -189,11 +202,8 @@ class DeliveryClock:
         due = self._due
         task_status.started()
         while True:
-            now = trio.current_time()
-            while due and due[0][0] <= now:
-                heapq.heappop(due)[2].deliver_head()
-                self.delivered += 1
-            with trio.CancelScope(deadline=due[0][0] if due else math.inf) as scope:
+            self._deliver_due(trio.current_time())
+            with trio.CancelScope(deadline=due[0] if due else math.inf) as scope:
                 self._scope = scope
                 await self._lot.park()
             self._scope = None

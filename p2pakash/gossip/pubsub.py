@@ -24,6 +24,11 @@ Rules and invariants:
 * Everything is bounded: seen cache, message cache, IDONTWANT memory, topics per peer,
   IHAVE/IWANT sizes and counts per heartbeat, retained scores of gone peers, backoffs.
 * Own publishes are not delivered back to the local application (the caller has them).
+* IHAVE names only the gossip window's IDs the target is not known to hold: a peer holds a
+  message once it sent it to us (first copy or duplicate), or an IHAVE or IDONTWANT naming
+  it. Sending it to a peer proves nothing (the copy may be lost). The targets are drawn from
+  the peers that lack at least one ID, with gossipsub's rules (``d_lazy``, ``gossip_factor``,
+  mesh peers too on a sparse graph), so repair under loss keeps its reach.
 * Subscriptions go to every peer on connect and on (un)subscribe. Re-announcements (for a
   lost SUBSCRIBE on a lossy link) go to a peer ``announce_every`` heartbeats after it
   connected or we subscribed, then after a gap that doubles each time up to
@@ -260,6 +265,9 @@ class PubSub:
                 del self._ids[next(iter(self._ids))]
         if not self._seen.add(now, msg_id):
             stats.duplicates += 1
+            entry = self._mcache.get(msg_id)
+            if entry is not None:
+                entry.holders.add(peer.id)  # no IHAVE of it to this peer (module rules)
             return []
         self._iwant_pending.discard(msg_id)
         out = []
@@ -273,7 +281,7 @@ class PubSub:
         verdict = self._validate(source, topic, data)
         if verdict is Verdict.ACCEPT:
             peer.score.first_delivery(topic, self.params)
-            self._mcache.put(msg_id, item)
+            self._mcache.put(msg_id, item, source)
             stats.delivered += 1
             out.append(Deliver(topic, data, msg_id, source))
             self._forward(msg_id, item, mesh, source, out)
@@ -338,11 +346,13 @@ class PubSub:
             return []
         budget = p.max_iwant_per_heartbeat - peer.iwant_asked
         want: list[bytes] = []
-        seen, pending = self._seen, self._iwant_pending
+        seen, pending, mcache = self._seen, self._iwant_pending, self._mcache
         for mid in item.ids:
-            if len(want) >= budget:
-                break
-            if len(mid) == MSG_ID_LEN and mid not in seen and mid not in pending:
+            if mid in seen:
+                entry = mcache.get(mid)
+                if entry is not None:
+                    entry.holders.add(peer.id)
+            elif len(want) < budget and len(mid) == MSG_ID_LEN and mid not in pending:
                 want.append(mid)
                 pending.add(mid)
         if not want:
@@ -373,6 +383,11 @@ class PubSub:
 
     def _on_idontwant(self, now: float, peer: PeerState, item: IDontWant) -> list[Action]:
         peer.dontwant.add(item.ids, self._heartbeats)
+        mcache = self._mcache
+        for mid in item.ids:
+            entry = mcache.get(mid)
+            if entry is not None:
+                entry.holders.add(peer.id)
         return []
 
     # -------------------------------------------------------------- heartbeat
@@ -443,25 +458,41 @@ class PubSub:
                     fan[q] = None
 
     def _emit_gossip(self, out: list[Action]) -> None:
+        """IHAVE of the gossip window's IDs, per topic, to peers that may lack some: a peer
+        is told only the IDs it is not known to hold (module rules)."""
         p, peers = self.params, self._peers
         for topic, members in [*self._mesh.items(), *self._fanout.items()]:
-            ids = self._mcache.gossip_ids(topic)
-            if not ids:
+            entries = self._mcache.gossip_entries(topic)
+            if not entries:
                 continue
-            if len(ids) > p.max_ihave_length:
-                ids = self._rng.sample(ids, p.max_ihave_length)
-            ok = [q for q in self._topic_peers.get(topic, ())
-                  if peers[q].value >= p.gossip_threshold and not peers[q].disconnecting]
-            cands = [q for q in ok if q not in members]
+            if len(entries) > p.max_ihave_length:
+                entries = self._rng.sample(entries, p.max_ihave_length)
+            wants: dict[NodeID, list[bytes]] = {}
+            for q in self._topic_peers.get(topic, ()):
+                state = peers[q]
+                if state.value >= p.gossip_threshold and not state.disconnecting:
+                    missing = [e.msg_id for e in entries if q not in e.holders]
+                    if missing:
+                        wants[q] = missing
+            if not wants:
+                continue
+            cands = [q for q in wants if q not in members]
             target = max(p.d_lazy, int(p.gossip_factor * len(cands)))
             chosen = sample(self._rng, cands, target)
             if len(chosen) < p.d_lazy:
                 # Sparse graph: every neighbour is a mesh peer, so nobody would gossip to
                 # us about a message whose only copies were lost. Gossip to mesh peers too.
-                chosen += sample(self._rng, [q for q in ok if q in members],
+                chosen += sample(self._rng, [q for q in wants if q in members],
                                   p.d_lazy - len(chosen))
-            ihave = IHave(topic=topic, ids=tuple(ids))
+            every: IHave | None = None
             for q in chosen:
+                missing = wants[q]
+                if len(missing) < len(entries):
+                    ihave = IHave(topic=topic, ids=tuple(missing))
+                else:
+                    if every is None:
+                        every = IHave(topic=topic, ids=tuple(missing))
+                    ihave = every
                 out.append(Send(q, ihave))
                 self.stats.ihave_sent += 1
 

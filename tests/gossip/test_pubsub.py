@@ -407,6 +407,28 @@ def test_ihave_iwant_round_trip_retransmission_limit_and_budget() -> None:
     assert len(sends(b2.handle(2.5, A, IHave(topic=T, ids=many[10:])))[0].item.ids) == 10
 
 
+def test_ihave_names_only_ids_the_peer_is_not_known_to_hold() -> None:
+    ps = make(A)
+    ps.subscribe(0.0, T)
+    join(ps, [B, C, D])
+    ps.heartbeat(1.0)
+    assert ps.mesh(T) == {B, C, D}  # a sparse graph: IHAVE goes to mesh peers too
+    m1, m2, m3 = (Publish(topic=T, data=bytes([k]) * 10) for k in range(3))
+    id1, id2, id3 = (message_id(T, x.data) for x in (m1, m2, m3))
+    ps.handle(1.1, B, m1)  # B sent it: holds m1
+    ps.handle(1.2, C, m1)  # a duplicate from C: C holds m1 too
+    ps.handle(1.3, C, m2)
+    ps.handle(1.4, D, IDontWant(ids=(id2,)))  # D holds m2
+    ps.handle(1.5, D, IHave(topic=T, ids=(id1,)))  # and says it holds m1
+    ps.publish(1.6, T, m3.data)  # ours: nobody is known to hold it
+    told = {s.peer: set(s.item.ids) for s in sends(ps.heartbeat(2.0), IHave)}
+    assert told == {B: {id2, id3}, C: {id3}, D: {id3}}
+    ps.handle(2.1, B, IHave(topic=T, ids=(id2, id3)))
+    ps.handle(2.2, C, m3)
+    ps.handle(2.3, D, m3)
+    assert sends(ps.heartbeat(3.0), IHave) == []  # everyone holds everything: no IHAVE
+
+
 def test_idontwant_sent_for_large_first_copies_and_honoured() -> None:
     ps = make()
     ps.subscribe(0.0, T)
