@@ -138,3 +138,38 @@ def test_fairness_every_window_of_k_total_elections(powers: list[int], skip: int
     for count, power in zip(counts, powers, strict=True):
         # chosen k*VP times (off by at most one: priorities stay within a bounded window)
         assert abs(count - k * power) <= 1, (powers, counts)
+
+
+def _advance_reference(vs: ValidatorSet, times: int) -> tuple[tuple[int, ...], bytes]:
+    """IncrementProposerPriority written out with CompareProposerPriority, pair by pair."""
+    total = vs.total_power
+    prios = _centre(_rescale(list(vs.priorities), 2 * total))
+    chosen = 0
+    for _ in range(times):
+        prios = [max(-(2**63), min(INT64_MAX, p + v.power))
+                 for p, v in zip(prios, vs.validators, strict=True)]
+        chosen = 0
+        for i in range(1, len(prios)):
+            if prios[i] > prios[chosen] or (
+                    prios[i] == prios[chosen]
+                    and vs.validators[i].address < vs.validators[chosen].address):
+                chosen = i
+        prios[chosen] -= total
+    return tuple(prios), vs.validators[chosen].pubkey
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 1000), min_size=1, max_size=8), st.integers(1, 12))
+def test_advance_matches_pairwise_comparison_and_carries_the_membership(
+        powers: list[int], times: int) -> None:
+    vs = vset(*powers)
+    vs.hash()  # fills the cache the advanced set carries
+    out = vs.advance(times)
+    assert (out.priorities, out.proposer_key) == _advance_reference(vs, times)
+    checked = ValidatorSet(validators=out.validators, priorities=out.priorities,
+                           proposer_key=out.proposer_key)  # through the checked constructor
+    assert out == checked
+    assert out.hash() == wire.digest(tuple(out.validators)) == checked.hash()
+    assert out.total_power == sum(powers)
+    assert all(out.get(k) is not None for k in KEYS[:len(powers)])
+    assert wire.decode(wire.encode(out), ValidatorSet) == out
