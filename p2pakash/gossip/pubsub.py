@@ -13,6 +13,11 @@ Rules and invariants:
 * Message IDs are content hashes (``messages.message_id``). The seen cache is checked
   BEFORE validation, so a validator runs at most once per message per node; the seen
   cache also holds rejected and ignored messages.
+* Scores (score.py): with non-negative P1/P2/topic weights only peers with a P4/P7 penalty
+  (``_watch``) are decayed and recomputed every heartbeat; every other peer's counters decay
+  lazily (caught up when touched) and its cached value stays >= 0, which answers every
+  threshold (all <= 0) as the exact score would; mesh pruning and ``score`` compute the
+  exact value. The action trace equals that of decaying every peer every heartbeat.
 * Items from graylisted peers (cached score < ``graylist_threshold``), from peers already
   told to disconnect and from unknown peers are ignored entirely.
 * Publish items that turn out useless (ignored, rejected, or for a topic we are not in) cost
@@ -101,6 +106,13 @@ class PubSub:
         self._iwant_pending: set[bytes] = set()
         self._ids: dict[int, tuple[Publish, bytes]] = {}  # id(item) -> (item, message id)
         self._heartbeats = 0
+        self._beat_at = 0.0  # ``now`` of the last heartbeat
+        # Lazy scores (score.py): with non-negative P1/P2/topic weights only peers with a
+        # P4/P7 penalty can score below zero; the heartbeat decays and recomputes those
+        # (``_watch``), every other peer's counters decay when next touched.
+        self._lazy = min(params.topic_weight, params.time_in_mesh_weight,
+                         params.first_deliveries_weight) >= 0
+        self._watch: dict[NodeID, None] = {}
         self._handlers: dict[type, Callable[[float, PeerState, Any], list[Action]]] = {
             Subscribe: self._on_subscribe, Graft: self._on_graft, Prune: self._on_prune,
             IHave: self._on_ihave, IWant: self._on_iwant, IDontWant: self._on_idontwant,
@@ -125,7 +137,9 @@ class PubSub:
     def score(self, peer: NodeID) -> float:
         """The peer's score as of the last heartbeat or penalty (0.0 for unknown peers)."""
         p = self._peers.get(peer)
-        return p.value if p is not None else 0.0
+        if p is None:
+            return 0.0
+        return p.value if p.id in self._watch else self._score_now(self._beat_at, p)
 
     def seen(self, msg_id: bytes) -> bool:
         return msg_id in self._seen
@@ -173,7 +187,10 @@ class PubSub:
         p = self.params
         kept = self._retained.pop(peer, None)
         score = kept[0] if kept is not None and kept[1] > now else PeerScore()
+        score.rebase(self._heartbeats)
         state = self._peers[peer] = PeerState(now, peer, outbound, score, p)
+        if not self._lazy or score.penalised(p):
+            self._watch[peer] = None
         self._announce_later(state, restart=True)
         out: list[Action] = [Send(peer, Subscribe(topic=t, subscribe=True)) for t in self._mesh]
         self._refresh(now, state, out)
@@ -183,6 +200,8 @@ class PubSub:
         state = self._peers.pop(peer, None)
         if state is None:
             return []
+        self._watch.pop(peer, None)
+        state.score.catch_up(self._heartbeats, self.params)
         self._detach(state)
         for topic in state.topics:
             self._drop_topic_peer(topic, peer)
@@ -243,9 +262,8 @@ class PubSub:
         stats = self.stats
         if not peer.bucket.has(now):
             stats.rate_limited += 1
-            peer.score.behaviour_penalty += self.params.rate_limit_penalty
             out: list[Action] = []
-            self._refresh(now, peer, out)
+            self._penalise(now, peer, self.params.rate_limit_penalty, out)
             return out
         topic = item.topic
         mesh = self._mesh.get(topic)
@@ -280,6 +298,7 @@ class PubSub:
                     stats.idontwant_sent += 1
         verdict = self._validate(source, topic, data)
         if verdict is Verdict.ACCEPT:
+            peer.score.topic_at(topic, self._heartbeats, self.params)
             peer.score.first_delivery(topic, self.params)
             self._mcache.put(msg_id, item, source)
             stats.delivered += 1
@@ -288,7 +307,9 @@ class PubSub:
         else:
             peer.bucket.charge(now)
             if verdict is Verdict.REJECT:
+                peer.score.topic_at(topic, self._heartbeats, self.params)
                 peer.score.invalid(topic)
+                self._watch[peer.id] = None
                 self._refresh(now, peer, out)
         return out
 
@@ -314,8 +335,7 @@ class PubSub:
         peer.confirmed.add(topic)
         out: list[Action] = []
         if self._backoff.get((pid, topic), 0.0) > now:
-            peer.score.behaviour_penalty += 1.0
-            self._refresh(now, peer, out)
+            self._penalise(now, peer, 1.0, out)
         elif peer.value >= 0 and topic in peer.topics and (len(mesh) < p.d_hi or peer.outbound):
             mesh[pid] = None
             peer.score.graft(now, topic)
@@ -395,11 +415,18 @@ class PubSub:
         """Mesh and fanout upkeep, IHAVE gossip, cache shifts, expiry and score decay."""
         p = self.params
         self._heartbeats += 1
+        self._beat_at = now
         out: list[Action] = []
+        oldest = self._heartbeats - p.idontwant_ttl_heartbeats
         for peer in self._peers.values():
-            self._refresh(now, peer, out, peer.score.decay_and_compute(now, p))
             peer.ihave_count = peer.iwant_asked = 0
-            peer.dontwant.expire(self._heartbeats - p.idontwant_ttl_heartbeats)
+            if peer.dontwant:
+                peer.dontwant.expire(oldest)
+        for pid in list(self._watch):
+            peer = self._peers[pid]
+            self._refresh(now, peer, out, self._score_now(now, peer))
+            if self._lazy and not peer.score.penalised(p):
+                del self._watch[pid]  # cannot go below zero any more: lazy again
         for topic in self._mesh:
             self._maintain_mesh(now, topic, out)
         self._maintain_fanout(now, out)
@@ -424,14 +451,16 @@ class PubSub:
 
     def _maintain_mesh(self, now: float, topic: str, out: list[Action]) -> None:
         p, peers, mesh = self.params, self._peers, self._mesh[topic]
-        for q in [q for q in mesh if peers[q].value < 0]:
-            self._prune(now, topic, q, p.prune_backoff, out)
+        if self._watch:  # only watched peers can score below zero (lazy scores)
+            for q in [q for q in mesh if peers[q].value < 0]:
+                self._prune(now, topic, q, p.prune_backoff, out)
         if len(mesh) < p.d_lo:
             cands = self._graft_candidates(now, topic, mesh)
             for q in sample(self._rng, cands, p.d - len(mesh)):
                 self._graft(now, topic, q, out)
         elif len(mesh) > p.d_hi:
-            removed = choose_pruned(self._rng, mesh, {q: peers[q].value for q in mesh},
+            scores = {q: self._score_now(now, peers[q]) for q in mesh}
+            removed = choose_pruned(self._rng, mesh, scores,
                                     {q for q in mesh if peers[q].outbound}, p)
             for q in removed:
                 self._prune(now, topic, q, p.prune_backoff, out)
@@ -557,13 +586,25 @@ class PubSub:
                  value: float | None = None) -> None:
         """Cache the peer's score (``value``: just computed) and act on it."""
         if value is None:
-            value = peer.score.compute(now, self.params)
+            value = self._score_now(now, peer)
         peer.value = value
         if value < self.params.disconnect_threshold and not peer.disconnecting:
             peer.disconnecting = True
             self._detach(peer)
             out.append(Disconnect(peer.id, f"gossip score {value:.1f} below "
                                            f"{self.params.disconnect_threshold}"))
+
+    def _score_now(self, now: float, peer: PeerState) -> float:
+        """The peer's score at ``now``, its counters caught up to this heartbeat."""
+        peer.score.catch_up(self._heartbeats, self.params)
+        return peer.score.compute(now, self.params)
+
+    def _penalise(self, now: float, peer: PeerState, amount: float, out: list[Action]) -> None:
+        """Add ``amount`` to the peer's behaviour penalty (P7) and act on its score."""
+        peer.score.catch_up(self._heartbeats, self.params)
+        peer.score.behaviour_penalty += amount
+        self._watch[peer.id] = None
+        self._refresh(now, peer, out)
 
     def _detach(self, peer: PeerState) -> None:
         """Take a peer out of every mesh and fanout (no PRUNE: it is going away)."""

@@ -9,9 +9,14 @@ score = min(topic_score_cap, Σ_topics topic_weight·(w1·P1 + w2·P2 + w4·P4))
 Weights w4, w7 are negative. Only topics the local node subscribes to carry topic stats,
 so per-peer state is bounded by our own subscriptions. P3/P3b (mesh delivery deficit),
 P5 (application score) and P6 (IP colocation) are not computed here. Decay runs once per
-heartbeat; counters below ``decay_to_zero`` become 0. ``choose_pruned`` picks the peers to
-PRUNE from an oversized mesh: the best ``d_score`` by score stay, the rest of the ``d``
-survivors are random, and at least ``d_out`` outbound peers stay when available.
+heartbeat; counters below ``decay_to_zero`` become 0. It may run lazily: ``catch_up(n)``
+applies the decays of heartbeats up to number ``n`` not applied yet, each exactly as
+``decay`` does it (same float operations, same order), per topic (``topic_at``) and for
+P7; a counter must be caught up before it changes or is read. With non-negative P1/P2 and
+topic weights a score can only be negative while ``penalised`` (P4 or P7 present).
+``choose_pruned`` picks the peers to PRUNE from an oversized mesh: the best ``d_score`` by
+score stay, the rest of the ``d`` survivors are random, and at least ``d_out`` outbound
+peers stay when available.
 Sans-IO: time arrives as ``now``, randomness from the caller's ``random.Random``.
 """
 
@@ -112,23 +117,73 @@ class PubSubParams:
 
 
 class TopicStats:
-    __slots__ = ("first_deliveries", "graft_time", "in_mesh", "invalid")
+    __slots__ = ("decayed", "first_deliveries", "graft_time", "in_mesh", "invalid")
 
     def __init__(self) -> None:
         self.in_mesh = False
         self.graft_time = 0.0
         self.first_deliveries = 0.0
         self.invalid = 0.0
+        self.decayed = 0  # heartbeat number of the last decay applied (lazy decay)
+
+
+def _decayed(x: float, factor: float, zero: float, steps: int) -> float:
+    """``steps`` decays of ``x`` as ``PeerScore.decay`` applies them one by one."""
+    for _ in range(steps):
+        x *= factor
+        if x < zero:
+            return 0.0
+    return x
 
 
 class PeerScore:
     """Counters behind one peer's score; survives disconnects while negative."""
 
-    __slots__ = ("behaviour_penalty", "topics")
+    __slots__ = ("behaviour_penalty", "penalty_at", "topics")
 
     def __init__(self) -> None:
         self.topics: dict[str, TopicStats] = {}
         self.behaviour_penalty = 0.0
+        self.penalty_at = 0  # heartbeat number of P7's last decay (lazy decay)
+
+    def topic_at(self, topic: str, heartbeat: int, p: PubSubParams) -> TopicStats:
+        """The topic's counters, caught up to ``heartbeat`` (module rules)."""
+        stats = self.topic(topic)
+        steps = heartbeat - stats.decayed
+        if steps > 0:
+            stats.decayed = heartbeat
+            if stats.first_deliveries:
+                stats.first_deliveries = _decayed(stats.first_deliveries,
+                                                  p.first_deliveries_decay, p.decay_to_zero,
+                                                  steps)
+            if stats.invalid:
+                stats.invalid = _decayed(stats.invalid, p.invalid_messages_decay,
+                                         p.decay_to_zero, steps)
+        return stats
+
+    def catch_up(self, heartbeat: int, p: PubSubParams) -> None:
+        """Apply every decay up to heartbeat number ``heartbeat`` not applied yet."""
+        for topic in self.topics:
+            self.topic_at(topic, heartbeat, p)
+        steps = heartbeat - self.penalty_at
+        if steps > 0:
+            self.penalty_at = heartbeat
+            if self.behaviour_penalty:
+                self.behaviour_penalty = _decayed(self.behaviour_penalty,
+                                                  p.behaviour_penalty_decay, p.decay_to_zero,
+                                                  steps)
+
+    def rebase(self, heartbeat: int) -> None:
+        """Count decays from heartbeat number ``heartbeat`` on (a retained score joining a
+        new connection: no decay for the time it was away)."""
+        self.penalty_at = heartbeat
+        for stats in self.topics.values():
+            stats.decayed = heartbeat
+
+    def penalised(self, p: PubSubParams) -> bool:
+        """P4 or P7 is present: the score may be negative (module rules)."""
+        return (self.behaviour_penalty > p.behaviour_penalty_threshold
+                or any(stats.invalid for stats in self.topics.values()))
 
     def topic(self, topic: str) -> TopicStats:
         stats = self.topics.get(topic)
@@ -183,31 +238,6 @@ class PeerScore:
         self.behaviour_penalty *= p.behaviour_penalty_decay
         if self.behaviour_penalty < zero:
             self.behaviour_penalty = 0.0
-
-    def decay_and_compute(self, now: float, p: PubSubParams) -> float:
-        """``decay(p)`` then ``compute(now, p)`` in one pass (the heartbeat's step)."""
-        zero = p.decay_to_zero
-        total = 0.0
-        for stats in self.topics.values():
-            first = stats.first_deliveries * p.first_deliveries_decay
-            stats.first_deliveries = first = 0.0 if first < zero else first
-            invalid = stats.invalid * p.invalid_messages_decay
-            stats.invalid = invalid = 0.0 if invalid < zero else invalid
-            s = 0.0
-            if stats.in_mesh:
-                p1 = (now - stats.graft_time) / p.time_in_mesh_quantum
-                s += p.time_in_mesh_weight * min(max(p1, 0.0), p.time_in_mesh_cap)
-            s += p.first_deliveries_weight * first
-            s += p.invalid_messages_weight * invalid * invalid
-            total += p.topic_weight * s
-        penalty = self.behaviour_penalty * p.behaviour_penalty_decay
-        self.behaviour_penalty = penalty = 0.0 if penalty < zero else penalty
-        if p.topic_score_cap > 0 and total > p.topic_score_cap:
-            total = p.topic_score_cap
-        excess = penalty - p.behaviour_penalty_threshold
-        if excess > 0:
-            total += p.behaviour_penalty_weight * excess * excess
-        return total
 
     def forget_topic(self, topic: str) -> None:
         """Drop a topic's counters unless they hold a penalty (invalid messages)."""
