@@ -17,6 +17,10 @@ Rules and invariants:
   counted, not retried.
 * Time is virtual: the services get the node's ``now_ms`` (virtual, plus its skew); worker
   threads run inline (``determinism.inline_threads``), so nothing depends on wall time.
+* ``SharedMarketValidators``: the real market validators, decoding through one
+  ``wire.DecodeMemo`` for all nodes (as they share the VerifyCache): each bid, order and
+  decline is decoded once per process and its signed body encoded once (it is remembered
+  on the shared object); every node still runs every check itself.
 * ``MarketStats`` records what tenants see (order, first bid, lease, price, GPU models,
   outcome) at virtual instants, and samples provider utilisation; revenue is read from the
   ledger at the end (accrued plus withdrawn lease payments).
@@ -27,19 +31,23 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import trio
 
+from p2pakash import wire
 from p2pakash.config import ProviderConfig
-from p2pakash.errors import P2PAkashError
+from p2pakash.errors import DecodeError, P2PAkashError
+from p2pakash.gossip.pubsub import Verdict
 from p2pakash.ledger import UAKT_PER_AKT
 from p2pakash.market import ledger_market as lm
+from p2pakash.market.orders import InvalidMarketMessage
+from p2pakash.market.validators import MarketValidators
 from p2pakash.plugins.manager import PluginManager
 from p2pakash.plugins.types import PluginConfig
 from p2pakash.provider.service import ProviderService
@@ -47,6 +55,25 @@ from p2pakash.sim.scenario import GpuClass, ProvidersSpec, Scenario, TenantsSpec
 from p2pakash.tenant import TenantService, plan
 
 log = logging.getLogger(__name__)
+M = TypeVar("M")
+
+
+class SharedMarketValidators(MarketValidators):
+    """``MarketValidators`` whose decoding goes through ``memo``, one for all nodes of the
+    process: decoding is a pure function of the bytes and messages are frozen, so the
+    verdicts are those of ``MarketValidators``."""
+
+    def __init__(self, *, memo: wire.DecodeMemo, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.memo = memo
+
+    def _decode(self, data: bytes, cls: type[M], check: Callable[[Any], None]) -> M | Verdict:
+        try:
+            msg = self.memo.decode(data, cls)
+            check(msg.body)  # type: ignore[attr-defined]
+        except (DecodeError, InvalidMarketMessage):
+            return self._count("malformed", Verdict.REJECT)
+        return msg
 
 
 # ---------------------------------------------------------------- providers

@@ -6,7 +6,8 @@ Rules and invariants:
   Mempool with the ``txs`` topic (``api.server.TxGossip``), the market's gossip validators
   and subscriptions (every node relays the market topics, as ``node.py`` does); providers
   add ProviderService, tenants TenantService and their workload (``sim/market.py``). One
-  VerifyCache serves all nodes (verification is a pure function).
+  VerifyCache serves all nodes (verification is a pure function), and one decode memo per
+  message family (commits, proposals and votes, market messages; decoding is one too).
 * The genesis state is built once (``Ledger.init_genesis`` into a MemoryKV) and every
   in-memory node starts from its own copy of it; nodes with a data folder build their own.
 * Randomness: every generator is ``determinism.rng_for(seed, label)`` with a fixed label
@@ -79,6 +80,7 @@ from p2pakash.tenant import TenantService
 MARKET_TOPICS = (TOPIC_ORDERS, TOPIC_BIDS, TOPIC_DECLINES)
 SAMPLE_EVERY = 10.0  # virtual seconds between provider utilisation samples
 PROVIDER_TICK = 1.0  # the provider's timer (reservation expiry, manifest deadlines, withdraw)
+MARKET_DECODED = 4_096  # market messages in the shared decode memo
 VALIDATOR_PEERS = 6  # persistent links each validator picks among validators (gossipsub D)
 # Cyclic GC after start-up: Python's default (700, 10, 10) spent a third of a 300-node run's
 # CPU in collections (most in ~0.4 s full ones); cycles are still collected, rarely.
@@ -167,6 +169,7 @@ class Runner:
         # like the VerifyCache: one decode per message per process
         self.commits = wire.DecodeMemo(64)
         self.consensus_decoded = wire.DecodeMemo(SHARED_DECODED)  # proposals and votes
+        self.market_decoded = wire.DecodeMemo(MARKET_DECODED)  # orders, bids, declines
         self.network, self.latency = simnet.build_network(scenario.network,
                                                           rng_for(self.seed, "network"))
         self.checker = Checker(seed=self.seed, genesis_supply=0,
@@ -301,18 +304,21 @@ class Runner:
         chain.driver.stall_interval = self.sc.chain.stall_interval
         mempool = Mempool.for_ledger(chain.ledger, verify=self.cache.verify)
         chain.mempool = mempool
-        MarketValidators(chain_id=self.genesis.chain_id, view=LedgerView(store=chain.ledger.store),
-                         now_ms=node.clock.now_ms, cache=self.cache).install(gossip.pubsub)
+        validators = market.SharedMarketValidators(
+            memo=self.market_decoded, chain_id=self.genesis.chain_id,
+            view=LedgerView(store=chain.ledger.store), now_ms=node.clock.now_ms, cache=self.cache)
+        validators.install(gossip.pubsub)
         blocks = chain.subscribe_blocks()
         txs = TxGossip(gossip, mempool)
         for topic in MARKET_TOPICS:
             gossip.relay(topic)  # every node relays the market topics, as node.py
-        provider = self._provider(node, gossip, chain, mempool, txs)
+        provider = self._provider(node, gossip, chain, mempool, txs, validators)
         tenant = None
         if node.name.startswith("t"):
             tenant = TenantService(key=node.key, gossip=gossip, chain=chain, mempool=mempool,
                                    publish_tx=txs.publish, now_ms=node.clock.now_ms,
                                    verify_cache=self.cache)
+            tenant.decoder = self.market_decoded
         node.gossip, node.chain, node.mempool = gossip, chain, mempool
         node.provider, node.tenant = provider, tenant
         node.starts += 1
@@ -350,7 +356,8 @@ class Runner:
         return kv
 
     def _provider(self, node: SimNode, gossip: GossipService, chain: ChainService,
-                  mempool: Mempool, txs: TxGossip) -> ProviderService | None:
+                  mempool: Mempool, txs: TxGossip,
+                  validators: MarketValidators) -> ProviderService | None:
         if node.engine is None:
             return None
         host_uri = f"p2p://{node.node_id}@{node.addr}"
@@ -360,7 +367,7 @@ class Runner:
             publish=txs.publish, plugins=market.plugin_manager(cfg, f"providers ({node.name})"),
             executor=FakeExecutor(node.engine), host_uri=host_uri,
             state_dir=None if node.data_dir is None else node.data_dir / "provider",
-            now_ms=node.clock.now_ms, tick=PROVIDER_TICK)
+            now_ms=node.clock.now_ms, tick=PROVIDER_TICK, market=validators)
 
     def _keep_stats(self, node: SimNode, gossip: GossipService) -> None:
         for field in attrs.fields(GossipStats):

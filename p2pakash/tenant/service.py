@@ -169,6 +169,7 @@ class TenantService:
         self._tx_waiters: dict[bytes, _Waiter] = {}
         self._replies: dict[tuple[type, LeaseID, NodeID], list[_Waiter]] = {}
         self._last_dseq = 0
+        self.decoder: wire.DecodeMemo | None = None  # the simulator's nodes share one
 
     @property
     def chain_id(self) -> str:
@@ -213,7 +214,8 @@ class TenantService:
 
     def _on_bid(self, data: bytes) -> None:
         try:
-            bid = wire.decode(data, Bid)
+            bid = (wire.decode(data, Bid) if self.decoder is None
+                   else self.decoder.decode(data, Bid))
             check_bid(bid.body)
         except (DecodeError, InvalidMarketMessage):
             return
@@ -241,7 +243,8 @@ class TenantService:
 
     def _on_decline(self, data: bytes) -> None:
         try:
-            decline = wire.decode(data, Decline)
+            decline = (wire.decode(data, Decline) if self.decoder is None
+                       else self.decoder.decode(data, Decline))
             check_decline(decline.body)
         except (DecodeError, InvalidMarketMessage):
             return

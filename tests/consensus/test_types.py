@@ -36,8 +36,24 @@ def test_vote_signature_binds_chain_kind_and_every_field() -> None:
             verify_vote(attrs.evolve(v, **change), CHAIN)
     cache = VerifyCache()
     verify_vote(v, CHAIN, cache)
-    verify_vote(v, CHAIN, cache)
-    assert cache.hits == 1
+    verify_vote(v, CHAIN, cache)  # the same object: remembered, the cache is not asked
+    assert (cache.misses, cache.hits) == (1, 0)
+    verify_vote(wire.decode(wire.encode(v), Vote), CHAIN, cache)  # an equal copy: the cache
+    assert (cache.misses, cache.hits) == (1, 1)
+
+
+def test_vote_memo_is_per_cache_and_chain_and_never_keeps_a_failure() -> None:
+    v = vote(KEYS[2], PRE, 4, 0, ZERO)
+    first, second = VerifyCache(), VerifyCache()
+    verify_vote(v, CHAIN, first)
+    verify_vote(v, CHAIN, second)  # another cache checks for itself
+    assert second.misses == 1
+    with pytest.raises(InvalidSignature):
+        verify_vote(v, "other-chain", first)  # verified for CHAIN only
+    forged = attrs.evolve(v, round=1)
+    for _ in range(2):
+        with pytest.raises(InvalidSignature):
+            verify_vote(forged, CHAIN, first)
 
 
 def test_vote_round_trips_and_refuses_bad_fields() -> None:
