@@ -174,15 +174,25 @@ def decode(data: bytes, expected: type[T], *, max_size: int = MAX_MESSAGE_SIZE,
     if len(data) > max_size:
         raise DecodeError(f"message of {len(data)} bytes exceeds the limit of {max_size}")
     try:
-        stream = io.BytesIO(data)
-        tree = cbor2.CBORDecoder(stream).decode()
-        if stream.tell() != len(data):
-            raise DecodeError(f"{len(data) - stream.tell()} trailing bytes after the message")
+        if canonical:
+            # ``loads`` ignores what follows the first item; the re-encode below finds it.
+            tree = cbor2.loads(data)
+        else:
+            stream = io.BytesIO(data)
+            tree = cbor2.CBORDecoder(stream).decode()
+            if stream.tell() != len(data):
+                raise DecodeError(f"{len(data) - stream.tell()} trailing bytes after the"
+                                  " message")
         result = _converter(expected)(tree)
         # The tree holds only what the converters accept (plain values and our tags), so
         # its canonical encoding is the canonical encoding of ``result``.
-        if canonical and cbor2.dumps(tree, canonical=True) != data:
-            raise DecodeError("non-canonical encoding")
+        if canonical:
+            again = cbor2.dumps(tree, canonical=True)
+            if again != data:
+                if len(again) < len(data) and data.startswith(again):
+                    raise DecodeError(f"{len(data) - len(again)} trailing bytes after the"
+                                      " message")
+                raise DecodeError("non-canonical encoding")
     except DecodeError:
         raise
     except (cbor2.CBORError, ValueError, TypeError, LocalProtocolError, OverflowError,

@@ -84,6 +84,7 @@ VerifyFn = Callable[[bytes, str, str, bytes, bytes], None]
 K_TIME = META + b"time_ms"
 ZERO_HASH = bytes(32)
 FEE_COLLECTOR = bank.module_address(bank.FEE_COLLECTOR)
+_OK = int(Code.OK)
 
 register_msg(Send, bank.send)
 register_msg(CreateValidator, staking.create_validator)
@@ -296,8 +297,11 @@ class Ledger:
         msgs = Overlay(parent) if keep_fee_on_failure else cast(Overlay, ante)
         ctx = Context(store=Store(msgs), height=height, time_ms=time_ms, chain_id=chain_id,
                       params=params, sender=tx.body.sender, pubkey=tx.pubkey, quiet=quiet)
-        ctx.emit("tx", hash=tx.hash(), sender=tx.body.sender, sequence=tx.body.sequence,
-                 fee=tx.body.fee)
+        if not quiet:  # ``ctx.emit("tx", hash=..., ...)``, built directly: one per tx
+            body = tx.body
+            ctx.events.append(Event(type="tx", attrs=(
+                ("hash", tx.hash().hex()), ("sender", body.sender),
+                ("sequence", str(body.sequence)), ("fee", str(body.fee)))))
         for i, msg in enumerate(tx.body.msgs):
             handler = handler_for(msg)
             assert handler is not None  # checked in the ante stage
@@ -323,7 +327,7 @@ class Ledger:
                                   keep_fee_on_failure=True)
         except TxRejected as exc:
             return TxResult(code=int(exc.code), log=exc.reason)
-        return TxResult(code=int(Code.OK), log="", events=tuple(events))
+        return TxResult(code=_OK, log="", events=tuple(events))
 
     # ------------------------------------------------------------ blocks
 

@@ -31,7 +31,7 @@ from p2pakash.ledger.state import (
     AccountRec,
     Store,
 )
-from p2pakash.ledger.txs import Code, Send, TxRejected
+from p2pakash.ledger.txs import Code, Event, Send, TxRejected
 
 FEE_COLLECTOR = "fee_collector"
 BONDED_POOL = "bonded_tokens_pool"
@@ -54,18 +54,31 @@ def block_address(addr: str) -> None:
     _BLOCKED.add(addr)
 
 
+_KEYS: dict[str, bytes] = {}  # address -> its account key (a tx reads and writes it 3-6 times)
+_EMPTY = AccountRec(balance=0, sequence=0)
+
+
+def _key(addr: str) -> bytes:
+    key = _KEYS.get(addr)
+    if key is None:
+        if len(_KEYS) >= 65536:
+            _KEYS.clear()
+        key = _KEYS[addr] = P_ACC + addr.encode()
+    return key
+
+
 def get_account(store: Store, addr: str) -> AccountRec:
-    rec = store.get(P_ACC + addr.encode(), AccountRec)
-    return AccountRec(balance=0, sequence=0) if rec is None else rec
+    rec = store.get(_key(addr), AccountRec)
+    return _EMPTY if rec is None else rec
 
 
 def put_account(store: Store, addr: str, rec: AccountRec) -> None:
     if rec.balance < 0:
         raise AssertionError(f"negative balance for {addr}")  # unreachable: callers check
     if rec.balance == 0 and rec.sequence == 0:
-        store.delete(P_ACC + addr.encode())
+        store.delete(_key(addr))
     else:
-        store.put(P_ACC + addr.encode(), rec)
+        store.put_message(_key(addr), rec)
 
 
 def balance(store: Store, addr: str) -> int:
@@ -132,4 +145,6 @@ def send(ctx: Context, msg: Send) -> None:
     if msg.amount <= 0:
         raise TxRejected(Code.INVALID_MSG, f"Send.amount must be positive, got {msg.amount}")
     transfer(ctx.store, ctx.sender, msg.to, msg.amount)
-    ctx.emit("transfer", sender=ctx.sender, recipient=msg.to, amount=msg.amount)
+    if not ctx.quiet:  # ``ctx.emit("transfer", ...)``, built directly: one per Send
+        ctx.events.append(Event(type="transfer", attrs=(
+            ("sender", ctx.sender), ("recipient", msg.to), ("amount", str(msg.amount)))))

@@ -207,6 +207,16 @@ class Store:
             remember_record(raw, value)
         kv.set(key, raw)
 
+    def put_message(self, key: bytes, value: object) -> None:
+        """``put`` of a value the caller knows is a wire message (a record class)."""
+        kv = self.kv
+        if type(kv) is Overlay:
+            kv.writes[key] = Record(value, encode_record)  # ``Overlay.set_record``, inline
+            return
+        raw = encode_record(value)
+        remember_record(raw, value)
+        kv.set(key, raw)
+
     def delete(self, key: bytes) -> None:
         self.kv.delete(key)
 
