@@ -30,7 +30,9 @@ Rules and invariants:
   start and whenever the book has too few candidates;
 * a peer gets a ``Ping`` once nothing has arrived from it for ``ping_interval`` (a busy
   link carries no pings: its traffic proves it alive); nothing received for
-  ``ping_timeout`` disconnects it with "ping timeout";
+  ``ping_timeout`` disconnects it with "ping timeout". ``tick`` looks at the connections
+  only once one of them may be due (a lower bound kept as they change), and
+  ``next_deadline`` is that bound, not a poll: an idle node's tick costs O(1) per link;
 * PEX: while the book has room or outbound slots are free, we ask new outbound peers and,
   every ``pex_interval``, one random peer not asked for that long; a peer may
   answer only what we asked (one ``PexAddrs`` per outstanding request), with well-formed
@@ -166,6 +168,9 @@ class PeerManager:
         self._host_bans: dict[str, float] = {}
         self._next_ensure = 0.0
         self._next_pex = 0.0
+        # No live connection needs a ping or times out before this (a lower bound: traffic
+        # only moves those times later); ``tick`` looks at the connections only then.
+        self._conns_due = math.inf
 
     # ----- queries -----
 
@@ -188,11 +193,8 @@ class PeerManager:
         return self._bans.get(peer, -math.inf) > now
 
     def next_deadline(self) -> float:
-        times = [self._next_ensure, self._next_pex]
+        times = [self._next_ensure, self._next_pex, self._conns_due]
         times += [started + self.params.dial_timeout for _, started in self._dialing.values()]
-        for c in self._conns.values():
-            if not c.closing:
-                times += [c.next_ping, c.last_seen + self.params.ping_timeout]
         for node in self._persistent:
             if node not in self._conns and node not in self._dialing:
                 retry = self._retry.get(node)
@@ -216,19 +218,8 @@ class PeerManager:
             addr, started = self._dialing[node]
             if started + self.params.dial_timeout <= now:
                 actions += self.dial_failed(now, addr, DIAL_TIMEOUT)
-        for node in sorted(self._conns):
-            conn = self._conns[node]
-            if conn.closing:
-                continue
-            if now - conn.last_seen >= self.params.ping_timeout:
-                actions.append(self._drop(node, PING_TIMEOUT))
-            elif now >= conn.next_ping:
-                if now - conn.last_seen < self.params.ping_interval:
-                    conn.next_ping = conn.last_seen + self.params.ping_interval  # heard lately
-                    continue
-                conn.ping_nonce = self._rng.getrandbits(32)
-                conn.next_ping = now + self.params.ping_interval
-                actions.append(SendTo(node, Ping(nonce=conn.ping_nonce)))
+        if now >= self._conns_due:
+            actions += self._check_conns(now)
         actions += self._dial_all(now, self._persistent_sorted)
         if not self._conns and not self._dialing:
             # Alone: retry the seeds on their own backoff rather than waiting for ensure.
@@ -240,6 +231,35 @@ class PeerManager:
             self._next_pex = now + self.params.pex_interval
             actions += self._pex_round(now)
         return actions
+
+    def _check_conns(self, now: float) -> list[Action]:
+        """Pings for silent links, drops for dead ones; sets ``_conns_due``."""
+        actions: list[Action] = []
+        p = self.params
+        due = math.inf
+        for node in sorted(self._conns):
+            conn = self._conns[node]
+            if conn.closing:
+                continue
+            if now - conn.last_seen >= p.ping_timeout:
+                actions.append(self._drop(node, PING_TIMEOUT))
+                continue
+            if now >= conn.next_ping:
+                if now - conn.last_seen < p.ping_interval:
+                    conn.next_ping = conn.last_seen + p.ping_interval  # heard lately
+                else:
+                    conn.ping_nonce = self._rng.getrandbits(32)
+                    conn.next_ping = now + p.ping_interval
+                    actions.append(SendTo(node, Ping(nonce=conn.ping_nonce)))
+            due = min(due, self._due(conn))
+        self._conns_due = due
+        return actions
+
+    def _due(self, conn: _Conn) -> float:
+        """When ``conn`` next needs a ping or times out, unless traffic comes first."""
+        p = self.params
+        return min(max(conn.next_ping, conn.last_seen + p.ping_interval),
+                   conn.last_seen + p.ping_timeout)
 
     def dial_failed(self, now: float, addr: PeerAddr, reason: str) -> list[Action]:
         """A dial to ``addr`` failed (``reason`` is for logs). Unknown dials are ignored."""
@@ -285,6 +305,7 @@ class PeerManager:
         conn = _Conn(host=host, outbound=outbound, last_seen=now,
                      next_ping=now + self.params.ping_interval)
         self._conns[peer] = conn
+        self._conns_due = min(self._conns_due, conn.next_ping)
         self._retry.pop(peer, None)
         dialled = self._dialing.pop(peer, None) if outbound else None
         if dialled is not None:
@@ -308,6 +329,8 @@ class PeerManager:
         if self._conns.pop(peer, None) is None:
             return []
         self._backoff(now, peer)
+        self._conns_due = min((self._due(c) for c in self._conns.values() if not c.closing),
+                              default=math.inf)
         return []
 
     def seen(self, now: float, peer: NodeID) -> None:

@@ -113,6 +113,7 @@ class PubSub:
         self._lazy = min(params.topic_weight, params.time_in_mesh_weight,
                          params.first_deliveries_weight) >= 0
         self._watch: dict[NodeID, None] = {}
+        self._announce_due = 0  # no peer's re-announcement is due before this heartbeat
         self._handlers: dict[type, Callable[[float, PeerState, Any], list[Action]]] = {
             Subscribe: self._on_subscribe, Graft: self._on_graft, Prune: self._on_prune,
             IHave: self._on_ihave, IWant: self._on_iwant, IDontWant: self._on_idontwant,
@@ -433,15 +434,8 @@ class PubSub:
         self._emit_gossip(out)
         # Links are reliable streams, but a simulated lossy link (or a peer that missed our
         # first announcement) must not leave a topic unknown for good (module rules).
-        subs: list[Subscribe] | None = None
-        for pid in sorted(self._peers):
-            state = self._peers[pid]
-            if state.announce_at <= self._heartbeats:
-                self._announce_later(state, restart=False)
-                if subs is None:
-                    subs = [Subscribe(topic=t, subscribe=True) for t in sorted(self._mesh)]
-                known = state.confirmed
-                out += [Send(pid, sub) for sub in subs if sub.topic not in known]
+        if self._announce_due <= self._heartbeats:
+            self._announce(out)
         self._mcache.shift()
         self._seen.expire(now)
         self._iwant_pending.clear()
@@ -525,12 +519,28 @@ class PubSub:
                 out.append(Send(q, ihave))
                 self.stats.ihave_sent += 1
 
+    def _announce(self, out: list[Action]) -> None:
+        subs: list[Subscribe] | None = None
+        beat = self._heartbeats
+        due = beat + self.params.announce_every_max
+        for pid in sorted(self._peers):
+            state = self._peers[pid]
+            if state.announce_at <= beat:
+                self._announce_later(state, restart=False)
+                if subs is None:
+                    subs = [Subscribe(topic=t, subscribe=True) for t in sorted(self._mesh)]
+                known = state.confirmed
+                out += [Send(pid, sub) for sub in subs if sub.topic not in known]
+            due = min(due, state.announce_at)
+        self._announce_due = due
+
     # ---------------------------------------------------------------- helpers
     def _announce_later(self, peer: PeerState, *, restart: bool) -> None:
         p = self.params
         gap = p.announce_every if restart else min(2 * peer.announce_gap, p.announce_every_max)
         peer.announce_gap = gap
         peer.announce_at = self._heartbeats + (p.announce_every if restart else gap)
+        self._announce_due = min(self._announce_due, peer.announce_at)
 
     def _validate(self, source: NodeID, topic: str, data: bytes) -> Verdict:
         validator = self._validators.get(topic)
