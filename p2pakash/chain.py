@@ -11,7 +11,8 @@ Rules and invariants:
   next two heights, and nodes configured with ``follow_votes``); gossip gives relay,
   content-hash dedupe and peer scoring. Topic validators decode, check the height window
   and verify signatures once per node (VerifyCache); a bad signature rejects the message
-  and costs the relaying peer score, a message outside the window is ignored.
+  and costs the relaying peer score, a message outside the window is ignored. An accepted
+  peer's message goes from the validator straight into the driver's inbox.
 * Route by role: the run loop runs the consensus driver while the node's key signs the
   next height (or it follows votes), else it follows committed blocks from the
   ``consensus/commit`` topic (``CommitRelay``), which our driver's decisions feed. A
@@ -65,7 +66,7 @@ from p2pakash.crypto import NodeID, PrivateKey, VerifyCache
 from p2pakash.errors import RemoteProtocolError, StorageError
 from p2pakash.faults import crash_point
 from p2pakash.gossip.pubsub import Verdict
-from p2pakash.gossip.service import Delivered, GossipService
+from p2pakash.gossip.service import GossipService
 from p2pakash.ledger import BlockInput, BlockResult, GenesisDoc, Ledger, Misbehaviour
 from p2pakash.ledger.kv import KV, MemoryKV
 from p2pakash.ledger.kv_sqlite import SqliteKV
@@ -144,7 +145,6 @@ class ChainService:
         self.name = name or gossip.node_id[:8]
         self._evidence: dict[bytes, DuplicateVoteEvidence] = {}
         self._block_subs: list[trio.MemorySendChannel[tuple[Block, BlockResult]]] = []
-        self._decoded: collections.OrderedDict[bytes, Message] = collections.OrderedDict()
         self.shared_decoded: wire.DecodeMemo | None = None  # see ``_decode``
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[Message](INBOX_SIZE)
         self._driver_scope: trio.CancelScope | None = None  # the running mode (driver or follower)
@@ -468,31 +468,25 @@ class ChainService:
             return wire.decode(data, cls)
         return self.shared_decoded.decode(data, cls)
 
-    def _remember(self, data: bytes, message: Message) -> None:
-        self._decoded[data] = message
-        while len(self._decoded) > INBOX_SIZE:
-            self._decoded.popitem(last=False)
-
-    def _validate(self, data: bytes, cls: type[Proposal] | type[Vote]) -> Verdict:
-        """Topic validator: decode, window and membership (else IGNORE), signature."""
+    def _validate(self, source: NodeID, data: bytes, cls: type[Proposal] | type[Vote]
+                  ) -> Verdict:
+        """Topic validator: decode, window and membership (else IGNORE), signature. An
+        accepted message of a peer goes to the driver's inbox at once (the topics have no
+        local channel: gossip delivers what its validator accepted, so this is the same
+        message at the same instant, without a task step per message); our own messages
+        the driver already has."""
         try:
             message = self._decode(data, cls)
             if not validity.admit(message, self.state, self.verify_cache):
                 return Verdict.IGNORE
         except RemoteProtocolError:  # undecodable or badly signed: the relayer pays
             return Verdict.REJECT
-        self._remember(data, message)
-        return Verdict.ACCEPT
-
-    async def _forward(self, channel: trio.MemoryReceiveChannel[Delivered]) -> None:
-        async for item in channel:
-            message = self._decoded.pop(item.data, None)  # our own too: no leftovers
-            if message is None or item.source == self.gossip.node_id:
-                continue  # our own message: the driver already has it
+        if source != self.gossip.node_id:
             try:
                 self._inbox_send.send_nowait(message)
             except trio.WouldBlock:
                 self.dropped_inputs += 1
+        return Verdict.ACCEPT
 
     async def _status_loop(self) -> None:
         while True:
@@ -522,17 +516,17 @@ class ChainService:
                   ) -> None:
         self.sync.register()
         self.gossip.register(VoteBundle, self._on_bundle)
-        self.gossip.set_validator(PROPOSAL_TOPIC, lambda p, t, d: self._validate(d, Proposal))
-        self.gossip.set_validator(VOTE_TOPIC, lambda p, t, d: self._validate(d, Vote))
+        self.gossip.set_validator(PROPOSAL_TOPIC, lambda p, t, d: self._validate(p, d, Proposal))
+        self.gossip.set_validator(VOTE_TOPIC, lambda p, t, d: self._validate(p, d, Vote))
         async with trio.open_nursery() as nursery:
             await nursery.start(self.relay.run)
-            self._route_votes(nursery)
+            self._route_votes()
             nursery.start_soon(self._status_loop)
             task_status.started()
             while True:
                 await self.sync.catch_up()
                 self._lag_since = None
-                self._route_votes(nursery)
+                self._route_votes()
                 self._driving = self._role()[1]
                 with trio.CancelScope() as scope:
                     self._driver_scope = scope
@@ -545,8 +539,9 @@ class ChainService:
                     log.info("%s behind peers at height %d: switching to block sync",
                              self.name, self.state.height)
 
-    def _route_votes(self, nursery: trio.Nursery) -> None:
-        """Take the proposal and vote topics, or leave them, as the role says."""
+    def _route_votes(self) -> None:
+        """Take the proposal and vote topics, or leave them, as the role says (their
+        validator feeds the driver: no local channel)."""
         wanted = self._role()[0]
         if wanted == self._votes_on:
             return
@@ -555,7 +550,7 @@ class ChainService:
                  "joins" if wanted else "leaves", self.state.height)
         for topic in (PROPOSAL_TOPIC, VOTE_TOPIC):
             if wanted:
-                nursery.start_soon(self._forward, self.gossip.subscribe(topic))
+                self.gossip.relay(topic)
             else:
                 self.gossip.unsubscribe(topic)
 

@@ -148,21 +148,27 @@ class ConsensusDriver:
         self._start_height(height)
         task_status.started()
         while True:
-            now = trio.current_time()
-            self._fire_due(now)
-            self._check_stall(now)
-            deadline = min(self._timers[0][0] if self._timers else math.inf, self._next_stall)
-            with trio.move_on_at(deadline):
-                message = await inbox.receive()
-                self.on_message(message)
-                for _ in range(MAX_DRAIN):
-                    try:
-                        message = inbox.receive_nowait()
-                    except trio.WouldBlock:
-                        break
+            # One cancel scope until its deadline passes, not one per message: the deadline
+            # (next timer or stall check) moves in place, a few times per height.
+            with trio.CancelScope() as scope:
+                while True:
+                    now = trio.current_time()
+                    self._fire_due(now)
+                    self._check_stall(now)
+                    deadline = min(self._timers[0][0] if self._timers else math.inf,
+                                   self._next_stall)
+                    if scope.deadline != deadline:
+                        scope.deadline = deadline
+                    message = await inbox.receive()
                     self.on_message(message)
-                if self.wal is not None:
-                    self.wal.flush()
+                    for _ in range(MAX_DRAIN):
+                        try:
+                            message = inbox.receive_nowait()
+                        except trio.WouldBlock:
+                            break
+                        self.on_message(message)
+                    if self.wal is not None:
+                        self.wal.flush()
 
     def on_message(self, message: Message) -> None:
         height = message.height
