@@ -34,7 +34,8 @@ Rules and invariants:
   and partition rules. No per-connection reader task and no decode: the cost of a frame
   is one heap push and one call. Default networks (``items=False``) carry bytes only.
 * The network clock (``run_clock``, item mode; ``memory_clock.DeliveryClock``): one task
-  delivers every attached pipe's frames from one heap and the pumps stay idle; under the
+  delivers every attached pipe's frames, through each receiver's ``Inbox`` (a receiver's
+  frames due at one instant are delivered together), and the pumps stay idle; under the
   simulator's ``EventClock`` deliveries run in the clock's idle hook, which also runs the
   services' flushes (``flush_later``).
 """
@@ -54,7 +55,7 @@ import trio
 from p2pakash.crypto import NodeID, PrivateKey, PublicKey
 from p2pakash.errors import LocalProtocolError, RemoteProtocolError
 from p2pakash.gossip.item_size import ItemSizer
-from p2pakash.gossip.memory_clock import DeliveryClock
+from p2pakash.gossip.memory_clock import DeliveryClock, Inbox
 from p2pakash.gossip.secret import check_peer
 from p2pakash.gossip.transport import ConnectionClosed, Handler, parse_addr, run_handler
 
@@ -122,11 +123,11 @@ class _Pump:
         self.seq = 0
         self.scope: trio.CancelScope | None = None
         self.lot = trio.lowlevel.ParkingLot()
+        self.inbox: Inbox = network.clock.inbox()  # this receiver's, on the network clock
 
     def push(self, at: float, pipe: _Pipe) -> None:
-        clock = self.network.clock
-        if clock.running:
-            clock.schedule(at, pipe)
+        if self.network.clock.running:
+            self.inbox.put(at, pipe)
             return
         self.seq += 1
         heapq.heappush(self.heap, (at, self.seq, pipe))
@@ -284,9 +285,8 @@ class MemoryNetwork:
         pipe.queue.append((at, payload))
         pump = pipe.pump
         if pump is not None:
-            clock = self.clock
-            if clock.running:
-                clock.schedule(at, pipe)
+            if self.clock.running:
+                pump.inbox.put(at, pipe)
             else:
                 pump.push(at, pipe)
         elif pipe.readers:

@@ -7,6 +7,13 @@ Rules and invariants:
   the event order: deterministic. Targets due at one time share a slot (a list, in
   schedule order) and the heap holds each due time once: frames on the network's delivery
   grid cost a dict lookup and an append, not a heap push and pop each.
+* ``Inbox`` (one per receiving transport): its frames due, by time, in slots of its own;
+  the clock holds an inbox once, at its earliest due time, and at that time the inbox
+  delivers that slot in one go (a receiver's frames of one instant together). So the
+  clock's structures grow with the receivers and timers, an inbox's with the frames in
+  flight to it, and nothing with the frames in flight network-wide. Order: time, then the
+  order in which the clock was asked; within an inbox's slot, put order (one pipe stays
+  FIFO).
 * ``EventClock`` is a ``trio.abc.Clock`` of virtual time. Trio asks it how long to sleep
   until the next deadline only when no task can run; it then first asks its idle hooks,
   and with none taking the turn it jumps straight to that deadline (sleeping 0 real
@@ -87,6 +94,50 @@ class _Call:
         self.fn()
 
 
+class Inbox:
+    """One receiver's due frames (module rules): ``put(at, target)``."""
+
+    __slots__ = ("_clock", "_due", "_queued_at", "_slots")
+
+    def __init__(self, clock: DeliveryClock) -> None:
+        self._clock = clock
+        self._due: list[float] = []  # heap of the times in ``_slots``
+        self._slots: dict[float, list[Target]] = {}
+        self._queued_at = math.inf  # the time the clock holds this inbox at (one entry)
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def put(self, at: float, target: Target) -> None:
+        slot = self._slots.get(at)
+        if slot is not None:
+            slot.append(target)
+            return
+        self._slots[at] = [target]
+        heapq.heappush(self._due, at)
+        if at < self._queued_at:  # an entry at a later time goes stale (deliver_head)
+            self._queued_at = at
+            self._clock.schedule(at, self)
+
+    def deliver_head(self) -> None:
+        """The clock's call at ``_queued_at``: this instant's slot, then queue again."""
+        at = self._clock.delivering_at
+        if at != self._queued_at:
+            return  # stale: an earlier slot arrived and took its place
+        self._queued_at = math.inf
+        due, slots = self._due, self._slots
+        n = 0
+        while due and due[0] <= at:
+            slot = slots.pop(heapq.heappop(due))
+            for target in slot:
+                target.deliver_head()
+            n += len(slot)
+        self._clock.delivered += n
+        if due and due[0] < self._queued_at:
+            self._queued_at = due[0]
+            self._clock.schedule(due[0], self)
+
+
 class DeliveryClock:
     def __init__(self) -> None:
         self._due: list[float] = []  # heap of the times in ``_slots``
@@ -99,6 +150,11 @@ class DeliveryClock:
         self.idle = False  # an EventClock's idle hook (module rules)
         self.jumps = 0  # times it moved virtual time
         self.delivered = 0
+        self.delivering_at = -math.inf  # the time of the slot being delivered
+
+    def inbox(self) -> Inbox:
+        """A receiver's inbox on this clock (module rules)."""
+        return Inbox(self)
 
     def schedule(self, at: float, target: Target) -> None:
         slot = self._slots.get(at)
@@ -184,13 +240,12 @@ class DeliveryClock:
         """Every slot due by ``now``, in time order; a slot's targets in schedule order
         (one scheduled meanwhile for the same time opens a new slot, delivered next)."""
         due, slots = self._due, self._slots
-        n = 0
         while due and due[0] <= now:
-            slot = slots.pop(heapq.heappop(due))
-            for target in slot:
+            at = self.delivering_at = heapq.heappop(due)
+            for target in slots.pop(at):
                 target.deliver_head()
-            n += len(slot)
-        self.delivered += n
+                if type(target) is not Inbox:
+                    self.delivered += 1
 
     def _run_flushes(self) -> None:
         while self._flushes:
@@ -209,4 +264,4 @@ class DeliveryClock:
             self._scope = None
 
 
-__all__ = ["DeliveryClock", "EventClock", "IdleHook", "Target"]
+__all__ = ["DeliveryClock", "EventClock", "IdleHook", "Inbox", "Target"]
