@@ -70,6 +70,27 @@ async def test_frames_and_deadlines_interleave_in_time_order(event_clock: EventC
     assert clock.delivered == 3 and clock.jumps >= 2
 
 
+async def test_inbox_delivers_an_instant_together_in_time_order(event_clock: EventClock
+                                                                ) -> None:
+    clock = DeliveryClock()
+    log: list[tuple[float, str]] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(clock.run)
+        one, two = clock.inbox(), clock.inbox()
+        one.put(0.05, Recorder(log, "1a"))
+        two.put(0.05, Recorder(log, "2a"))
+        clock.schedule(0.05, Recorder(log, "timer"))
+        one.put(0.05, Recorder(log, "1b"))  # joins 1a: an inbox's instant goes together
+        one.put(0.02, Recorder(log, "1c"))  # earlier than the inbox's queued time
+        one.put(0.09, Recorder(log, "1d"))
+        assert len(one) == 3 and len(clock._due) == 2  # times 0.02 and 0.05
+        await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
+    assert log == [(0.02, "1c"), (0.05, "1a"), (0.05, "1b"), (0.05, "2a"), (0.05, "timer"),
+                   (0.09, "1d")]
+    assert clock.delivered == 6 and len(one) == len(two) == 0 and not clock._slots
+
+
 async def test_flushes_run_once_no_task_can_run(event_clock: EventClock) -> None:
     clock = DeliveryClock()
     order: list[str] = []
