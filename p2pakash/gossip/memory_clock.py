@@ -29,6 +29,11 @@ Rules and invariants:
   run in the same scheduler pass. Sinks and flushes run outside any task: they must be
   synchronous and must not ask for the current task. An exception in one stops the
   DeliveryClock: its ``run`` raises it.
+* One idle call runs instant after instant while none of them wakes a task and trio's next
+  deadline is later (at most ``MAX_INSTANTS``): the same events in the same order as one
+  trio loop pass per instant, without the passes that would find nothing to run. It reads
+  trio's run queue and deadlines (private: ``_trio_runner``); without them, one instant
+  per call.
 * ``call_at(when, fn)`` runs a synchronous timer callback from the same heap (the
   simulator's gossip tickers: no task wake, cancel scope or Cancelled per tick).
 * On any other clock ``run`` sleeps until its next frame by a deadline and takes no
@@ -42,12 +47,24 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
 IdleHook = Callable[["EventClock", float], bool]
 IDLE_FOREVER = 86_400.0  # real seconds trio may sleep when no event is left at all
+MAX_INSTANTS = 256  # instants one idle call may run while none wakes a task
+
+
+def _trio_runner() -> Any:
+    """trio's Runner, for its run queue and next deadline (private API of trio 0.2x-0.3x),
+    or None when this trio has no such thing (then every instant is one trio loop pass)."""
+    run = getattr(getattr(trio, "_core", None), "_run", None)
+    runner = getattr(getattr(run, "GLOBAL_RUN_CONTEXT", None), "runner", None)
+    deadlines = getattr(runner, "deadlines", None)
+    if hasattr(runner, "runq") and callable(getattr(deadlines, "next_deadline", None)):
+        return runner
+    return None
 
 
 class EventClock(trio.abc.Clock):
@@ -151,6 +168,7 @@ class DeliveryClock:
         self.jumps = 0  # times it moved virtual time
         self.delivered = 0
         self.delivering_at = -math.inf  # the time of the slot being delivered
+        self._runner: Any = None  # trio's, while running on an EventClock
 
     def inbox(self) -> Inbox:
         """A receiver's inbox on this clock (module rules)."""
@@ -191,6 +209,7 @@ class DeliveryClock:
         try:
             if isinstance(clock, EventClock):
                 self.idle = True
+                self._runner = _trio_runner()
                 clock.idle_hooks.append(self._on_idle)
                 task_status.started()
                 try:
@@ -203,7 +222,7 @@ class DeliveryClock:
                 await self._deadline_loop(task_status)
         finally:
             self.running = self.idle = False
-            self._scope = None
+            self._scope = self._runner = None
             self._run_flushes()
 
     def _on_idle(self, clock: EventClock, timer: float) -> bool:
@@ -215,16 +234,33 @@ class DeliveryClock:
         try:
             now = clock.current_time()
             due = self._due
-            if self._flushes or (due and due[0] <= now):
-                self._deliver(now)
+            if not (self._flushes or (due and due[0] <= now)):
+                if not due:
+                    return False
+                head = due[0]
+                clock.advance_to(min(head, timer))
+                self.jumps += 1
+                if head > timer:
+                    return True
+                now = head
+            self._deliver(now)
+            runner = self._runner
+            if runner is None:
                 return True
-            if not due:
-                return False
-            head = due[0]
-            clock.advance_to(min(head, timer))
-            self.jumps += 1
-            if head <= timer:
-                self._deliver(head)
+            for _ in range(MAX_INSTANTS):  # more instants while they wake nobody (rules)
+                if runner.runq or not due:
+                    return True
+                timer = runner.deadlines.next_deadline()
+                head = due[0]
+                if head > now:
+                    if timer <= head:
+                        return True  # trio's deadline first: its loop moves the clock
+                    clock.advance_to(head)
+                    self.jumps += 1
+                    now = head
+                elif timer <= now:
+                    return True
+                self._deliver(now)
             return True
         except BaseException as exc:  # raised by a sink or a flush: stop, and say it
             self._error = exc

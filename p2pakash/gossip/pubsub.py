@@ -484,19 +484,25 @@ class PubSub:
         """IHAVE of the gossip window's IDs, per topic, to peers that may lack some: a peer
         is told only the IDs it is not known to hold (module rules)."""
         p, peers = self.params, self._peers
+        able: set[NodeID] | None = None  # peers we gossip to at all
         for topic, members in [*self._mesh.items(), *self._fanout.items()]:
             entries = self._mcache.gossip_entries(topic)
             if not entries:
                 continue
             if len(entries) > p.max_ihave_length:
                 entries = self._rng.sample(entries, p.max_ihave_length)
+            if able is None:
+                able = {q for q, st in peers.items()
+                        if st.value >= p.gossip_threshold and not st.disconnecting}
+            ok = self._topic_peers.get(topic, {}).keys() & able
             wants: dict[NodeID, list[bytes]] = {}
-            for q in self._topic_peers.get(topic, ()):
-                state = peers[q]
-                if state.value >= p.gossip_threshold and not state.disconnecting:
-                    missing = [e.msg_id for e in entries if q not in e.holders]
-                    if missing:
-                        wants[q] = missing
+            for entry in entries:
+                for q in ok - entry.holders:
+                    missing = wants.get(q)
+                    if missing is None:
+                        wants[q] = [entry.msg_id]
+                    else:
+                        missing.append(entry.msg_id)
             if not wants:
                 continue
             cands = [q for q in wants if q not in members]

@@ -91,6 +91,33 @@ async def test_inbox_delivers_an_instant_together_in_time_order(event_clock: Eve
     assert clock.delivered == 6 and len(one) == len(two) == 0 and not clock._slots
 
 
+async def test_instants_that_wake_nobody_share_one_idle_call(event_clock: EventClock
+                                                              ) -> None:
+    clock = DeliveryClock()
+    log: list[tuple[float, str]] = []
+    calls = 0
+    async with trio.open_nursery() as nursery:
+        await nursery.start(clock.run)
+        (hook,) = event_clock.idle_hooks
+
+        def counted(c: EventClock, timer: float) -> bool:
+            nonlocal calls
+            calls += 1
+            return hook(c, timer)
+
+        event_clock.idle_hooks[:] = [counted]
+        for k in range(50):
+            clock.schedule(0.001 * (k + 1), Recorder(log, f"f{k}"))
+        await trio.sleep(0.0255)  # a trio deadline among the frames
+        log.append((trio.current_time(), "timer"))
+        await trio.sleep(0.1)
+        event_clock.idle_hooks[:] = [hook]
+        nursery.cancel_scope.cancel()
+    times = [t for t, _ in log]
+    assert times == sorted(times) and len(log) == 51 and log[25] == (0.0255, "timer")
+    assert calls <= 8  # not one trio loop pass (and idle call) per instant
+
+
 async def test_flushes_run_once_no_task_can_run(event_clock: EventClock) -> None:
     clock = DeliveryClock()
     order: list[str] = []
