@@ -66,5 +66,11 @@ def crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def armed(name: str) -> bool:
+    """Whether ``name`` is the armed point (a batched write path then writes one by one,
+    so the n-th write still dies at its own place)."""
+    return _target == name
+
+
 def hits() -> int:
     return _hits

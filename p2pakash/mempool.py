@@ -70,10 +70,15 @@ class AddResult:
             self.status is Status.INVALID and self.code in PERMANENT_CODES)
 
 
-@attrs.frozen(kw_only=True)
 class _Entry:
-    raw: bytes
-    tx: Tx
+    """A pending tx: its bytes and the decoded ``Tx`` (a plain slotted class: one is made
+    per admitted tx)."""
+
+    __slots__ = ("raw", "tx")
+
+    def __init__(self, raw: bytes, tx: Tx) -> None:
+        self.raw = raw
+        self.tx = tx
 
 
 class Mempool:
@@ -163,9 +168,12 @@ class Mempool:
         except TxError as exc:
             code = int(getattr(exc, "code", -1))
             return _refused(h, Status.INVALID, str(exc), code)
-        self._txs[h] = _Entry(raw=tx_bytes, tx=tx)
+        self._txs[h] = _Entry(tx_bytes, tx)
         self._bytes += len(tx_bytes)
-        self._remember(h)
+        cache = self._cache
+        cache[h] = None  # new to the cache: it was checked above (``_remember`` inline)
+        if len(cache) > self.cache_size:
+            cache.popitem(last=False)
         return AddResult(accepted=True, tx_hash=h, reason="", status=Status.ADMITTED)
 
     def reap(self, max_bytes: int = -1, max_txs: int = -1) -> list[TxBytes]:

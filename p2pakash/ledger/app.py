@@ -14,7 +14,9 @@ Rules and invariants:
   is the decoded bytes; ``Tx.body_bytes`` a slice of them): nothing is re-encoded.
   A signature that passed is remembered on the ``Tx`` with the verify function and chain ID
   that passed it, so a later check, recheck or delivery of that object with the same pair
-  does not verify again (``decode_tx`` hands every reader the same object).
+  does not verify again (``decode_tx`` hands every reader the same object). Likewise the
+  ante checks that depend only on the tx and the params (size, messages, memo, handlers,
+  sender = address(pubkey)) are remembered as passed with the params object they passed.
   Chain ID and params are fixed at genesis and read once per ``Ledger``.
 * ``check_tx`` runs both stages on a throwaway overlay and raises ``TxRejected``. On a
   ledger from ``copy_for_check`` a passing tx's effects are kept in the copy, so the
@@ -22,6 +24,8 @@ Rules and invariants:
   A copy sees later commits of its base, but its own writes go stale, and it checks txs
   against the height and block time of its creation: take a fresh copy after every block
   (and recheck).
+* Genesis: accounts, validator stakes, then the document's signed txs (``GenesisDoc.txs``)
+  through the ordinary tx path at height 0; a failing one is a ConfigError.
 * Block order: evidence (double sign) -> downtime from ``signers`` -> txs -> fees to the
   proposer -> unbonding maturity -> registered end blockers -> validator set.
 * App hash after block H = sha256("p2pakash/apphash/v1\\0" || app_hash(H-1) || u64(H) ||
@@ -35,10 +39,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import cast
 
 from p2pakash import crypto
-from p2pakash.errors import DecodeError, InvalidSignature, LocalProtocolError, StorageError
+from p2pakash.errors import (
+    ConfigError,
+    DecodeError,
+    InvalidSignature,
+    LocalProtocolError,
+    StorageError,
+)
 from p2pakash.ledger import bank, slashing, staking
 from p2pakash.ledger.blocks import Account, BlockInput, BlockResult
 from p2pakash.ledger.genesis import GenesisDoc
@@ -147,6 +156,8 @@ class Ledger:
         store.put_int(K_SUPPLY, genesis.supply())
         store.put_int(K_BURNED, 0)
         store.put_int(K_MINTED, 0)
+        if genesis.txs:  # on the accounts and stakes, before the first validator set
+            Ledger(overlay)._run_genesis_txs(genesis)
         store.put(P_VALSET + u64(1), ValSet(validators=staking.active_set(store, genesis.params)))
         app_hash = chain_hash(ZERO_HASH, 0, overlay.sorted_writes())
         store.put_int(K_HEIGHT, 0)
@@ -155,6 +166,18 @@ class Ledger:
         overlay.flush()
         kv.commit()
         return app_hash
+
+    def _run_genesis_txs(self, genesis: GenesisDoc) -> None:
+        """The genesis txs in order, at height 0 and genesis time (gentxs): each must pass."""
+        for i, raw in enumerate(genesis.txs):
+            try:
+                tx = decode_tx(raw, max_size=self.params().max_tx_bytes)
+                self._run_tx(self._kv, tx, len(raw), 0, genesis.genesis_time_ms, self._verify,
+                             keep_fee_on_failure=False, quiet=True)
+            except DecodeError as exc:
+                raise ConfigError(f"genesis: txs[{i}]: does not decode ({exc})") from None
+            except TxRejected as exc:
+                raise ConfigError(f"genesis: txs[{i}]: refused ({exc.reason})") from None
 
     # ------------------------------------------------------------ queries
 
@@ -243,26 +266,29 @@ class Ledger:
     def _ante(self, store: Store, tx: Tx, size: int, chain_id: str, params: Params,
               verify: VerifyFn) -> None:
         body = tx.body
-        if size > params.max_tx_bytes:
-            raise TxRejected(Code.TOO_LARGE,
-                             f"tx too large: {size} bytes, limit {params.max_tx_bytes}")
-        if not body.msgs:
-            raise TxRejected(Code.INVALID_MSG, "tx has no messages")
-        if len(body.memo) > MAX_MEMO:
-            raise TxRejected(Code.INVALID_MSG, f"memo longer than {MAX_MEMO} characters")
-        for i, msg in enumerate(body.msgs):
-            if handler_for(msg) is None:
-                raise TxRejected(Code.UNKNOWN_MSG,
-                                 f"message {i}: unknown message type {type(msg).__name__}")
-        if len(tx.pubkey) != 32 or body.sender != crypto.address(tx.pubkey):
-            raise TxRejected(Code.BAD_SIGNATURE,
-                             f"sender {body.sender} is not the address of the signing key")
-        if tx.__dict__.get("_verified") != (verify, chain_id):
+        tx_dict = tx.__dict__
+        if tx_dict.get("_shape_ok") is not params:  # what depends on the tx and params only
+            if size > params.max_tx_bytes:
+                raise TxRejected(Code.TOO_LARGE,
+                                 f"tx too large: {size} bytes, limit {params.max_tx_bytes}")
+            if not body.msgs:
+                raise TxRejected(Code.INVALID_MSG, "tx has no messages")
+            if len(body.memo) > MAX_MEMO:
+                raise TxRejected(Code.INVALID_MSG, f"memo longer than {MAX_MEMO} characters")
+            for i, msg in enumerate(body.msgs):
+                if handler_for(msg) is None:
+                    raise TxRejected(Code.UNKNOWN_MSG,
+                                     f"message {i}: unknown message type {type(msg).__name__}")
+            if len(tx.pubkey) != 32 or body.sender != crypto.address(tx.pubkey):
+                raise TxRejected(Code.BAD_SIGNATURE,
+                                 f"sender {body.sender} is not the address of the signing key")
+            tx_dict["_shape_ok"] = params
+        if tx_dict.get("_verified") != (verify, chain_id):
             try:
                 verify(tx.pubkey, "tx", chain_id, tx.body_bytes(), tx.signature)
             except InvalidSignature as exc:
                 raise TxRejected(Code.BAD_SIGNATURE, f"bad signature: {exc}") from None
-            tx.__dict__["_verified"] = (verify, chain_id)
+            tx_dict["_verified"] = (verify, chain_id)
         account = bank.get_account(store, body.sender)
         if body.sequence != account.sequence:
             raise TxRejected(Code.WRONG_SEQUENCE,
@@ -292,10 +318,15 @@ class Ledger:
         # The ante stage raises before its first write, so when its writes are kept anyway
         # (delivery) they go straight to ``parent`` and the messages get an overlay; without
         # a fee to keep, one overlay serves both stages and any failure drops it all.
-        ante: KV = parent if keep_fee_on_failure else Overlay(parent)
-        self._ante(Store(ante), tx, size, chain_id, params, verify)
-        msgs = Overlay(parent) if keep_fee_on_failure else cast(Overlay, ante)
-        ctx = Context(store=Store(msgs), height=height, time_ms=time_ms, chain_id=chain_id,
+        if keep_fee_on_failure:
+            self._ante(Store(parent), tx, size, chain_id, params, verify)
+            msgs = Overlay(parent)
+            store = Store(msgs)
+        else:
+            msgs = Overlay(parent)
+            store = Store(msgs)
+            self._ante(store, tx, size, chain_id, params, verify)
+        ctx = Context(store=store, height=height, time_ms=time_ms, chain_id=chain_id,
                       params=params, sender=tx.body.sender, pubkey=tx.pubkey, quiet=quiet)
         if not quiet:  # ``ctx.emit("tx", hash=..., ...)``, built directly: one per tx
             body = tx.body

@@ -164,11 +164,16 @@ class Overlay:
         if type(parent) is Overlay:
             parent.writes.update(self.writes)  # entries as they are: records stay lazy
         else:
-            for key, value in self.sorted_writes():
-                if value is None:
-                    parent.delete(key)
-                else:
-                    parent.set(key, value)
+            writes = self.sorted_writes()
+            write_many = getattr(parent, "write_many", None)
+            if write_many is not None:  # a store that takes a batch (SqliteKV)
+                write_many(writes)
+            else:
+                for key, value in writes:
+                    if value is None:
+                        parent.delete(key)
+                    else:
+                        parent.set(key, value)
         self.writes.clear()
 
     def commit(self) -> None:

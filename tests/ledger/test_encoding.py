@@ -7,6 +7,8 @@ from pathlib import Path
 
 import cbor2
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from p2pakash import wire
 from p2pakash.errors import DecodeError, LocalProtocolError
@@ -104,6 +106,46 @@ def test_decode_tx_refuses_what_wire_decode_refuses() -> None:
 ])
 def test_encode_record_equals_wire_encode(record: object) -> None:
     assert encode_record(record) == wire.encode(record)
+
+
+@given(st.integers(-(2**64), 2**65), st.integers(-(2**64), 2**65))
+def test_encode_record_of_an_account_is_wire_encode_byte_for_byte(balance: int,
+                                                                  sequence: int) -> None:
+    rec = AccountRec(balance=balance, sequence=sequence)
+    try:
+        expected = wire.encode(rec)
+    except LocalProtocolError:
+        with pytest.raises(LocalProtocolError):
+            encode_record(rec)
+        return
+    assert encode_record(rec) == expected
+    for edge in (23, 24, 255, 256, 2**16 - 1, 2**16, 2**32 - 1, 2**32, 2**64 - 1):
+        rec = AccountRec(balance=edge, sequence=edge - 1)
+        assert encode_record(rec) == wire.encode(rec)
+
+
+def test_write_many_is_set_and_delete_of_each_pair(tmp_path: Path) -> None:
+    one, many = SqliteKV(tmp_path / "one.db"), SqliteKV(tmp_path / "many.db")
+    for kv in (one, many):
+        kv.set(b"gone", b"x")
+        kv.set(b"kept", b"y")
+        kv.commit()
+    writes: list[tuple[bytes, bytes | None]] = [(b"a", b"1"), (b"gone", None), (b"kept", b"z")]
+    for key, value in writes:
+        one.delete(key) if value is None else one.set(key, value)
+    many.write_many(writes)
+    assert many.get(b"gone") is None and many.get(b"kept") == b"z"  # the cache follows
+    for kv in (one, many):
+        kv.commit()
+    assert list(one.iterate(b"")) == list(many.iterate(b""))
+    many.write_many([(b"a", b"2")])
+    many.rollback()
+    assert many.get(b"a") == b"1"
+    one.close()
+    many.close()
+    again = SqliteKV(tmp_path / "many.db")
+    assert list(again.iterate(b"")) == [(b"a", b"1"), (b"kept", b"z")]
+    again.close()
 
 
 def test_encode_record_refuses_an_integer_out_of_range() -> None:
