@@ -11,6 +11,12 @@ Rules and invariants:
   Genesis supply = sum(balances) + sum(stakes). Every stake is at least one AKT (power >= 1).
 * Loading checks everything and raises ConfigError naming the file and the key
   (``genesis.json: accounts[2].balance: ...``); unknown keys are refused.
+* ``txs``: signed txs (hex in JSON) the ledger runs in order on top of the genesis accounts
+  and validators, at height 0 and genesis time, through the ordinary tx path (signature,
+  sequence, fee, handler), as Cosmos runs its gentxs at InitChain: e.g. providers
+  registered by their own ``CreateProvider`` so a network starts with its market. Each
+  must decode here and pass there (``Ledger.init_genesis`` names the one that does not).
+  JSON without ``txs`` is a document without them.
 * ``genesis_hash()`` is sha256 of the canonical wire encoding: every node can compare it.
   It is remembered per document object (a frozen value; a simulator's 1,000 nodes share
   one document of thousands of accounts).
@@ -26,10 +32,10 @@ from typing import Any
 import attrs
 
 from p2pakash import crypto, wire
-from p2pakash.errors import ConfigError
+from p2pakash.errors import ConfigError, DecodeError
 from p2pakash.fsutil import write_atomic
 from p2pakash.ledger.params import PARAM_NAMES, POWER_REDUCTION, Params
-from p2pakash.ledger.txs import MAX_MONIKER
+from p2pakash.ledger.txs import MAX_MONIKER, decode_tx
 
 MAX_AMOUNT = 2**63 - 1
 _HASHES: dict[int, tuple[GenesisDoc, bytes]] = {}  # id -> (the document, its hash)
@@ -62,6 +68,7 @@ class GenesisDoc:
     accounts: tuple[GenesisAccount, ...] = ()
     validators: tuple[GenesisValidator, ...] = ()
     params: Params = attrs.field(factory=Params)
+    txs: tuple[bytes, ...] = ()  # signed txs run at genesis (module rules)
 
     def genesis_hash(self) -> bytes:
         hit = _HASHES.get(id(self))
@@ -77,7 +84,7 @@ class GenesisDoc:
         return sum(a.balance for a in self.accounts) + sum(v.stake for v in self.validators)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "chain_id": self.chain_id,
             "genesis_time_ms": self.genesis_time_ms,
             "accounts": [{"address": a.address, "balance": a.balance} for a in self.accounts],
@@ -85,6 +92,9 @@ class GenesisDoc:
                            for v in self.validators],
             "params": attrs.asdict(self.params),
         }
+        if self.txs:
+            out["txs"] = [tx.hex() for tx in self.txs]
+        return out
 
     def validate(self, where: str = "genesis") -> None:
         """Raise ConfigError on the first rule this document breaks."""
@@ -119,7 +129,8 @@ def check_doc(raw: object, where: str, *, require_validators: bool = True) -> Ge
     """Turn decoded JSON into a GenesisDoc, or raise ConfigError naming ``where`` and the key.
 
     ``require_validators=False`` accepts a draft still being assembled by the CLI."""
-    doc = _keys(raw, where, {"chain_id", "genesis_time_ms"}, {"accounts", "validators", "params"})
+    doc = _keys(raw, where, {"chain_id", "genesis_time_ms"},
+                {"accounts", "validators", "params", "txs"})
     chain_id = _str(doc["chain_id"], f"{where}: chain_id")
     if not chain_id or "\x00" in chain_id or len(chain_id) > 64:
         raise ConfigError(f"{where}: chain_id: must be 1..64 characters without NUL")
@@ -167,11 +178,30 @@ def check_doc(raw: object, where: str, *, require_validators: bool = True) -> Ge
     params = _params(doc.get("params", {}), f"{where}: params")
     if require_validators and not validators:
         raise ConfigError(f"{where}: validators: at least one validator is required")
+    txs = _txs(doc.get("txs", []), f"{where}: txs", params.max_tx_bytes)
     result = GenesisDoc(chain_id=chain_id, genesis_time_ms=time_ms, accounts=tuple(accounts),
-                        validators=tuple(validators), params=params)
+                        validators=tuple(validators), params=params, txs=txs)
     if result.supply() > MAX_AMOUNT:
         raise ConfigError(f"{where}: total supply {result.supply()} exceeds {MAX_AMOUNT}")
     return result
+
+
+def _txs(raw: object, where: str, max_tx_bytes: int) -> tuple[bytes, ...]:
+    """Hex strings of signed txs that decode (whether they pass is the ledger's check)."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: must be a list")
+    out: list[bytes] = []
+    for i, item in enumerate(raw):
+        try:
+            data = bytes.fromhex(_str(item, f"{where}[{i}]"))
+        except ValueError:
+            raise ConfigError(f"{where}[{i}]: not hex") from None
+        try:
+            decode_tx(data, max_size=max_tx_bytes)
+        except DecodeError as exc:
+            raise ConfigError(f"{where}[{i}]: not a signed tx ({exc})") from None
+        out.append(data)
+    return tuple(out)
 
 
 def _params(raw: object, where: str) -> Params:

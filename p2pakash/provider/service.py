@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ from p2pakash.market.validators import (
 )
 from p2pakash.mempool import Mempool
 from p2pakash.plugins.manager import PluginManager
+from p2pakash.plugins.types import GPURecord
 from p2pakash.provider import messages as pm
 from p2pakash.provider.bidengine import BidEngine, EngineParams, PriceRequest, Won
 from p2pakash.provider.inventory import (
@@ -95,6 +96,13 @@ class LeaseRun:
     error: str = ""
     closing: bool = False
     lock: trio.Lock = attrs.Factory(trio.Lock)
+
+
+def provider_capacity(cfg: ProviderConfig, gpus: Iterable[GPURecord]) -> Capacity:
+    """What the provider offers: its configured CPU, memory and storage and the probed GPUs
+    (``PluginManager.probe_gpus``)."""
+    return Capacity(cpu_millis=cfg.cpu_millis, memory_bytes=cfg.memory_bytes,
+                    storage=cfg.storage_bytes, gpus=tuple(gpus))
 
 
 def provider_attributes(cfg: ProviderConfig, capacity: Capacity) -> tuple[Attribute, ...]:
@@ -155,8 +163,7 @@ class ProviderService:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
         gpus = await trio.to_thread.run_sync(self.plugins.probe_gpus)
-        capacity = Capacity(cpu_millis=self.cfg.cpu_millis, memory_bytes=self.cfg.memory_bytes,
-                            storage=self.cfg.storage_bytes, gpus=tuple(gpus))
+        capacity = provider_capacity(self.cfg, gpus)
         self.attributes = provider_attributes(self.cfg, capacity)
         ms = 1000
         self.engine = BidEngine(

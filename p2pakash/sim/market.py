@@ -42,15 +42,16 @@ import trio
 
 from p2pakash import wire
 from p2pakash.config import ProviderConfig
+from p2pakash.crypto import PrivateKey
 from p2pakash.errors import DecodeError, P2PAkashError
 from p2pakash.gossip.pubsub import Verdict
-from p2pakash.ledger import UAKT_PER_AKT
+from p2pakash.ledger import UAKT_PER_AKT, sign_tx
 from p2pakash.market import ledger_market as lm
 from p2pakash.market.orders import InvalidMarketMessage
 from p2pakash.market.validators import MarketValidators
 from p2pakash.plugins.manager import PluginManager
 from p2pakash.plugins.types import PluginConfig
-from p2pakash.provider.service import ProviderService
+from p2pakash.provider.service import ProviderService, provider_attributes, provider_capacity
 from p2pakash.sim.scenario import GpuClass, ProvidersSpec, Scenario, TenantsSpec
 from p2pakash.tenant import TenantService, plan
 
@@ -123,6 +124,17 @@ def provider_config(spec: ProvidersSpec, gpu: GpuClass | None, factor: Fraction,
         tables.pop("static", None)
     return attrs.evolve(spec.node, pricing=spec.pricing, gpu_probes=("static",),
                         executor="fake", host_uri=host_uri, plugin_tables=tables)
+
+
+def registration_tx(key: PrivateKey, chain_id: str, cfg: ProviderConfig,
+                    plugins: PluginManager) -> bytes:
+    """The provider's own signed ``CreateProvider`` (its first tx), as ``ProviderService``
+    would send it at start: the host URI, bond, and attributes from the config and the GPU
+    probe; for a genesis that registers the providers."""
+    capacity = provider_capacity(cfg, plugins.probe_gpus())
+    msg = lm.CreateProvider(host_uri=cfg.host_uri, attributes=provider_attributes(cfg, capacity),
+                            bond=cfg.bond)
+    return sign_tx(key, chain_id, sequence=0, msgs=(msg,)).encode()
 
 
 def plugin_manager(cfg: ProviderConfig, where: str = "providers") -> PluginManager:

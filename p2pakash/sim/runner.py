@@ -10,6 +10,9 @@ Rules and invariants:
   message family (commits, proposals and votes, market messages; decoding is one too).
 * The genesis state is built once (``Ledger.init_genesis`` into a MemoryKV) and every
   in-memory node starts from its own copy of it; nodes with a data folder build their own.
+  With ``providers.genesis`` it holds every provider's own signed ``CreateProvider`` (what
+  its service would send at start: same config, GPU probe and attributes), so the market
+  starts with block 1 and the providers send no registration.
 * Randomness: every generator is ``determinism.rng_for(seed, label)`` with a fixed label
   (network, each node's gossip, workload, each byzantine node); keys derive from the seed.
   Time is the virtual ``EventClock``; block times come from it (plus a node's skew).
@@ -46,6 +49,7 @@ import p2pakash.market.ledger_market  # noqa: F401 - registers the market's ledg
 from p2pakash import wire
 from p2pakash.api.server import TxGossip
 from p2pakash.chain import SHARED_DECODED, ChainService
+from p2pakash.config import ProviderConfig
 from p2pakash.consensus.types import Block
 from p2pakash.crypto import NodeID, PrivateKey, VerifyCache
 from p2pakash.executor.fake import FakeEngine, FakeExecutor
@@ -68,6 +72,7 @@ from p2pakash.ledger.kv import MemoryKV
 from p2pakash.market.ledger_market import LedgerView
 from p2pakash.market.validators import TOPIC_BIDS, TOPIC_DECLINES, TOPIC_ORDERS, MarketValidators
 from p2pakash.mempool import Mempool
+from p2pakash.plugins.manager import PluginManager
 from p2pakash.provider.service import ProviderService
 from p2pakash.sim import market
 from p2pakash.sim import network as simnet
@@ -89,6 +94,10 @@ GC_THRESHOLDS = (50_000, 20, 20)
 log = logging.getLogger(__name__)
 
 Progress = Callable[["Runner"], None]
+
+
+def _addr(index: int) -> str:
+    return f"10.{index // 250}.{index % 250}.1:26656"
 
 
 def _key(seed: int, label: str) -> PrivateKey:
@@ -180,6 +189,11 @@ class Runner:
                           if scenario.tenants.count and scenario.tenants.arrival_rate else [])
         self.nodes: list[SimNode] = []
         self.by_name: dict[str, SimNode] = {}
+        self._gpus = market.assign_gpus(scenario.providers, rng_for(self.seed, "providers/gpus"))
+        prices = rng_for(self.seed, "providers/prices")
+        self._price_factors = [market.price_factor(scenario.providers, prices)
+                               for _ in range(scenario.providers.count)]
+        self._plugins: dict[str, PluginManager] = {}  # loaded for the genesis, first start
         self.genesis = self._genesis()
         self.checker.genesis_supply = self.genesis.supply()
         self._genesis_state = MemoryKV()
@@ -208,14 +222,31 @@ class Runner:
                           accounts=tuple(accounts),
                           validators=tuple(GenesisValidator(
                               pubkey=k.public, stake=sc.validators.stake * UAKT_PER_AKT,
-                              moniker=f"v{i}") for i, k in enumerate(vkeys)))
+                              moniker=f"v{i}") for i, k in enumerate(vkeys)),
+                          txs=self._provider_gentxs() if sc.providers.genesis else ())
+
+    def _provider_gentxs(self) -> tuple[bytes, ...]:
+        """Each provider's own signed ``CreateProvider``, as its service would send it at
+        start (same host URI, attributes from the same config and GPU probe, bond), run
+        at genesis: the service then finds itself registered and sends nothing."""
+        index = {name: i for i, name in enumerate(self.sc.node_names())}
+        out = []
+        for name in self.sc.provider_names():
+            key = _key(self.seed, f"node/{name}")
+            cfg = self._provider_cfg(name, key.node_id, _addr(index[name]))
+            plugins = self._plugins[name] = market.plugin_manager(cfg, f"providers ({name})")
+            out.append(market.registration_tx(key, self.sc.chain.chain_id, cfg, plugins))
+        return tuple(out)
+
+    def _provider_cfg(self, name: str, node_id: NodeID, addr: str) -> ProviderConfig:
+        i = int(name[1:])
+        return market.provider_config(self.sc.providers, self._gpus[i], self._price_factors[i],
+                                      f"p2p://{node_id}@{addr}")
 
     def _build_nodes(self, tmp: Path) -> None:
         sc = self.sc
         crashing = {f.node for f in sc.faults if f.kind == "crash"}
         byzantine = {f.node for f in sc.faults if f.kind in ("equivocate", "withhold")}
-        gpus = market.assign_gpus(sc.providers, rng_for(self.seed, "providers/gpus"))
-        prices = rng_for(self.seed, "providers/prices")
         for index, name in enumerate(sc.node_names()):
             if name.endswith("-twin"):
                 vkey: PrivateKey | None = self._vkeys[int(name[1:-5])]
@@ -225,14 +256,14 @@ class Runner:
             else:
                 vkey, key = None, _key(self.seed, f"node/{name}")
             node = SimNode(name=name, index=index, key=key, validator_key=vkey,
-                           addr=f"10.{index // 250}.{index % 250}.1:26656",
+                           addr=_addr(index),
                            data_dir=tmp / name if name in crashing else None)
             if name in byzantine or name.endswith("-twin"):
                 node.behaviour = Behaviour(rng=rng_for(self.seed, f"byzantine/{name}"))
             if name.startswith("p"):
                 node.engine = FakeEngine()
-                node.gpu = gpus[int(name[1:])]
-                node.price_factor = market.price_factor(sc.providers, prices)
+                node.gpu = self._gpus[int(name[1:])]
+                node.price_factor = self._price_factors[int(name[1:])]
             self.latency.place(node.node_id, index)
             self.nodes.append(node)
             self.by_name[name] = node
@@ -360,12 +391,14 @@ class Runner:
                   validators: MarketValidators) -> ProviderService | None:
         if node.engine is None:
             return None
-        host_uri = f"p2p://{node.node_id}@{node.addr}"
-        cfg = market.provider_config(self.sc.providers, node.gpu, node.price_factor, host_uri)
+        cfg = self._provider_cfg(node.name, node.node_id, node.addr)
+        plugins = self._plugins.pop(node.name, None)  # the genesis loaded them: first start
+        if plugins is None:
+            plugins = market.plugin_manager(cfg, f"providers ({node.name})")
         return ProviderService(
             key=node.key, cfg=cfg, gossip=gossip, chain=chain, mempool=mempool,
-            publish=txs.publish, plugins=market.plugin_manager(cfg, f"providers ({node.name})"),
-            executor=FakeExecutor(node.engine), host_uri=host_uri,
+            publish=txs.publish, plugins=plugins,
+            executor=FakeExecutor(node.engine), host_uri=cfg.host_uri,
             state_dir=None if node.data_dir is None else node.data_dir / "provider",
             now_ms=node.clock.now_ms, tick=PROVIDER_TICK, market=validators)
 
@@ -535,8 +568,6 @@ class Runner:
                                "bytes_sent": self.network.bytes_sent,
                                "frames_dropped": self.network.frames_dropped}
         return self.result
-
-
 
 
 @contextlib.contextmanager

@@ -125,6 +125,7 @@ class ProvidersSpec:
     price_spread: float = attrs.field(default=0.0, validator=_fraction)  # rates x U[1-s,1+s]
     gpus: tuple[GpuClass, ...] = ()
     node: ProviderConfig = attrs.field(factory=ProviderConfig)  # a node's [provider] table
+    genesis: bool = False  # registered in the genesis (their own CreateProvider genesis txs)
 
 
 @attrs.frozen(kw_only=True)
@@ -262,6 +263,13 @@ def check(sc: Scenario) -> list[str]:
     for k, gpu in enumerate(sc.providers.gpus):
         if gpu.count and not gpu.model:
             out.append(f"providers.gpus[{k}].model: a GPU model is required when count > 0")
+    ps = sc.providers
+    if ps.genesis and not ps.node.register:
+        out.append("providers.genesis: the providers do not register (providers.node.register"
+                   " = false)")
+    if ps.genesis and ps.count and ps.balance * 1_000_000 < ps.node.bond:
+        out.append(f"providers.genesis: a balance of {ps.balance} AKT does not cover the bond "
+                   f"({ps.node.bond} uakt)")
     t = sc.tenants
     if t.count and t.arrival_rate and not t.sdl_dir:
         out.append("tenants.sdl_dir: a folder of SDL templates is required when tenants "
