@@ -199,8 +199,11 @@ class TenantService:
     async def _follow_blocks(self, channel: trio.MemoryReceiveChannel[Any]) -> None:
         async with channel:
             async for block, result in channel:
+                waiters = self._tx_waiters
                 for raw, res in zip(block.txs, result.tx_results, strict=True):
-                    waiter = self._tx_waiters.pop(tx_hash(raw), None)
+                    if not waiters:  # most blocks: nothing of ours is waiting
+                        break
+                    waiter = waiters.pop(tx_hash(raw), None)
                     if waiter is not None:
                         waiter.value = (block.height, res)
                         waiter.event.set()
