@@ -85,8 +85,8 @@ Sink = Callable[[Payload | None], None]  # None: the peer closed, nothing more w
 class _Pipe:
     """One direction of a connection."""
 
-    __slots__ = ("capacity", "eof_at", "last_at", "pump", "queue", "reader_closed", "readers",
-                 "sink", "writer_closed", "writers")
+    __slots__ = ("blocked", "capacity", "eof_at", "last_at", "pump", "queue", "reader_closed",
+                 "readers", "sink", "writer_closed", "writers")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -97,6 +97,7 @@ class _Pipe:
         self.reader_closed = False
         self.readers = trio.lowlevel.ParkingLot()
         self.writers = trio.lowlevel.ParkingLot()
+        self.blocked = 0  # writers parked in ``writers`` (a count: no call per frame)
         self.sink: Sink | None = None
         self.pump: _Pump | None = None
 
@@ -105,7 +106,7 @@ class _Pipe:
         if not self.queue:
             return
         _, payload = self.queue.popleft()
-        if self.writers:
+        if self.blocked:
             self.writers.unpark()
         sink = self.sink
         if sink is not None and not self.reader_closed:
@@ -274,7 +275,7 @@ class MemoryNetwork:
         if lat is None:
             model = self.latency
             lat = model if isinstance(model, (int, float)) else model(src, dst, self.rng)
-        at = trio.current_time() + lat
+        at = self.clock.now() + lat
         if at < pipe.last_at:
             at = pipe.last_at
         if self.bandwidth is not None:
@@ -313,6 +314,8 @@ class MemoryConnection:
         self._in = in_pipe
         self._pump = pump  # the local transport's, when it is serving on an item network
         self._closed = False
+        self.size_of: Callable[[object], int] = network._sizer.size  # = ``item_size``
+        self.clock = network.clock  # its ``now()`` is trio's time, cheaper on an EventClock
 
     def __repr__(self) -> str:
         way = "to" if self.outbound else "from"
@@ -331,7 +334,11 @@ class MemoryConnection:
                 raise ConnectionClosed("peer closed the connection")
             if len(pipe.queue) < pipe.capacity:
                 break
-            await pipe.writers.park()
+            pipe.blocked += 1
+            try:
+                await pipe.writers.park()
+            finally:
+                pipe.blocked -= 1
         self._network._carry(self.local_id, self.remote_id, pipe, payload)
         await trio.lowlevel.cancel_shielded_checkpoint()
 

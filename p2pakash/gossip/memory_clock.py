@@ -169,6 +169,7 @@ class DeliveryClock:
         self.delivered = 0
         self.delivering_at = -math.inf  # the time of the slot being delivered
         self._runner: Any = None  # trio's, while running on an EventClock
+        self.now: Callable[[], float] = trio.current_time  # the EventClock's, while on one
 
     def inbox(self) -> Inbox:
         """A receiver's inbox on this clock (module rules)."""
@@ -210,6 +211,7 @@ class DeliveryClock:
             if isinstance(clock, EventClock):
                 self.idle = True
                 self._runner = _trio_runner()
+                self.now = clock.current_time
                 clock.idle_hooks.append(self._on_idle)
                 task_status.started()
                 try:
@@ -223,6 +225,7 @@ class DeliveryClock:
         finally:
             self.running = self.idle = False
             self._scope = self._runner = None
+            self.now = trio.current_time
             self._run_flushes()
 
     def _on_idle(self, clock: EventClock, timer: float) -> bool:

@@ -47,6 +47,7 @@ from p2pakash.gossip import pubsub as ps
 from p2pakash.gossip.addr import PeerAddr
 from p2pakash.gossip.memory import Batch, MemoryConnection, Payload
 from p2pakash.gossip.service_types import (
+    FRAME_HEAD,
     MAX_ON_DEMAND,
     PEER_SET,
     PEER_TYPES,
@@ -405,14 +406,28 @@ class GossipService:
         peer = conn.remote_id
         ended = trio.Event()
 
+        now = conn.clock.now
+        stats, links, seen, dispatch = self.stats, self._links, self.peers.seen, self._dispatch
+        done = False
+
         def sink(payload: Payload | None) -> None:
-            if link.closed or ended.is_set():
+            nonlocal done
+            if done or link.closed:
                 return
-            if payload is None:
-                ended.set()
-            elif isinstance(payload, Batch):
-                self._on_frame(peer, payload.items, payload.size)
-            elif not self._on_bytes(peer, payload):  # a Goodbye, or a test's raw frames
+            if isinstance(payload, Batch):  # ``_on_frame``, inline: the per-frame path
+                items = payload.items
+                stats.frames_in += 1
+                stats.bytes_in += payload.size
+                stats.items_in += len(items)
+                at = now()
+                seen(at, peer)
+                for item in items:
+                    dispatch(peer, item, at)
+                    if peer not in links:
+                        return
+                return
+            if payload is None or not self._on_bytes(peer, payload):  # Goodbye, raw frames
+                done = True
                 ended.set()
 
         # Items queued before this point are already on ``_dirty`` (``send_to`` put them).
@@ -442,25 +457,35 @@ class GossipService:
     def _flush_dirty(self) -> None:
         self._flush_asked = False
         dirty, self._dirty = self._dirty, []
+        limit = self.settings.max_frame - 16
+        stats = self.stats
         for link in dirty:
             link.dirty = False
             pending, link.pending = link.pending, []
-            if not link.closed:
-                self._flush_link(link, pending)
-
-    def _flush_link(self, link: Link, pending: list[object]) -> None:
-        conn = link.conn
-        assert isinstance(conn, MemoryConnection)
-        size_of = conn.item_size
-        if len(pending) == 1:
-            size = size_of(pending[0])
-        else:
-            size = sum([size_of(item) for item in pending])
-        if size <= self.settings.max_frame - 16:  # the usual case: one frame
-            self._send_items(link, pending, size)
-            return
-        for batch, size in self._batches(pending, size_of):
-            self._send_items(link, batch, size)
+            if link.closed:
+                continue
+            conn = link.conn
+            assert isinstance(conn, MemoryConnection)
+            size_of = conn.size_of
+            n = len(pending)
+            size = size_of(pending[0]) if n == 1 else sum(map(size_of, pending))
+            if size > limit:
+                for batch, bsize in self._batches(pending, size_of):
+                    self._send_items(link, batch, bsize)
+                continue
+            # ``_send_items``, inline: the usual case, one frame per link
+            size += FRAME_HEAD + 1 if n < 24 else frame_overhead(n)
+            try:
+                sent = conn.send_items(tuple(pending), size)
+            except (ConnectionClosed, OSError):
+                self._cancel_link(link)
+                continue
+            if not sent:
+                stats.dropped_out += n
+                continue
+            stats.frames_out += 1
+            stats.bytes_out += size
+            stats.items_out += n
 
     def _batches(self, items: Sequence[T], size_of: Callable[[T], int]
                  ) -> Iterator[tuple[list[T], int]]:
@@ -488,7 +513,9 @@ class GossipService:
     def _dispatch(self, peer: NodeID, item: object, now: float) -> None:
         kind = type(item)  # messages are exact types: decoded, or the sender's own objects
         if kind in PUBSUB_SET:
-            self._apply(self.pubsub.handle(now, peer, item))
+            actions = self.pubsub.handle(now, peer, item)
+            if actions:
+                self._apply(actions)
         elif kind in PEER_SET:
             self._apply(self.peers.handle(now, peer, item))
         elif isinstance(item, m.Goodbye):
