@@ -18,6 +18,7 @@ Rules and invariants (sans-IO: time arrives as ``now`` in seconds):
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 
 from p2pakash.crypto import NodeID
 from p2pakash.gossip.messages import MSG_ID_LEN, Publish
@@ -91,8 +92,8 @@ class MessageCache:
         self._gossip = gossip
         self._max_size = max_size
         self._entries: dict[bytes, CacheEntry] = {}
-        # newest window first; each maps topic -> msg_ids in arrival order
-        self._windows: deque[dict[str, list[bytes]]] = deque([{}], maxlen=length)
+        # newest window first; each maps topic -> entries in arrival order
+        self._windows: deque[dict[str, list[CacheEntry]]] = deque([{}], maxlen=length)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -106,38 +107,39 @@ class MessageCache:
         if holder is not None:
             entry.holders.add(holder)
         window = self._windows[0]
-        ids = window.get(item.topic)
-        if ids is None:
-            window[item.topic] = [msg_id]
+        listed = window.get(item.topic)
+        if listed is None:
+            window[item.topic] = [entry]
         else:
-            ids.append(msg_id)
+            listed.append(entry)
         return True
 
     def get(self, msg_id: bytes) -> CacheEntry | None:
         return self._entries.get(msg_id)
 
+    def gossip_topics(self) -> set[str]:
+        """The topics with entries in the newest ``gossip`` windows."""
+        return set().union(*islice(self._windows, self._gossip))
+
     def gossip_entries(self, topic: str) -> list[CacheEntry]:
-        """``gossip_ids`` as entries (same order)."""
-        entries = self._entries
-        return [entries[mid] for mid in self.gossip_ids(topic)]
+        """The entries of ``topic`` in the newest ``gossip`` windows, newest window first."""
+        out: list[CacheEntry] = []
+        for window in islice(self._windows, self._gossip):
+            listed = window.get(topic)
+            if listed:
+                out += listed
+        return out
 
     def gossip_ids(self, topic: str) -> list[bytes]:
-        out: list[bytes] = []
-        for i, window in enumerate(self._windows):
-            if i >= self._gossip:
-                break
-            ids = window.get(topic)
-            if ids:
-                out.extend(ids)
-        return out
+        return [entry.msg_id for entry in self.gossip_entries(topic)]
 
     def shift(self) -> None:
         windows = self._windows
         if len(windows) == windows.maxlen:
             entries = self._entries
-            for ids in windows[-1].values():
-                for mid in ids:
-                    del entries[mid]
+            for listed in windows[-1].values():
+                for entry in listed:
+                    del entries[entry.msg_id]
         windows.appendleft({})
 
 

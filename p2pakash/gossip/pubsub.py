@@ -209,6 +209,7 @@ class PubSub:
         if state.score.topics or state.score.behaviour_penalty:
             for topic in list(state.score.topics):
                 state.score.prune(topic)
+            self._retained.pop(peer, None)  # re-inserted last: the dict stays in expiry order
             if len(self._retained) >= self.params.max_retained:
                 del self._retained[next(iter(self._retained))]
             self._retained[peer] = (state.score, now + self.params.retain_score)
@@ -439,8 +440,14 @@ class PubSub:
         self._mcache.shift()
         self._seen.expire(now)
         self._iwant_pending.clear()
-        self._backoff = {k: t for k, t in self._backoff.items() if t > now}
-        self._retained = {k: v for k, v in self._retained.items() if v[1] > now}
+        if self._backoff:  # an expired entry is no backoff anyway: this only frees memory
+            self._backoff = {k: t for k, t in self._backoff.items() if t > now}
+        retained = self._retained  # in expiry order (``remove_peer``)
+        while retained:
+            gone, (_, until) = next(iter(retained.items()))
+            if until > now:
+                break
+            del retained[gone]
         return out
 
     def _maintain_mesh(self, now: float, topic: str, out: list[Action]) -> None:
@@ -485,10 +492,13 @@ class PubSub:
         is told only the IDs it is not known to hold (module rules)."""
         p, peers = self.params, self._peers
         able: set[NodeID] | None = None  # peers we gossip to at all
+        active = self._mcache.gossip_topics()
+        if not active:
+            return
         for topic, members in [*self._mesh.items(), *self._fanout.items()]:
-            entries = self._mcache.gossip_entries(topic)
-            if not entries:
+            if topic not in active:
                 continue
+            entries = self._mcache.gossip_entries(topic)
             if len(entries) > p.max_ihave_length:
                 entries = self._rng.sample(entries, p.max_ihave_length)
             if able is None:

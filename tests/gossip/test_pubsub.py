@@ -509,6 +509,29 @@ def test_peer_unsubscribe_and_removal_clear_mesh_and_score_is_retained() -> None
     assert ps.score(C) < 0  # reconnecting does not wipe a penalty
 
 
+def test_retained_scores_expire_in_order_of_their_last_removal() -> None:
+    ps = make(retain_score=100.0)
+    ps.subscribe(0.0, T)
+    ps.set_validator(T, lambda s, t, d: Verdict.REJECT)
+    for k, q in enumerate((B, C)):
+        ps.add_peer(0.0, q, outbound=False)
+        ps.handle(0.0, q, Subscribe(topic=T, subscribe=True))
+        ps.handle(0.5, q, Publish(topic=T, data=b"bad%d" % k))
+    ps.remove_peer(1.0, B)
+    ps.remove_peer(2.0, C)
+    ps.add_peer(3.0, B, outbound=False)
+    ps.remove_peer(50.0, B)  # B's record is now the newer one
+    ps.heartbeat(101.5)  # C's (until 102) stays, B's (until 150) stays
+    assert set(ps._retained) == {B, C}
+    ps.heartbeat(102.5)
+    assert set(ps._retained) == {B}
+    ps.add_peer(103.0, B, outbound=False)
+    assert ps.score(B) < 0  # still retained, so still penalised
+    ps.remove_peer(104.0, B)
+    ps.heartbeat(210.0)
+    assert not ps._retained
+
+
 def test_bad_local_calls_raise_clear_errors() -> None:
     ps = make()
     ps.add_peer(0.0, B, outbound=False)
