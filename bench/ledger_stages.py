@@ -23,7 +23,6 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,36 +83,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stages: dict[str, list[float]] = {"admission": [], "execution": [], "recheck": [],
                                           "tx index": []}
 
-        def timed(name: str, fn: Callable[[], object]) -> object:
-            t0 = time.process_time()
-            out = fn()
-            stages[name].append((time.process_time() - t0) / per_round * 1e6)
-            return out
+        def timed(name: str, start: float) -> None:
+            stages[name].append((time.process_time() - start) / per_round * 1e6)
 
         def admit(batch: list[bytes]) -> None:
             for i in range(0, len(batch), args.gossip_batch):
                 data = wire.encode(TxBatch(txs=tuple(batch[i:i + args.gossip_batch])))
-                gossip("peer", "txs", data)
+                gossip(NodeID("peer"), "txs", data)
 
         # Preload the pending backlog (not measured).
         admit(txs[:args.pending])
         fed = args.pending
-        height = 0
-        for _ in range(rounds):
-            timed("admission", lambda: admit(txs[fed:fed + per_round]))
+        for height in range(1, rounds + 1):
+            t0 = time.process_time()
+            admit(txs[fed:fed + per_round])
+            timed("admission", t0)
             fed += per_round
             block = mempool.reap(max_txs=per_round)
-            height += 1
-            result: Any = timed("execution", lambda: ledger.apply_block(BlockInput(
+            t0 = time.process_time()
+            result = ledger.apply_block(BlockInput(
                 height=height, time_ms=1_000 + height * 1_000, proposer=validator.public,
-                txs=tuple(block))))
+                txs=tuple(block)))
+            timed("execution", t0)
             bad = [r for r in result.tx_results if r.code]
             if bad:
                 raise SystemExit(f"block {height}: {len(bad)} txs failed: {bad[0].log}")
-            timed("recheck", lambda: mempool.update(height, block))
+            t0 = time.process_time()
+            mempool.update(height, block)
+            timed("recheck", t0)
             if mempool.last_dropped:
                 raise SystemExit(f"recheck dropped {len(mempool.last_dropped)} txs")
-            timed("tx index", lambda: index.add_block(height, block, result.tx_results))
+            t0 = time.process_time()
+            index.add_block(height, block, result.tx_results)
+            timed("tx index", t0)
         index.close()
         kv.close()
     best = {name: min(values[1:]) for name, values in stages.items()}
