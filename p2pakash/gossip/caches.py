@@ -117,6 +117,30 @@ class MessageCache:
     def get(self, msg_id: bytes) -> CacheEntry | None:
         return self._entries.get(msg_id)
 
+    def mark_held(self, ids: tuple[bytes, ...], peer: NodeID) -> None:
+        """``peer`` holds these messages (it sent them, or an IHAVE/IDONTWANT naming them)."""
+        entries = self._entries
+        for mid in ids:
+            entry = entries.get(mid)
+            if entry is not None:
+                entry.holders.add(peer)
+
+    def serve(self, ids: tuple[bytes, ...], peer: NodeID, limit: int) -> list[Publish]:
+        """The cached messages an IWANT of ``peer`` asks for, each at most ``limit`` times
+        per peer."""
+        out: list[Publish] = []
+        for mid in ids:
+            entry = self._entries.get(mid)
+            if entry is None:
+                continue
+            if entry.served is None:
+                entry.served = {}
+            n = entry.served.get(peer, 0)
+            if n < limit:
+                entry.served[peer] = n + 1
+                out.append(entry.item)
+        return out
+
     def gossip_topics(self) -> set[str]:
         """The topics with entries in the newest ``gossip`` windows."""
         return set().union(*islice(self._windows, self._gossip))

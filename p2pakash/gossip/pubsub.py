@@ -29,20 +29,11 @@ Rules and invariants:
 * Everything is bounded: seen cache, message cache, IDONTWANT memory, topics per peer,
   IHAVE/IWANT sizes and counts per heartbeat, retained scores of gone peers, backoffs.
 * Own publishes are not delivered back to the local application (the caller has them).
-* IHAVE names only the gossip window's IDs the target is not known to hold: a peer holds a
-  message once it sent it to us (first copy or duplicate), or an IHAVE or IDONTWANT naming
-  it. Sending it to a peer proves nothing (the copy may be lost). The targets are drawn from
-  the peers that lack at least one ID, with gossipsub's rules (``d_lazy``, ``gossip_factor``,
-  mesh peers too on a sparse graph), so repair under loss keeps its reach.
-* Subscriptions go to every peer on connect and on (un)subscribe. Re-announcements (for a
-  lost SUBSCRIBE on a lossy link) go to a peer ``announce_every`` heartbeats after it
-  connected or we subscribed, then after a gap that doubles each time up to
-  ``announce_every_max``, and only for the topics the peer has not shown it knows: a
-  Publish, IHAVE or GRAFT from a peer on one of our topics proves it holds us as a
-  subscriber (honest peers send those only to subscribers; an IWANT answer follows their
-  IHAVE). Unsubscribing forgets the proofs. A quiet network's SUBSCRIBE traffic falls
-  from every topic to every peer each ``announce_every`` to idle topics each
-  ``announce_every_max``.
+* IHAVE (``ihave.py``) names only the gossip window's IDs the target is not known to hold:
+  a peer holds a message once it sent it to us (first copy or duplicate), or an IHAVE or
+  IDONTWANT naming it; sending it to a peer proves nothing (the copy may be lost).
+* Subscriptions go to every peer on connect and on (un)subscribe; re-announcements at a
+  doubling gap, only of topics the peer has not shown it knows (``pubsub_types.py``).
 """
 
 from __future__ import annotations
@@ -54,8 +45,8 @@ from typing import Any
 from p2pakash.crypto import NodeID
 from p2pakash.errors import LocalProtocolError, RemoteProtocolError
 from p2pakash.gossip.caches import MessageCache, SeenCache
+from p2pakash.gossip.ihave import topic_gossip, wanted
 from p2pakash.gossip.messages import (
-    MSG_ID_LEN,
     Graft,
     IDontWant,
     IHave,
@@ -74,6 +65,8 @@ from p2pakash.gossip.pubsub_types import (
     Send,
     Validator,
     Verdict,
+    announce_later,
+    announcements,
     check_topic,
     sample,
 )
@@ -155,7 +148,7 @@ class PubSub:
             return []
         out: list[Action] = [Send(q, Subscribe(topic=topic, subscribe=True)) for q in self._peers]
         for peer in self._peers.values():
-            self._announce_later(peer, restart=True)
+            self._announce_later(peer)
         mesh = self._mesh[topic] = {}
         fanout = self._fanout.pop(topic, {})
         self._fanout_last.pop(topic, None)
@@ -192,7 +185,7 @@ class PubSub:
         state = self._peers[peer] = PeerState(now, peer, outbound, score, p)
         if not self._lazy or score.penalised(p):
             self._watch[peer] = None
-        self._announce_later(state, restart=True)
+        self._announce_later(state)
         out: list[Action] = [Send(peer, Subscribe(topic=t, subscribe=True)) for t in self._mesh]
         self._refresh(now, state, out)
         return out
@@ -366,17 +359,8 @@ class PubSub:
         if (peer.value < p.gossip_threshold or peer.ihave_count > p.max_ihave_messages
                 or item.topic not in self._mesh):
             return []
-        budget = p.max_iwant_per_heartbeat - peer.iwant_asked
-        want: list[bytes] = []
-        seen, pending, mcache = self._seen, self._iwant_pending, self._mcache
-        for mid in item.ids:
-            if mid in seen:
-                entry = mcache.get(mid)
-                if entry is not None:
-                    entry.holders.add(peer.id)
-            elif len(want) < budget and len(mid) == MSG_ID_LEN and mid not in pending:
-                want.append(mid)
-                pending.add(mid)
+        want = wanted(item.ids, peer.id, p.max_iwant_per_heartbeat - peer.iwant_asked,
+                      seen=self._seen, pending=self._iwant_pending, mcache=self._mcache)
         if not want:
             return []
         peer.iwant_asked += len(want)
@@ -386,30 +370,16 @@ class PubSub:
     def _on_iwant(self, now: float, peer: PeerState, item: IWant) -> list[Action]:
         if peer.value < self.params.gossip_threshold:
             return []
-        out: list[Action] = []
-        limit, pid = self.params.gossip_retransmission, peer.id
-        for mid in item.ids:
-            entry = self._mcache.get(mid)
-            if entry is None:
-                continue
-            if entry.served is None:
-                entry.served = {}
-            n = entry.served.get(pid, 0)
-            if n >= limit:
-                continue
-            entry.served[pid] = n + 1
-            out.append(Send(pid, entry.item))
+        pid = peer.id
+        out: list[Action] = [Send(pid, msg) for msg in self._mcache.serve(
+            item.ids, pid, self.params.gossip_retransmission)]
         self.stats.iwant_served += len(out)
         self.stats.sent += len(out)
         return out
 
     def _on_idontwant(self, now: float, peer: PeerState, item: IDontWant) -> list[Action]:
         peer.dontwant.add(item.ids, self._heartbeats)
-        mcache = self._mcache
-        for mid in item.ids:
-            entry = mcache.get(mid)
-            if entry is not None:
-                entry.holders.add(peer.id)
+        self._mcache.mark_held(item.ids, peer.id)
         return []
 
     # -------------------------------------------------------------- heartbeat
@@ -436,7 +406,9 @@ class PubSub:
         # Links are reliable streams, but a simulated lossy link (or a peer that missed our
         # first announcement) must not leave a topic unknown for good (module rules).
         if self._announce_due <= self._heartbeats:
-            self._announce(out)
+            sends, self._announce_due = announcements(self._peers, self._mesh,
+                                                      self._heartbeats, self.params)
+            out += sends
         self._mcache.shift()
         self._seen.expire(now)
         self._iwant_pending.clear()
@@ -488,75 +460,28 @@ class PubSub:
                     fan[q] = None
 
     def _emit_gossip(self, out: list[Action]) -> None:
-        """IHAVE of the gossip window's IDs, per topic, to peers that may lack some: a peer
-        is told only the IDs it is not known to hold (module rules)."""
-        p, peers = self.params, self._peers
-        able: set[NodeID] | None = None  # peers we gossip to at all
+        """IHAVE for each topic with IDs in the gossip windows (``ihave.topic_gossip``)."""
         active = self._mcache.gossip_topics()
         if not active:
             return
+        p, peers = self.params, self._peers
+        able = {q for q, st in peers.items()
+                if st.value >= p.gossip_threshold and not st.disconnecting}
         for topic, members in [*self._mesh.items(), *self._fanout.items()]:
             if topic not in active:
                 continue
             entries = self._mcache.gossip_entries(topic)
             if len(entries) > p.max_ihave_length:
                 entries = self._rng.sample(entries, p.max_ihave_length)
-            if able is None:
-                able = {q for q, st in peers.items()
-                        if st.value >= p.gossip_threshold and not st.disconnecting}
-            ok = self._topic_peers.get(topic, {}).keys() & able
-            wants: dict[NodeID, list[bytes]] = {}
-            for entry in entries:
-                for q in ok - entry.holders:
-                    missing = wants.get(q)
-                    if missing is None:
-                        wants[q] = [entry.msg_id]
-                    else:
-                        missing.append(entry.msg_id)
-            if not wants:
-                continue
-            cands = [q for q in wants if q not in members]
-            target = max(p.d_lazy, int(p.gossip_factor * len(cands)))
-            chosen = sample(self._rng, cands, target)
-            if len(chosen) < p.d_lazy:
-                # Sparse graph: every neighbour is a mesh peer, so nobody would gossip to
-                # us about a message whose only copies were lost. Gossip to mesh peers too.
-                chosen += sample(self._rng, [q for q in wants if q in members],
-                                  p.d_lazy - len(chosen))
-            every: IHave | None = None
-            for q in chosen:
-                missing = wants[q]
-                if len(missing) < len(entries):
-                    ihave = IHave(topic=topic, ids=tuple(missing))
-                else:
-                    if every is None:
-                        every = IHave(topic=topic, ids=tuple(missing))
-                    ihave = every
-                out.append(Send(q, ihave))
-                self.stats.ihave_sent += 1
-
-    def _announce(self, out: list[Action]) -> None:
-        subs: list[Subscribe] | None = None
-        beat = self._heartbeats
-        due = beat + self.params.announce_every_max
-        for pid in sorted(self._peers):
-            state = self._peers[pid]
-            if state.announce_at <= beat:
-                self._announce_later(state, restart=False)
-                if subs is None:
-                    subs = [Subscribe(topic=t, subscribe=True) for t in sorted(self._mesh)]
-                known = state.confirmed
-                out += [Send(pid, sub) for sub in subs if sub.topic not in known]
-            due = min(due, state.announce_at)
-        self._announce_due = due
+            sends = topic_gossip(self._rng, p, topic, entries,
+                                 self._topic_peers.get(topic, {}).keys() & able, members)
+            self.stats.ihave_sent += len(sends)
+            out += sends
 
     # ---------------------------------------------------------------- helpers
-    def _announce_later(self, peer: PeerState, *, restart: bool) -> None:
-        p = self.params
-        gap = p.announce_every if restart else min(2 * peer.announce_gap, p.announce_every_max)
-        peer.announce_gap = gap
-        peer.announce_at = self._heartbeats + (p.announce_every if restart else gap)
-        self._announce_due = min(self._announce_due, peer.announce_at)
+    def _announce_later(self, peer: PeerState) -> None:
+        at = announce_later(peer, self._heartbeats, self.params, restart=True)
+        self._announce_due = min(self._announce_due, at)
 
     def _validate(self, source: NodeID, topic: str, data: bytes) -> Verdict:
         validator = self._validators.get(topic)

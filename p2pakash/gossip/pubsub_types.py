@@ -3,6 +3,17 @@
 Rules and invariants: plain data, no IO, no time and no randomness of their own (``sample``
 draws from the caller's ``random.Random`` over a sorted copy, so one seed gives one
 choice). ``pubsub.py`` re-exports the public names.
+
+Subscription re-announcements (``announce_later``, ``announcements``), counted in
+heartbeats: subscriptions go to every peer on connect and on (un)subscribe; a
+re-announcement (for a lost SUBSCRIBE on a lossy link) goes to a peer ``announce_every``
+heartbeats after it connected or we subscribed, then after a gap that doubles each time up
+to ``announce_every_max``, and only for the topics the peer has not shown it knows: a
+Publish, IHAVE or GRAFT from a peer on one of our topics proves it holds us as a
+subscriber (honest peers send those only to subscribers; an IWANT answer follows their
+IHAVE). Unsubscribing forgets the proofs. A quiet network's SUBSCRIBE traffic falls from
+every topic to every peer each ``announce_every`` to idle topics each
+``announce_every_max``.
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ import attrs
 from p2pakash.crypto import NodeID
 from p2pakash.errors import LocalProtocolError
 from p2pakash.gossip.caches import DontWant, TokenBucket
-from p2pakash.gossip.messages import MAX_TOPIC_LEN
+from p2pakash.gossip.messages import MAX_TOPIC_LEN, Subscribe
 from p2pakash.gossip.score import PeerScore, PubSubParams
 
 
@@ -93,6 +104,33 @@ class PeerState:
         self.iwant_asked = 0
 
 
+def announce_later(peer: PeerState, beat: int, p: PubSubParams, *, restart: bool) -> int:
+    """Set the peer's next re-announcement after heartbeat ``beat``; returns its number."""
+    gap = p.announce_every if restart else min(2 * peer.announce_gap, p.announce_every_max)
+    peer.announce_gap = gap
+    peer.announce_at = beat + (p.announce_every if restart else gap)
+    return peer.announce_at
+
+
+def announcements(peers: dict[NodeID, PeerState], topics: Iterable[str], beat: int,
+                  p: PubSubParams) -> tuple[list[Send], int]:
+    """The re-announcements due at heartbeat ``beat`` (peers in sorted order) and the first
+    heartbeat one is due again."""
+    out: list[Send] = []
+    subs: list[Subscribe] | None = None
+    due = beat + p.announce_every_max
+    for pid in sorted(peers):
+        state = peers[pid]
+        if state.announce_at <= beat:
+            announce_later(state, beat, p, restart=False)
+            if subs is None:
+                subs = [Subscribe(topic=t, subscribe=True) for t in sorted(topics)]
+            known = state.confirmed
+            out += [Send(pid, sub) for sub in subs if sub.topic not in known]
+        due = min(due, state.announce_at)
+    return out, due
+
+
 def sample(rng: random.Random, items: Iterable[NodeID], k: int) -> list[NodeID]:
     cands = sorted(items)
     if k <= 0:
@@ -108,4 +146,4 @@ def check_topic(topic: str) -> None:
 
 
 __all__ = ["Action", "Deliver", "Disconnect", "PeerState", "PubSubStats", "Send", "Validator",
-           "Verdict", "check_topic", "sample"]
+           "Verdict", "announce_later", "announcements", "check_topic", "sample"]
