@@ -45,6 +45,7 @@ from p2pakash.gossip import messages as m
 from p2pakash.gossip import peers as pm
 from p2pakash.gossip import pubsub as ps
 from p2pakash.gossip.addr import PeerAddr
+from p2pakash.gossip.link_writer import EncodeMemo, write_link
 from p2pakash.gossip.memory import Batch, MemoryConnection, Payload
 from p2pakash.gossip.service_types import (
     FRAME_HEAD,
@@ -102,7 +103,7 @@ class GossipService:
         self._call_at: Callable[[float, Callable[[], None]], bool] | None = None
         self._tick_gen = 0
         self._next_heartbeat = 0.0
-        self._encoded: dict[int, tuple[object, bytes]] = {}
+        self._encoded = EncodeMemo()  # the byte path's writers encode each item once
         self._dirty: list[Link] = []  # fast links with pending items
         self._flush_asked = False  # of the flusher task or the network clock
         self._flush_lot = trio.lowlevel.ParkingLot()
@@ -342,7 +343,9 @@ class GossipService:
                     await self._fast_link(link)
                 else:
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._writer, link)
+                        nursery.start_soon(functools.partial(
+                            write_link, link, settings=self.settings, stats=self.stats,
+                            memo=self._encoded, broken=self._cancel_link))
                         await self._reader(link)
                         nursery.cancel_scope.cancel()
         finally:
@@ -436,9 +439,9 @@ class GossipService:
 
     async def _flusher(self) -> None:
         """Item mode: one batch per link with queued items, after a checkpoint (or
-        ``flush_interval``), like ``_writer`` does for its link. Under the simulator's
-        EventClock the network clock calls ``_flush_dirty`` instead, once no task can run
-        at the instant (``MemoryNetwork.flush_later``), and this task stays parked."""
+        ``flush_interval``), like ``link_writer.write_link`` does for its link. Under the
+        simulator's EventClock the network clock calls ``_flush_dirty`` instead, once no task
+        can run at the instant (``MemoryNetwork.flush_later``), and this task stays parked."""
         flush = self.settings.flush_interval
         while True:
             await self._flush_lot.park()
@@ -530,48 +533,6 @@ class GossipService:
                 handler(peer, item)
             except RemoteProtocolError as exc:
                 self.ban(peer, f"{type(item).__name__}: {exc}")
-
-    async def _writer(self, link: Link) -> None:
-        flush = self.settings.flush_interval
-        pending: list[object] = []
-        async for first in link.recv:
-            pending.append(first)
-            if flush > 0:
-                await trio.sleep(flush)
-            else:
-                await trio.lowlevel.checkpoint()
-            while True:
-                try:
-                    pending.append(link.recv.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            # Encode each item once; split into frames under the size limit.
-            for batch, _ in self._batches([self._encode(item) for item in pending], len):
-                await self._send_frame(link, batch)
-            pending.clear()
-
-    def _encode(self, item: object) -> bytes:
-        """Encode once however many peers get the item (a forwarded message goes to ~D,
-        a Status to every peer). Items are frozen, so the bytes stay right."""
-        cached = self._encoded.get(id(item))
-        if cached is not None and cached[0] is item:
-            return cached[1]
-        data = wire.encode(item)
-        self._encoded[id(item)] = (item, data)  # holding the item keeps its id unique
-        if len(self._encoded) > 4096:
-            del self._encoded[next(iter(self._encoded))]
-        return data
-
-    async def _send_frame(self, link: Link, items: list[bytes]) -> None:
-        data = wire.encode_batch(m.Frame, items)
-        try:
-            await link.conn.send(data)
-        except (ConnectionClosed, OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            self._cancel_link(link)
-            return
-        self.stats.frames_out += 1
-        self.stats.bytes_out += len(data)
-        self.stats.items_out += len(items)
 
     def _close(self, peer: NodeID, reason: str) -> None:
         link = self._links.get(peer)
