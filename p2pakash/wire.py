@@ -107,9 +107,13 @@ def is_message(obj: object) -> bool:
 
 
 def _to_cbor(obj: object) -> object:
+    tree = _TREES.get(type(obj))
+    if tree is not None:
+        return tree(obj)
     spec = _BY_CLASS.get(type(obj))
     if spec is not None:
-        return cbor2.CBORTag(TAG_BASE + spec.tag, [_to_cbor(getattr(obj, n)) for n in spec.names])
+        tree = _TREES[spec.cls] = _tree_builder(spec)
+        return tree(obj)
     if obj is None or isinstance(obj, (bool, str, bytes)):
         return obj
     if isinstance(obj, int):  # includes IntEnum
@@ -117,8 +121,36 @@ def _to_cbor(obj: object) -> object:
             raise LocalProtocolError(f"integer {obj} out of the 64-bit wire range")
         return int(obj)
     if isinstance(obj, (tuple, list)):
-        return [_to_cbor(x) for x in obj]
+        return [x if type(x) in _SIMPLE else _to_cbor(x) for x in obj]
     raise LocalProtocolError(f"cannot put {type(obj).__name__} on the wire")
+
+
+# Values that go into the tree as they are (exact types; subclasses take the long way).
+_SIMPLE = frozenset({str, bytes, bool, type(None)})
+_TREES: dict[type, Callable[[Any], object]] = {}
+
+
+def _tree_builder(spec: _Spec) -> Callable[[Any], object]:
+    """Generate ``tree(obj)``: the CBOR tree of one message class, fields inline. A field
+    holding a str, bytes, bool, None or an in-range int goes in as it is; anything else
+    (a message, a tuple, an IntEnum, a bad value) through ``_to_cbor``, so the result and
+    the errors are those of the generic walk."""
+    src = ["def tree(o):"]
+    for i, name in enumerate(spec.names):
+        src += [f"    v{i} = o.{name}",
+                f"    t = type(v{i})",
+                "    if t is int:",
+                f"        if not _MIN <= v{i} <= _MAX:",
+                f"            v{i} = _to_cbor(v{i})",
+                "    elif t not in _SIMPLE:",
+                f"        v{i} = _to_cbor(v{i})"]
+    fields = ", ".join(f"v{i}" for i in range(len(spec.names)))
+    src.append(f"    return CBORTag({TAG_BASE + spec.tag}, [{fields}])")
+    ns: dict[str, Any] = {"CBORTag": cbor2.CBORTag, "_to_cbor": _to_cbor, "_SIMPLE": _SIMPLE,
+                          "_MIN": _INT_MIN, "_MAX": _INT_MAX}
+    exec("\n".join(src), ns)  # the source is built above from the class's field names
+    tree: Callable[[Any], object] = ns["tree"]
+    return tree
 
 
 def encode(obj: object) -> bytes:

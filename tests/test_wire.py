@@ -7,6 +7,7 @@ import enum
 import hashlib
 
 import attrs
+import cbor2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -170,6 +171,43 @@ def test_encode_refuses_what_is_not_wire() -> None:
         wire.encode(Point(x=1.5, y=0))  # type: ignore[arg-type]
     with pytest.raises(LocalProtocolError):
         wire.encode({"a": 1})
+
+
+def _reference_tree(obj: object) -> object:
+    """The plain recursive walk the generated per-class tree builders must equal."""
+    if wire.is_message(obj):
+        names = [f.name for f in attrs.fields(type(obj))]  # type: ignore[arg-type]
+        return cbor2.CBORTag(wire.TAG_BASE + wire.tag_of(type(obj)),
+                             [_reference_tree(getattr(obj, n)) for n in names])
+    if obj is None or isinstance(obj, (bool, str, bytes)):
+        return obj
+    if isinstance(obj, int):
+        if not -(2**63) <= obj <= 2**64 - 1:
+            raise LocalProtocolError("out of range")
+        return int(obj)
+    if isinstance(obj, (tuple, list)):
+        return [_reference_tree(x) for x in obj]
+    raise LocalProtocolError("not wire")
+
+
+class Name(str):
+    pass
+
+
+@given(samples)
+def test_generated_encoders_equal_the_plain_walk(sample: Sample) -> None:
+    assert wire.encode(sample) == cbor2.dumps(_reference_tree(sample), canonical=True)
+
+
+@pytest.mark.parametrize("point", [Point(x=Color.RED, y=True), Point(x=Name("a"), y=b""),  # type: ignore[arg-type]
+                                   Point(x=(1, Color.GREEN), y=None),  # type: ignore[arg-type]
+                                   Point(x=Point(x=-(2**63), y=2**64 - 1), y=[Empty()])])  # type: ignore[arg-type]
+def test_generated_encoders_take_odd_field_values_as_the_plain_walk_does(point: Point) -> None:
+    assert wire.encode(point) == cbor2.dumps(_reference_tree(point), canonical=True)
+    for bad in (Point(x=-(2**63) - 1, y=0), Point(x=0, y=(1.5,)),  # type: ignore[arg-type]
+                Point(x=0, y=bytearray(b"x"))):  # type: ignore[arg-type]
+        with pytest.raises(LocalProtocolError):
+            wire.encode(bad)
 
 
 def test_tag_cannot_be_taken_twice() -> None:
