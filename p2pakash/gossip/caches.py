@@ -11,6 +11,9 @@ Rules and invariants (sans-IO: time arrives as ``now`` in seconds):
   Each entry counts how often each peer was served it by IWANT, and holds the peers known
   to have it (``holders``: they sent it, or an IHAVE or IDONTWANT naming it, to us).
 * ``TokenBucket`` refills at ``rate`` per second up to ``burst``; ``take`` spends one token.
+  It refills lazily, so ``tokens`` never over-counts: with ``tokens >= 1`` it has a token
+  whatever the refill, and a caller may skip ``has`` (a later refill covers the whole gap,
+  capped at ``burst``: the same up to float rounding).
 * ``DontWant`` remembers the IDs one peer said IDONTWANT for, each with the heartbeat
   number it arrived in; at most ``max_size`` (oldest dropped), expired by heartbeat age.
 """

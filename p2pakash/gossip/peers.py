@@ -336,8 +336,8 @@ class PeerManager:
     def seen(self, now: float, peer: NodeID) -> None:
         """Something arrived from ``peer``: it is alive."""
         conn = self._conns.get(peer)
-        if conn is not None:
-            conn.last_seen = max(conn.last_seen, now)
+        if conn is not None and now > conn.last_seen:
+            conn.last_seen = now
 
     def handle(self, now: float, peer: NodeID, item: object) -> list[Action]:
         """A peer-management message from ``peer``; other items are ignored (return [])."""

@@ -255,7 +255,7 @@ class PubSub:
 
     def _on_publish(self, now: float, peer: PeerState, item: Publish) -> list[Action]:
         stats = self.stats
-        if not peer.bucket.has(now):
+        if peer.bucket.tokens < 1.0 and not peer.bucket.has(now):  # (refills lazily: exact)
             stats.rate_limited += 1
             out: list[Action] = []
             self._penalise(now, peer, self.params.rate_limit_penalty, out)

@@ -411,6 +411,7 @@ class GossipService:
 
         now = conn.clock.now
         stats, links, seen, dispatch = self.stats, self._links, self.peers.seen, self._dispatch
+        handle, publish, apply = self.pubsub.handle, m.Publish, self._apply
         done = False
 
         def sink(payload: Payload | None) -> None:
@@ -425,7 +426,12 @@ class GossipService:
                 at = now()
                 seen(at, peer)
                 for item in items:
-                    dispatch(peer, item, at)
+                    if type(item) is publish:  # ``_dispatch``'s first case, inline
+                        actions = handle(at, peer, item)
+                        if actions:
+                            apply(actions)
+                    else:
+                        dispatch(peer, item, at)
                     if peer not in links:
                         return
                 return
@@ -548,9 +554,13 @@ class GossipService:
     # ------------------------------------------------------------ actions
 
     def _apply(self, actions: Sequence[object]) -> None:
+        send_to = self.send_to
         for action in actions:
-            if type(action) is ps.Send or isinstance(action, (ps.Send, pm.SendTo)):
-                self.send_to(action.peer, action.item)
+            if type(action) is ps.Send:  # the usual action: no isinstance chain
+                send_to(action.peer, action.item)
+                continue
+            if isinstance(action, (ps.Send, pm.SendTo)):
+                send_to(action.peer, action.item)
             elif isinstance(action, ps.Deliver):
                 self._deliver(action)
             elif isinstance(action, ps.Disconnect):
