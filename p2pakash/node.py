@@ -148,7 +148,7 @@ class Node:
         if api:
             self.api = ApiService(
                 chain=self.chain, mempool=self.mempool, listen=cfg.api.listen,
-                allow_remote_writes=cfg.api.allow_remote_writes,
+                allow_remote_writes=cfg.api.allow_remote_writes, tx_index=cfg.api.tx_index,
                 data_dir=None if in_memory else cfg.data_dir, publish=self.tx_gossip.publish,
                 peers=lambda: len(self.gossip.connected),
                 info=NodeInfo(chain_id=cfg.chain_id, node_id=key.node_id, moniker=cfg.moniker,

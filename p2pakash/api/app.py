@@ -203,8 +203,9 @@ class EventHub:
 class ApiApp:
     """The ASGI callable. See the module docstring and docs/api.md for the endpoints."""
 
-    def __init__(self, *, chain: ChainView, mempool: Mempool, info: NodeInfo, txindex: TxIndex,
-                 hub: EventHub | None = None, publish: Callable[[bytes], object] | None = None,
+    def __init__(self, *, chain: ChainView, mempool: Mempool, info: NodeInfo,
+                 txindex: TxIndex | None, hub: EventHub | None = None,
+                 publish: Callable[[bytes], object] | None = None,
                  peers: Callable[[], int] = lambda: 0, allow_remote_writes: bool = False,
                  clock: Callable[[], float] = time.time, keepalive: float = 15.0,
                  mounts: Sequence[Mount] = ()) -> None:
@@ -334,6 +335,11 @@ class ApiApp:
         if not _HASH.fullmatch(text):
             raise HttpError(400, f"invalid tx hash {text[:80]!r}: expected 64 hex characters")
         h = bytes.fromhex(text)
+        if self.txindex is None:
+            if self.mempool.has(h):
+                return 200, {"hash": text.lower(), "pending": True}
+            raise HttpError(404, f"tx {text.lower()} is not pending here, and this node keeps"
+                                 " no tx index ([api] tx_index = false): ask a node that does")
         rec = self.txindex.get(h)
         if rec is not None:
             body: Json = {"hash": text.lower(), "pending": False, "height": rec.height,

@@ -63,8 +63,9 @@ class ApiService:
                  listen: str = "127.0.0.1:26680", allow_remote_writes: bool = False,
                  data_dir: Path | None = None, publish: Callable[[bytes], object] | None = None,
                  peers: Callable[[], int] = lambda: 0, clock: Callable[[], float] = time.time,
-                 keepalive: float = 15.0) -> None:
+                 keepalive: float = 15.0, tx_index: bool = True) -> None:
         self.chain = chain
+        self.tx_index = tx_index
         self.mempool = mempool
         self.info = info
         self.listen = listen
@@ -83,9 +84,10 @@ class ApiService:
                   ) -> None:
         self.bound = ""
         blocks = self.chain.subscribe_blocks()
-        txindex = TxIndex.in_dir(self.data_dir)
+        txindex = TxIndex.in_dir(self.data_dir) if self.tx_index else None
         try:
-            self._backfill(txindex)
+            if txindex is not None:
+                self._backfill(txindex)
             self.app = ApiApp(chain=self.chain, mempool=self.mempool, info=self.info,
                               txindex=txindex, hub=self.hub, publish=self.publish,
                               peers=self.peers, allow_remote_writes=self.allow_remote_writes,
@@ -110,7 +112,8 @@ class ApiService:
                     raise error from None  # cannot listen: the caller reports one line
                 raise
         finally:
-            txindex.close()
+            if txindex is not None:
+                txindex.close()
 
     def _backfill(self, txindex: TxIndex) -> None:
         top = self.chain.height
@@ -123,10 +126,11 @@ class ApiService:
             log.info("tx index: backfilled heights %d..%d from the block store", start, top)
 
     async def _follow(self, blocks: trio.MemoryReceiveChannel[tuple[Block, BlockResult]],
-                      txindex: TxIndex) -> None:
+                      txindex: TxIndex | None) -> None:
         async with blocks:
             async for block, result in blocks:
-                txindex.add_block(block.height, block.txs, result.tx_results)
+                if txindex is not None:
+                    txindex.add_block(block.height, block.txs, result.tx_results)
                 if len(self.hub):  # rendered only when someone listens
                     self.hub.publish(sse_frame("block", block_event_json(block, result),
                                                block.height))

@@ -20,10 +20,11 @@ INFO = NodeInfo(chain_id=CHAIN, node_id=VALS[1].node_id, moniker="m", pubkey=USE
 
 
 def make_app(*, allow_remote_writes: bool = False, hub: EventHub | None = None,
-             max_tx_bytes: int = 1 << 20) -> ApiApp:
+             max_tx_bytes: int = 1 << 20, tx_index: bool = True) -> ApiApp:
     chain = LocalChain()
     pool = Mempool.for_ledger(chain.ledger, max_tx_bytes=max_tx_bytes)
-    return ApiApp(chain=chain, mempool=pool, info=INFO, txindex=TxIndex(None), hub=hub,
+    return ApiApp(chain=chain, mempool=pool, info=INFO,
+                  txindex=TxIndex(None) if tx_index else None, hub=hub,
                   allow_remote_writes=allow_remote_writes)
 
 
@@ -95,6 +96,20 @@ async def test_slow_subscriber_is_cut_off() -> None:
         assert [frames.receive_nowait(), frames.receive_nowait()] == [b"frame0", b"frame1"]
         with pytest.raises(trio.EndOfChannel):
             frames.receive_nowait()
+
+
+async def test_without_a_tx_index_a_tx_is_found_only_while_pending() -> None:
+    app = make_app(tx_index=False)
+    raw = sign_tx(USERS[0], CHAIN, sequence=0, msgs=(Send(to=USERS[1].address, amount=1),))
+    status, body = await asgi_call(app, "POST", "/tx", tx_body(), client=("127.0.0.1", 1))
+    assert status == 200 and body["accepted"]
+    status, body = await asgi_call(app, "GET", f"/tx/{raw.hash().hex()}")
+    assert status == 200 and body == {"hash": raw.hash().hex(), "pending": True}
+    other = "ab" * 32
+    status, body = await asgi_call(app, "GET", f"/tx/{other}")
+    assert status == 404 and body["error"] == (
+        f"tx {other} is not pending here, and this node keeps no tx index"
+        " ([api] tx_index = false): ask a node that does")
 
 
 async def test_status_for_a_non_validator() -> None:

@@ -37,19 +37,19 @@ class Running:
 
 
 async def start(nursery: trio.Nursery, data_dir: Path | None = None,
-                chain: LocalChain | None = None) -> Running:
+                chain: LocalChain | None = None, tx_index: bool = True) -> Running:
     chain = chain or LocalChain()
     pool = Mempool.for_ledger(chain.ledger)
     published: list[bytes] = []
     svc = ApiService(chain=chain, mempool=pool, info=INFO, listen="127.0.0.1:0",
                      data_dir=data_dir, publish=published.append, peers=lambda: 3,
-                     clock=lambda: 1_700_000_000.25)
+                     clock=lambda: 1_700_000_000.25, tx_index=tx_index)
     bound = await nursery.start(svc.run)
     return Running(url=f"http://{bound}", chain=chain, pool=pool, svc=svc, published=published)
 
 
 async def indexed(run: Running, height: int) -> None:
-    assert run.svc.app is not None
+    assert run.svc.app is not None and run.svc.app.txindex is not None
     for _ in range(1000):
         if run.svc.app.txindex.last_height >= height:
             return
@@ -132,6 +132,25 @@ async def test_submit_pending_then_indexed(api: Running) -> None:
     assert (body["height"], body["index"], body["code"], body["log"]) == (1, 0, 0, "")
     types = [e["type"] for e in body["events"]]
     assert "tx" in types and body["events"][0]["attributes"]["sender"] == ALICE.address
+
+
+async def test_a_node_without_tx_index_writes_none_and_says_so(nursery: trio.Nursery,
+                                                               tmp_path: Path) -> None:
+    run = await start(nursery, tmp_path, tx_index=False)
+    raw = send_tx(0)
+    h = wire.decode(raw, Tx).hash().hex()
+    assert (await ahttp(run.url + "/tx", "POST", {"tx": raw.hex()}))[0] == 200
+    assert await ahttp(run.url + f"/tx/{h}") == (200, {"hash": h, "pending": True})
+    run.chain.commit_pool(run.pool)
+    for _ in range(100):  # the block reaches the API's follower (which indexes nothing)
+        if not run.pool.has(bytes.fromhex(h)):
+            break
+        await trio.sleep(0.01)
+    status, body = await ahttp(run.url + f"/tx/{h}")
+    assert status == 404 and "keeps no tx index ([api] tx_index = false)" in body["error"]
+    assert not (tmp_path / "txindex.sqlite").exists()
+    status, body = await ahttp(run.url + "/block/1")
+    assert status == 200 and h in body["txs"]
 
 
 async def test_refused_txs(api: Running) -> None:
