@@ -9,7 +9,7 @@ over sorted candidates, so one seed and one state give one choice):
 * Targets: ``max(d_lazy, gossip_factor x candidates)`` candidates outside ``members`` (the
   mesh or fanout); on a sparse graph (fewer than ``d_lazy`` of those) mesh members fill up
   to ``d_lazy``, so a message whose only copies were lost still gets repaired.
-* Peers told every ID share one ``IHave`` object (sized once by the in-memory network).
+* Peers told the same IDs share one ``IHave`` object (sized once by the in-memory network).
 * ``wanted``: the IDs of a received IHAVE to ask for: not seen, not asked already this
   heartbeat, well-formed, within the budget; the IDs we hold mark the sender a holder.
 """
@@ -46,15 +46,13 @@ def topic_gossip(rng: random.Random, p: PubSubParams, topic: str,
     if len(chosen) < p.d_lazy:
         chosen += sample(rng, [q for q in wants if q in members], p.d_lazy - len(chosen))
     out: list[Send] = []
-    every: IHave | None = None
+    made: dict[tuple[bytes, ...], IHave] = {}
     for q in chosen:
-        missing = wants[q]
-        if len(missing) < len(entries):
-            out.append(Send(q, IHave(topic=topic, ids=tuple(missing))))
-            continue
-        if every is None:
-            every = IHave(topic=topic, ids=tuple(missing))
-        out.append(Send(q, every))
+        ids = tuple(wants[q])
+        ihave = made.get(ids)
+        if ihave is None:
+            ihave = made[ids] = IHave(topic=topic, ids=ids)
+        out.append(Send(q, ihave))
     return out
 
 

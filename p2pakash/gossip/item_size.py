@@ -4,7 +4,7 @@ Rules and invariants:
 * ``ItemSizer.size(item)`` always equals ``len(wire.encode(item))`` (tests compare them).
 * Each item object is measured once for the whole network (a forwarded message is the
   same object at every hop); the cache holds the item, so its ``id`` is not reused while
-  cached, and at most ``max_items`` objects.
+  cached, and at most ``max_items`` objects (the oldest eighth dropped at once).
 * ``IHave``/``IWant``/``IDontWant`` (new objects every heartbeat or message) are sized by
   arithmetic: the encoding of the same message with no IDs (cached per class and topic)
   plus the canonical CBOR heads and bytes of the IDs. Small value messages that recur
@@ -15,6 +15,7 @@ Rules and invariants:
 from __future__ import annotations
 
 from p2pakash import wire
+from p2pakash.gossip.caches import trim_oldest
 from p2pakash.gossip.messages import MSG_ID_LEN, Graft, IDontWant, IHave, IWant, Prune, Subscribe
 
 MAX_BASES = 1024  # (class, topic) pairs remembered; cleared when more
@@ -49,10 +50,8 @@ class ItemSizer:
             size = known
         else:
             size = len(wire.encode(item))
-        by_id = self._by_id
-        by_id[id(item)] = (item, size)
-        if len(by_id) > self.max_items:
-            del by_id[next(iter(by_id))]
+        self._by_id[id(item)] = (item, size)
+        trim_oldest(self._by_id, self.max_items)
         return size
 
     def _id_list(self, item: IHave | IWant | IDontWant) -> int:

@@ -20,6 +20,7 @@ import trio
 
 from p2pakash import wire
 from p2pakash.gossip import messages as m
+from p2pakash.gossip.caches import trim_oldest
 from p2pakash.gossip.service_types import GossipSettings, GossipStats, Link, split_frames
 from p2pakash.gossip.transport import ConnectionClosed
 
@@ -38,8 +39,7 @@ class EncodeMemo:
             return cached[1]
         data = wire.encode(item)
         self._items[id(item)] = (item, data)
-        if len(self._items) > MEMO_ITEMS:
-            del self._items[next(iter(self._items))]
+        trim_oldest(self._items, MEMO_ITEMS)
         return data
 
 

@@ -44,7 +44,7 @@ from typing import Any
 
 from p2pakash.crypto import NodeID
 from p2pakash.errors import LocalProtocolError, RemoteProtocolError
-from p2pakash.gossip.caches import MessageCache, SeenCache
+from p2pakash.gossip.caches import MessageCache, SeenCache, trim_oldest
 from p2pakash.gossip.ihave import topic_gossip, wanted
 from p2pakash.gossip.messages import (
     Graft,
@@ -274,8 +274,7 @@ class PubSub:
         else:
             msg_id = message_id(topic, data)
             self._ids[id(item)] = (item, msg_id)  # holding the item keeps its id unique
-            if len(self._ids) > ID_MEMO:
-                del self._ids[next(iter(self._ids))]
+            trim_oldest(self._ids, ID_MEMO)
         if not self._seen.add(now, msg_id):
             stats.duplicates += 1
             entry = self._mcache.get(msg_id)

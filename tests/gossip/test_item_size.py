@@ -35,3 +35,18 @@ def test_sizes_equal_the_encoding() -> None:
         for item in items:
             assert sizer.size(item) == len(wire.encode(item)), item
     assert len(sizer._by_id) <= 51
+
+
+def test_memos_drop_their_oldest_eighth_at_once() -> None:
+    from p2pakash.gossip.caches import trim_oldest
+
+    table = {k: k for k in range(17)}
+    trim_oldest(table, 16)
+    assert list(table) == list(range(2, 17))  # over 16: the oldest 16 // 8 = 2 dropped
+    trim_oldest(table, 16)
+    assert len(table) == 15  # not over: nothing dropped
+    sizer = ItemSizer(max_items=64)
+    items = [m.Ping(nonce=k) for k in range(200)]
+    for item in items:
+        assert sizer.size(item) == len(wire.encode(item))
+    assert len(sizer._by_id) <= 64
