@@ -24,7 +24,8 @@ Rules and invariants:
 * Blocks and commits are immutable values: their encodings are memoised process-wide by
   object identity (``encoded``, the last ``ENCODE_MEMO`` objects, held so an ID is never
   reused while remembered), so the simulator's nodes, which share one decoded block
-  and commit per message, encode each once rather than once per node.
+  and commit per message, encode each once rather than once per node. A set's priorities
+  are memoised by value (every node of a process computes equal ones each height).
 """
 
 from __future__ import annotations
@@ -51,6 +52,17 @@ SET_CACHE = 8  # decoded validator sets kept (by row height): the recent ones
 ENCODE_MEMO = 16  # blocks and commits whose encodings are remembered (process-wide)
 
 _memo: collections.OrderedDict[int, tuple[object, bytes]] = collections.OrderedDict()
+_priorities: collections.OrderedDict[tuple[int, ...], bytes] = collections.OrderedDict()
+
+
+def _encode_priorities(priorities: tuple[int, ...]) -> bytes:
+    """``wire.encode(priorities)``, remembered by value for the last ``ENCODE_MEMO``."""
+    data = _priorities.get(priorities)
+    if data is None:
+        data = _priorities[priorities] = wire.encode(priorities)
+        if len(_priorities) > ENCODE_MEMO:
+            _priorities.popitem(last=False)
+    return data
 
 
 def encoded(value: Block | Commit) -> bytes:
@@ -259,7 +271,8 @@ class BlockStore:
         members = self._members
         if members is None or members[0] != vs.validators:
             members = self._members = (vs.validators, wire.encode(vs.validators))
-        parts = [members[1] if name == "validators" else wire.encode(getattr(vs, name))
+        parts = [members[1] if name == "validators" else _encode_priorities(vs.priorities)
+                 if name == "priorities" else wire.encode(getattr(vs, name))
                  for name in _SET_FIELDS]
         head = _head(6, wire.TAG_BASE + wire.tag_of(ValidatorSet)) + _head(4, len(parts))
         return head + b"".join(parts)

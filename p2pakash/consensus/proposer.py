@@ -189,8 +189,18 @@ class ValidatorSet:
         if times <= 0:
             raise LocalProtocolError(f"advance(times={times}): times must be positive")
         total = self.total_power
-        prios = _centre(_rescale(list(self.priorities), PRIORITY_WINDOW_SIZE_FACTOR * total))
         powers = [v.power for v in self.validators]
+        if times == 1:
+            # After the rescale max - min <= 2P + 1, so the centred priorities lie within
+            # +-(2P + 1) and one election within +-(4P + 1) <= INT64_MAX / 2 (P is at most
+            # MAX_TOTAL_VOTING_POWER = INT64_MAX // 8): no sum can clip, none is clipped.
+            prios = _rescale(list(self.priorities), PRIORITY_WINDOW_SIZE_FACTOR * total)
+            avg = sum(prios) // len(prios)
+            prios = [p - avg + w for p, w in zip(prios, powers, strict=True)]
+            chosen = prios.index(max(prios))
+            prios[chosen] -= total
+            return self._with_priorities(prios, chosen)
+        prios = _centre(_rescale(list(self.priorities), PRIORITY_WINDOW_SIZE_FACTOR * total))
         chosen = 0
         for _ in range(times):
             prios = [_clip(p + w) for p, w in zip(prios, powers, strict=True)]

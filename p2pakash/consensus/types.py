@@ -15,7 +15,9 @@ Rules and invariants:
   (bounded, process-wide, by identity: a decoded vote is immutable).
 * ``verify_commit`` given a VerifyCache also remembers whole commits that verified (bounded,
   keyed by the cache, chain ID, the set's hash and the commit's value): a commit is checked
-  once per cache, so once per process in a simulation, not once per node and use.
+  once per cache, so once per process in a simulation, not once per node and use. The
+  commit objects that verified are looked up by identity first (hashing a commit's value
+  hashes every signature in it).
 * Tags 100-109 live here, 110-111 in proposer.py, 120-129 in core.py; 130-199 are free
   for the driver, WAL, mempool and block sync.
 """
@@ -39,6 +41,8 @@ MAX_COMMIT_SIGS = 10_000
 MAX_CHAIN_ID = 64
 MAX_COMMIT_MEMO = 1024
 _verified_commits: collections.OrderedDict[tuple[object, ...], None] = collections.OrderedDict()
+# id(commit) -> (the commit, cache, chain ID, set hash) it verified with: the first look-up
+_commit_ids: dict[int, tuple[Commit, crypto.VerifyCache, str, bytes]] = {}
 MAX_VOTE_MEMO = 8192
 # id(vote) -> (the vote, the cache and chain ID it verified with); holding the vote keeps
 # its id unique
@@ -376,10 +380,18 @@ def verify_commit(commit: Commit, validator_set: ValidatorSet, chain_id: str,
     with more than 2/3 of its power."""
     if commit.block_hash != block_hash:
         raise RemoteProtocolError(f"commit for height {commit.height} is for another block")
-    memo = None if cache is None else (id(cache), chain_id, validator_set.hash(), commit)
-    if memo is not None and memo in _verified_commits:
-        _verified_commits.move_to_end(memo)
-        return
+    memo = None
+    if cache is not None:
+        set_hash = validator_set.hash()
+        known = _commit_ids.get(id(commit))  # the same object: no hashing of 100 signatures
+        if known is not None and known[0] is commit and known[1:] == (cache, chain_id,
+                                                                      set_hash):
+            return
+        memo = (id(cache), chain_id, set_hash, commit)
+        if memo in _verified_commits:
+            _verified_commits.move_to_end(memo)
+            _remember_commit(commit, cache, chain_id, set_hash)
+            return
     seen: set[bytes] = set()
     power = 0
     for vote in commit.votes():
@@ -404,3 +416,12 @@ def verify_commit(commit: Commit, validator_set: ValidatorSet, chain_id: str,
         _verified_commits[memo] = None
         if len(_verified_commits) > MAX_COMMIT_MEMO:
             _verified_commits.popitem(last=False)
+        assert cache is not None
+        _remember_commit(commit, cache, chain_id, validator_set.hash())
+
+
+def _remember_commit(commit: Commit, cache: crypto.VerifyCache, chain_id: str,
+                     set_hash: bytes) -> None:
+    if len(_commit_ids) >= MAX_COMMIT_MEMO:
+        del _commit_ids[next(iter(_commit_ids))]
+    _commit_ids[id(commit)] = (commit, cache, chain_id, set_hash)

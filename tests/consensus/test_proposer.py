@@ -173,3 +173,16 @@ def test_advance_matches_pairwise_comparison_and_carries_the_membership(
     assert out.total_power == sum(powers)
     assert all(out.get(k) is not None for k in KEYS[:len(powers)])
     assert wire.decode(wire.encode(out), ValidatorSet) == out
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 10**6), st.integers(-(2**63), INT64_MAX)),
+                min_size=1, max_size=8))
+def test_one_election_from_any_int64_priorities_needs_no_clipping(
+        members: list[tuple[int, int]]) -> None:
+    vs = ValidatorSet(validators=tuple(Validator(pubkey=KEYS[i], power=p)
+                                       for i, (p, _) in enumerate(members)),
+                      priorities=tuple(q for _, q in members), proposer_key=KEYS[0])
+    out = vs.advance(1)
+    assert (out.priorities, out.proposer_key) == _advance_reference(vs, 1)
+    assert all(abs(q) <= INT64_MAX // 2 for q in out.priorities)

@@ -122,6 +122,23 @@ def test_verify_commit_needs_more_than_two_thirds_of_distinct_members() -> None:
         verify_commit(forged, vs, CHAIN, h)
 
 
+def test_a_remembered_commit_is_checked_again_against_another_set_cache_or_chain() -> None:
+    vs, h = make_set(1, 1, 1, 1), bytes(range(32))
+    commit, cache = _commit([0, 1, 2], h), VerifyCache()
+    verify_commit(commit, vs, CHAIN, h, cache)
+    misses = cache.misses
+    verify_commit(commit, vs, CHAIN, h, cache)  # the same object: remembered
+    verify_commit(wire.decode(wire.encode(commit), Commit), vs, CHAIN, h, cache)  # by value
+    assert cache.misses == misses
+    with pytest.raises(RemoteProtocolError, match="not more than 2/3"):
+        verify_commit(commit, make_set(1, 1, 1, 1, 1, 1), CHAIN, h, cache)  # another set
+    with pytest.raises(InvalidSignature):
+        verify_commit(commit, vs, "other-chain", h, cache)
+    with pytest.raises(RemoteProtocolError, match="another block"):
+        verify_commit(commit, vs, CHAIN, ZERO, cache)
+    verify_commit(commit, vs, CHAIN, h, VerifyCache())  # another cache verifies for itself
+
+
 def test_duplicate_vote_evidence_is_canonical_and_verified() -> None:
     vs = make_set(1, 1, 1, 1)
     a = vote(KEYS[2], PRE, 4, 1, bytes(range(32)))
