@@ -20,11 +20,12 @@ Rules and invariants:
   seconds), so time moves only when every task waits, like an autojumping MockClock
   (unlike one, it does not wait for idle I/O first: the simulator has none, and
   ``wait_all_tasks_blocked`` wakes only once no event is left).
-* A running DeliveryClock is an idle hook: it runs the flushes asked of it
-  (``flush_later``: each ask is one call, in ask order), delivers the frames due now and
-  flushes again what those queued; with nothing due it moves the clock straight to the
-  earlier of its next frame (and delivers it at once) and trio's next deadline (which
-  trio then expires as usual). So a
+* A running DeliveryClock is an idle hook: it delivers the frames due now, then runs the
+  flushes asked of it (``flush_later``: each ask is one call, in ask order) once the
+  instant is quiet: no frame due, no task runnable and no trio deadline due at this
+  instant (those tasks' items join the same frames: one frame per link and instant); with
+  nothing due it moves the clock straight to the earlier of its next frame (delivered at
+  once) and trio's next deadline (which trio then expires as usual). So a
   delivery costs no task step, cancel scope, timer or exception, and the tasks it wakes
   run in the same scheduler pass. Sinks and flushes run outside any task: they must be
   synchronous and must not ask for the current task. An exception in one stops the
@@ -229,51 +230,39 @@ class DeliveryClock:
             self._run_flushes()
 
     def _on_idle(self, clock: EventClock, timer: float) -> bool:
-        """No task can run: flush and deliver, or move to the next event. False when this
-        clock has nothing to do (the EventClock then moves to ``timer``, trio's next
-        deadline, itself)."""
+        """No task can run: deliver, flush, or move to the next event (module rules). False
+        when this clock has nothing to do before ``timer``, trio's next deadline (the
+        EventClock then moves there itself)."""
         if self._error is not None:
             return False
         try:
-            now = clock.current_time()
-            due = self._due
-            if not (self._flushes or (due and due[0] <= now)):
-                if not due:
-                    return False
-                head = due[0]
-                clock.advance_to(min(head, timer))
-                self.jumps += 1
-                if head > timer:
-                    return True
-                now = head
-            self._deliver(now)
-            runner = self._runner
-            if runner is None:
-                return True
-            for _ in range(MAX_INSTANTS):  # more instants while they wake nobody (rules)
-                if runner.runq or not due:
-                    return True
-                timer = runner.deadlines.next_deadline()
-                head = due[0]
-                if head > now:
-                    if timer <= head:
-                        return True  # trio's deadline first: its loop moves the clock
-                    clock.advance_to(head)
-                    self.jumps += 1
-                    now = head
-                elif timer <= now:
-                    return True
-                self._deliver(now)
-            return True
+            return self._steps(clock, timer)
         except BaseException as exc:  # raised by a sink or a flush: stop, and say it
             self._error = exc
             self._lot.unpark_all()
             return True
 
-    def _deliver(self, now: float) -> None:
-        self._run_flushes()
-        self._deliver_due(now)
-        self._run_flushes()
+    def _steps(self, clock: EventClock, timer: float) -> bool:
+        runner = self._runner
+        due = self._due
+        for step in range(MAX_INSTANTS):
+            now = clock.current_time()
+            if due and due[0] <= now:
+                self._deliver_due(now)
+            elif self._flushes:
+                if timer <= now:
+                    return True  # trio's deadline of this instant first: its tasks' items join
+                self._run_flushes()
+            elif due and due[0] <= timer:
+                clock.advance_to(due[0])  # wakes nobody: deliver at the next step
+                self.jumps += 1
+                continue
+            else:
+                return step > 0
+            if runner is None or runner.runq:
+                return True
+            timer = runner.deadlines.next_deadline()
+        return True
 
     def _deliver_due(self, now: float) -> None:
         """Every slot due by ``now``, in time order; a slot's targets in schedule order

@@ -118,6 +118,29 @@ async def test_instants_that_wake_nobody_share_one_idle_call(event_clock: EventC
     assert calls <= 8  # not one trio loop pass (and idle call) per instant
 
 
+async def test_flushes_wait_for_the_tasks_due_at_the_same_instant(event_clock: EventClock
+                                                                   ) -> None:
+    clock = DeliveryClock()
+    order: list[str] = []
+
+    class Asks:
+        def deliver_head(self) -> None:
+            order.append("frame")
+            clock.flush_later(lambda: order.append(f"flush at {trio.current_time()}"))
+
+    async def timer_task() -> None:
+        await trio.sleep_until(0.05)
+        order.append("task")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(clock.run)
+        nursery.start_soon(timer_task)
+        clock.schedule(0.05, Asks())
+        await trio.sleep(0.1)
+        nursery.cancel_scope.cancel()
+    assert order == ["frame", "task", "flush at 0.05"]  # one flush after both, same instant
+
+
 async def test_flushes_run_once_no_task_can_run(event_clock: EventClock) -> None:
     clock = DeliveryClock()
     order: list[str] = []
