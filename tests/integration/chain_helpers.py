@@ -116,7 +116,9 @@ def make_homes(root: Path, n: int, *, chain_id: str, prefix: str = "node",
     homes: list[Home] = []
     for i, name in enumerate(names):
         path, api_port = root / name, ports[2 * i + 1]
-        tune_config(path, {"api": {"listen": f"127.0.0.1:{api_port}"}, **(overrides or {})})
+        tuned = {section: dict(values) for section, values in (overrides or {}).items()}
+        tuned.setdefault("api", {})["listen"] = f"127.0.0.1:{api_port}"  # merged, not replaced
+        tune_config(path, tuned)
         homes.append(Home(name=name, path=path, p2p_port=ports[2 * i], api_port=api_port,
                           peer=peers[i]))
     return homes
