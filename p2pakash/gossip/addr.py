@@ -2,7 +2,10 @@
 
 Rules: the ID is a node ID (40 lowercase hex characters, see crypto.node_id); the host
 is a name or an IPv4/IPv6 literal (IPv6 in brackets); the port is 1..65535. ``parse``
-raises ValueError with a message fit to show a user after the file and key.
+raises ValueError with a message fit to show a user after the file and key. Parsed
+addresses are remembered by their text (a process-wide memo of at most ``PARSED_MAX``, the
+oldest eighth dropped at once): PEX answers repeat the same addresses, and a ``PeerAddr``
+is a frozen value. Texts that fail are not remembered.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ from __future__ import annotations
 import attrs
 
 from p2pakash.crypto import NodeID, is_node_id
+
+PARSED_MAX = 8192
+_parsed: dict[str, PeerAddr] = {}
 
 
 @attrs.frozen(kw_only=True)
@@ -20,6 +26,19 @@ class PeerAddr:
 
     @classmethod
     def parse(cls, text: str) -> PeerAddr:
+        known = _parsed.get(text) if cls is PeerAddr else None
+        if known is not None:
+            return known
+        addr = cls._parse(text)
+        if cls is PeerAddr:
+            _parsed[text] = addr
+            if len(_parsed) > PARSED_MAX:
+                for key in list(_parsed)[:PARSED_MAX // 8]:
+                    del _parsed[key]
+        return addr
+
+    @classmethod
+    def _parse(cls, text: str) -> PeerAddr:
         expected = "expected 'ID@host:port'"
         node, sep, hostport = text.strip().partition("@")
         if not sep:

@@ -160,6 +160,10 @@ class PeerManager:
         self._next_expire = 0.0  # bans and retry records are swept at most this often
         # self_addr: our own "host:port" or "ID@host:port"; addresses there are never dialled
         self._self_hostport = self_addr.rpartition("@")[2]
+        try:  # compared as (host, port): no formatting per address checked
+            self._self_hp: tuple[str, int] | None = split_host_port(self._self_hostport)
+        except ValueError:
+            self._self_hp = None
         self._book = AddrBook(max_known=params.max_known, max_per_source=params.max_per_source)
         self._conns: dict[NodeID, _Conn] = {}
         self._dialing: dict[NodeID, tuple[PeerAddr, float]] = {}
@@ -391,7 +395,7 @@ class PeerManager:
                        if n in keep or n in self._book or r.due > now}
 
     def _dialable_addr(self, now: float, addr: PeerAddr) -> bool:
-        return (addr.node_id != self.local_id and addr.hostport != self._self_hostport
+        return (addr.node_id != self.local_id and (addr.host, addr.port) != self._self_hp
                 and not self.is_banned(now, addr.node_id)
                 and self._host_bans.get(addr.host, -math.inf) <= now)
 
@@ -448,11 +452,11 @@ class PeerManager:
         if last is not None and now - last < self.params.pex_interval / 3:
             return []  # rate limit: too frequent requests go unanswered
         conn.pex_answered_at = now
-        good = [str(e.addr) for e in self._book.entries()
+        good = [e.addr for e in self._book.entries()
                 if e.addr.node_id != peer and (e.last_success is not None or e.failures == 0)
                 and self._dialable_addr(now, e.addr)]
         share = self._rng.sample(good, min(self.params.pex_share, len(good)))
-        return [SendTo(peer, PexAddrs(addrs=tuple(share)))]
+        return [SendTo(peer, PexAddrs(addrs=tuple(str(a) for a in share)))]
 
     def _learn_pex(self, now: float, peer: NodeID, conn: _Conn, item: PexAddrs) -> list[Action]:
         if not conn.pex_owed:

@@ -557,3 +557,26 @@ def test_persistent_peer_comes_back_in_the_network() -> None:
     net.close(nid(1), nid(0))  # the far side hangs up
     net.run(until=53.0)
     assert managers[nid(0)].peers() == {nid(1)}
+
+
+def test_parsed_addresses_are_remembered_and_bad_ones_refused_each_time() -> None:
+    text = f"{nid(7)}@10.0.0.7:26656"
+    first = PeerAddr.parse(text)
+    assert PeerAddr.parse(text) is first and str(first) == text
+    for _ in range(2):
+        with pytest.raises(ValueError, match="port"):
+            PeerAddr.parse(f"{nid(7)}@10.0.0.7:0")
+
+
+def test_pex_answer_never_offers_our_own_address() -> None:
+    me = "127.0.0.9:26656"
+    m = manager(params=QUIET, self_addr=me)
+    connect(m, 0.0, 1, outbound=False)
+    book = [PeerAddr(node_id=nid(k), host="127.0.0.9" if k == 5 else f"10.0.0.{k}",
+                     port=26656) for k in range(2, 8)]
+    for a in book:
+        m._book.add(0.0, a, source=None)
+    answer = m.handle(1.0, nid(1), PexRequest())
+    offered = set(answer[0].item.addrs)
+    assert offered and all(not s.endswith("@" + me) for s in offered)
+    assert offered == {str(a) for a in book if a.hostport != me}
