@@ -576,7 +576,8 @@ def test_pex_answer_never_offers_our_own_address() -> None:
                      port=26656) for k in range(2, 8)]
     for a in book:
         m._book.add(0.0, a, source=None)
-    answer = m.handle(1.0, nid(1), PexRequest())
-    offered = set(answer[0].item.addrs)
+    (answer,) = m.handle(1.0, nid(1), PexRequest())
+    assert isinstance(answer, SendTo) and isinstance(answer.item, PexAddrs)
+    offered = set(answer.item.addrs)
     assert offered and all(not s.endswith("@" + me) for s in offered)
     assert offered == {str(a) for a in book if a.hostport != me}
