@@ -107,6 +107,7 @@ class PubSub:
                          params.first_deliveries_weight) >= 0
         self._watch: dict[NodeID, None] = {}
         self._announce_due = 0  # no peer's re-announcement is due before this heartbeat
+        self._dontwant: set[NodeID] = set()  # peers whose IDONTWANT memory is not empty
         self._handlers: dict[type, Callable[[float, PeerState, Any], list[Action]]] = {
             Subscribe: self._on_subscribe, Graft: self._on_graft, Prune: self._on_prune,
             IHave: self._on_ihave, IWant: self._on_iwant, IDontWant: self._on_idontwant,
@@ -195,6 +196,7 @@ class PubSub:
         if state is None:
             return []
         self._watch.pop(peer, None)
+        self._dontwant.discard(peer)
         state.score.catch_up(self._heartbeats, self.params)
         self._detach(state)
         for topic in state.topics:
@@ -352,6 +354,9 @@ class PubSub:
 
     def _on_ihave(self, now: float, peer: PeerState, item: IHave) -> list[Action]:
         p = self.params
+        if peer.counted_at != self._heartbeats:  # the per-heartbeat counters, reset lazily
+            peer.counted_at = self._heartbeats
+            peer.ihave_count = peer.iwant_asked = 0
         peer.ihave_count += 1
         if item.topic in self._mesh:
             peer.confirmed.add(item.topic)
@@ -378,6 +383,8 @@ class PubSub:
 
     def _on_idontwant(self, now: float, peer: PeerState, item: IDontWant) -> list[Action]:
         peer.dontwant.add(item.ids, self._heartbeats)
+        if peer.dontwant:
+            self._dontwant.add(peer.id)
         self._mcache.mark_held(item.ids, peer.id)
         return []
 
@@ -389,10 +396,11 @@ class PubSub:
         self._beat_at = now
         out: list[Action] = []
         oldest = self._heartbeats - p.idontwant_ttl_heartbeats
-        for peer in self._peers.values():
-            peer.ihave_count = peer.iwant_asked = 0
-            if peer.dontwant:
-                peer.dontwant.expire(oldest)
+        for pid in list(self._dontwant):
+            dontwant = self._peers[pid].dontwant
+            dontwant.expire(oldest)
+            if not dontwant:
+                self._dontwant.discard(pid)
         for pid in list(self._watch):
             peer = self._peers[pid]
             self._refresh(now, peer, out, self._score_now(now, peer))
@@ -498,10 +506,10 @@ class PubSub:
 
     def _forward(self, msg_id: bytes, item: Publish, targets: Iterable[NodeID],
                  source: NodeID | None, out: list[Action]) -> None:
-        peers, n = self._peers, len(out)
+        peers, n, told = self._peers, len(out), self._dontwant
         for q in targets:
             if q != source:
-                if msg_id in peers[q].dontwant:
+                if q in told and msg_id in peers[q].dontwant:
                     self.stats.suppressed += 1
                 else:
                     out.append(Send(q, item))

@@ -82,9 +82,9 @@ class PubSubStats:
 
 
 class PeerState:
-    __slots__ = ("announce_at", "announce_gap", "bucket", "confirmed", "disconnecting",
-                 "dontwant", "id", "ihave_count", "iwant_asked", "outbound", "score", "topics",
-                 "value")
+    __slots__ = ("announce_at", "announce_gap", "bucket", "confirmed", "counted_at",
+                 "disconnecting", "dontwant", "id", "ihave_count", "iwant_asked", "outbound",
+                 "score", "topics", "value")
 
     def __init__(self, now: float, peer: NodeID, outbound: bool, score: PeerScore,
                  p: PubSubParams):
@@ -100,8 +100,9 @@ class PeerState:
         self.announce_gap = p.announce_every  # heartbeats to our next re-announcement
         self.announce_at = 0  # the heartbeat number of it (set by PubSub.add_peer)
         self.dontwant = DontWant(max_size=p.max_idontwant)
-        self.ihave_count = 0
+        self.ihave_count = 0  # IHAVE received and IDs asked in heartbeat ``counted_at``
         self.iwant_asked = 0
+        self.counted_at = 0
 
 
 def announce_later(peer: PeerState, beat: int, p: PubSubParams, *, restart: bool) -> int:
