@@ -27,7 +27,8 @@ Rules and invariants:
 * Genesis: accounts, validator stakes, then the document's signed txs (``GenesisDoc.txs``)
   through the ordinary tx path at height 0; a failing one is a ConfigError.
 * Block order: evidence (double sign) -> downtime from ``signers`` -> txs -> fees to the
-  proposer -> unbonding maturity -> registered end blockers -> validator set.
+  proposer -> unbonding maturity -> registered end blockers -> validator set (computed
+  only when the block wrote a validator record: the set is a function of those records).
 * App hash after block H = sha256("p2pakash/apphash/v1\\0" || app_hash(H-1) || u64(H) ||
   for each written key in byte order: u64(len k) || k || (0x00 | 0x01 || u64(len v) || v)),
   over all writes of the block except ``\\x00meta/`` keys; genesis uses 32 zero bytes and
@@ -65,6 +66,7 @@ from p2pakash.ledger.state import (
     META,
     P_SIG,
     P_UNB,
+    P_VAL,
     P_VALSET,
     AccountRec,
     SigningInfo,
@@ -390,8 +392,13 @@ class Ledger:
         staking.mature_unbondings(ctx)
         for fn in end_blockers():
             fn(ctx)
-        before = dict(staking.latest_set(store).validators)
-        updates = staking.end_block_updates(ctx, before)
+        updates: tuple[tuple[bytes, int], ...] = ()
+        before: dict[bytes, int] = {}
+        # The active set is a function of the validator records alone, and the latest set
+        # equals it after every block: a block that wrote no validator record keeps it.
+        if any(key.startswith(P_VAL) for key in overlay.writes):
+            before = dict(staking.latest_set(store).validators)
+            updates = staking.end_block_updates(ctx, before)
         for pubkey, power in updates:
             if power and pubkey not in before:  # a fresh window for a validator joining the set
                 slashing.reset_window(ctx, pubkey)
