@@ -433,6 +433,8 @@ class Core:
 
     def _skip_round(self, out: list[Action]) -> bool:
         assert self.votes is not None
+        if not self.votes.has_round_above(self.round):
+            return False
         for r in reversed(self.votes.rounds()):  # L55: f+1 messages of a round r' > round
             if r <= self.round:
                 return False

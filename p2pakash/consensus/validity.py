@@ -123,8 +123,11 @@ def check_evidence(ev: DuplicateVoteEvidence, height: int, store: BlockStore, ch
 
 def set_for(st: ChainState, height: int) -> ValidatorSet | None:
     """The set that signs ``height``, for the last committed height and the next two."""
-    return {st.height: st.last_validators, st.height + 1: st.validators,
-            st.height + 2: st.next_validators}.get(height)
+    if height == st.height + 1:
+        return st.validators
+    if height == st.height + 2:
+        return st.next_validators
+    return st.last_validators if height == st.height else None
 
 
 def admit(message: Proposal | Vote, st: ChainState, cache: VerifyCache | None) -> bool:

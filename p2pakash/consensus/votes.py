@@ -59,6 +59,9 @@ class AddResult:
         return self.status is AddStatus.ADDED
 
 
+_RESULTS = {status: AddResult(status=status) for status in AddStatus}  # without evidence
+
+
 class _Tally:
     """Votes of one (round, type): per validator, and power per block hash (None = nil)."""
 
@@ -104,24 +107,24 @@ class VoteKeeper:
 
     def add(self, vote: Vote) -> AddResult:
         if vote.height != self.height:
-            return AddResult(status=AddStatus.WRONG_HEIGHT)
+            return _RESULTS[AddStatus.WRONG_HEIGHT]
         member = self.validator_set.get(vote.validator)
         if member is None:
-            return AddResult(status=AddStatus.UNKNOWN_VALIDATOR)
+            return _RESULTS[AddStatus.UNKNOWN_VALIDATOR]
         tally = self._tallies.get((vote.round, vote.type))
         existing = None if tally is None else tally.by_validator.get(vote.validator)
         evidence = None
         if existing is not None:
             if any(v.block_hash == vote.block_hash for v in existing):
-                return AddResult(status=AddStatus.DUPLICATE)
+                return _RESULTS[AddStatus.DUPLICATE]
             if len(existing) >= MAX_VALUES_PER_SLOT:
-                return AddResult(status=AddStatus.DROPPED)
+                return _RESULTS[AddStatus.DROPPED]
             key = (vote.validator, vote.round, vote.type)
             if key not in self._reported:
                 self._reported.add(key)
                 evidence = DuplicateVoteEvidence.of(existing[0], vote)
         elif vote.round > self._round and not self._admit_future(vote.validator, vote.round):
-            return AddResult(status=AddStatus.DROPPED)
+            return _RESULTS[AddStatus.DROPPED]
         if tally is None:
             tally = self._tallies[(vote.round, vote.type)] = _Tally()
         tally.by_hash[vote.block_hash] = tally.by_hash.get(vote.block_hash, 0) + member.power
@@ -129,7 +132,7 @@ class VoteKeeper:
             tally.by_validator[vote.validator] = [vote]
             tally.total += member.power
             self._voters.setdefault(vote.round, {})[vote.validator] = member.power
-            return AddResult(status=AddStatus.ADDED)
+            return _RESULTS[AddStatus.ADDED]
         existing.append(vote)
         return AddResult(status=AddStatus.EQUIVOCATION, evidence=evidence)
 
@@ -197,6 +200,10 @@ class VoteKeeper:
     def rounds(self) -> list[int]:
         """Rounds holding at least one vote, ascending."""
         return sorted(r for r, voters in self._voters.items() if voters)
+
+    def has_round_above(self, round: int) -> bool:
+        """Whether any round above ``round`` holds a vote (cheaper than ``rounds``)."""
+        return any(r > round and voters for r, voters in self._voters.items())
 
     def votes(self, round: int, type: VoteType) -> tuple[Vote, ...]:
         tally = self._tallies.get((round, type))
