@@ -40,7 +40,7 @@ def trim_oldest(table: dict[Any, Any], limit: int) -> None:
 
 
 class SeenCache:
-    __slots__ = ("_bucket", "_buckets", "_ids", "_max_size", "_ttl")
+    __slots__ = ("_bucket", "_buckets", "_max_size", "_ttl", "ids")
 
     def __init__(self, *, ttl: float, bucket: float, max_size: int) -> None:
         if ttl <= 0 or bucket <= 0 or max_size <= 0:
@@ -48,19 +48,19 @@ class SeenCache:
         self._ttl = ttl
         self._bucket = bucket
         self._max_size = max_size
-        self._ids: set[bytes] = set()
+        self.ids: set[bytes] = set()  # read by callers for a membership test; add() adds
         # (start time, ids added in [start, start + bucket)), oldest first
         self._buckets: deque[tuple[float, list[bytes]]] = deque()
 
     def __contains__(self, msg_id: bytes) -> bool:
-        return msg_id in self._ids
+        return msg_id in self.ids
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self.ids)
 
     def add(self, now: float, msg_id: bytes) -> bool:
         """Remember ``msg_id``; return False when it was already known."""
-        ids = self._ids
+        ids = self.ids
         if msg_id in ids:
             return False
         ids.add(msg_id)
@@ -84,7 +84,7 @@ class SeenCache:
 
     def _drop_oldest(self) -> int:
         _, old = self._buckets.popleft()
-        self._ids.difference_update(old)
+        self.ids.difference_update(old)
         return len(old)
 
 
@@ -99,26 +99,26 @@ class CacheEntry:
 
 
 class MessageCache:
-    __slots__ = ("_entries", "_gossip", "_max_size", "_windows")
+    __slots__ = ("_gossip", "_max_size", "_windows", "entries")
 
     def __init__(self, *, length: int, gossip: int, max_size: int) -> None:
         if not 1 <= gossip <= length:
             raise ValueError(f"MessageCache needs 1 <= gossip ({gossip}) <= length ({length})")
         self._gossip = gossip
         self._max_size = max_size
-        self._entries: dict[bytes, CacheEntry] = {}
+        self.entries: dict[bytes, CacheEntry] = {}  # callers read it; put() and shift() write
         # newest window first; each maps topic -> entries in arrival order
         self._windows: deque[dict[str, list[CacheEntry]]] = deque([{}], maxlen=length)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
 
     def put(self, msg_id: bytes, item: Publish, holder: NodeID | None = None) -> bool:
         """Cache an accepted message (``holder``: the peer it came from); False when full or
         already present."""
-        if msg_id in self._entries or len(self._entries) >= self._max_size:
+        if msg_id in self.entries or len(self.entries) >= self._max_size:
             return False
-        entry = self._entries[msg_id] = CacheEntry(msg_id, item)
+        entry = self.entries[msg_id] = CacheEntry(msg_id, item)
         if holder is not None:
             entry.holders.add(holder)
         window = self._windows[0]
@@ -130,11 +130,11 @@ class MessageCache:
         return True
 
     def get(self, msg_id: bytes) -> CacheEntry | None:
-        return self._entries.get(msg_id)
+        return self.entries.get(msg_id)
 
     def mark_held(self, ids: tuple[bytes, ...], peer: NodeID) -> None:
         """``peer`` holds these messages (it sent them, or an IHAVE/IDONTWANT naming them)."""
-        entries = self._entries
+        entries = self.entries
         for mid in ids:
             entry = entries.get(mid)
             if entry is not None:
@@ -145,7 +145,7 @@ class MessageCache:
         per peer."""
         out: list[Publish] = []
         for mid in ids:
-            entry = self._entries.get(mid)
+            entry = self.entries.get(mid)
             if entry is None:
                 continue
             if entry.served is None:
@@ -175,7 +175,7 @@ class MessageCache:
     def shift(self) -> None:
         windows = self._windows
         if len(windows) == windows.maxlen:
-            entries = self._entries
+            entries = self.entries
             for listed in windows[-1].values():
                 for entry in listed:
                     del entries[entry.msg_id]

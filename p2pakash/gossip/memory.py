@@ -49,6 +49,7 @@ import math
 import random
 from collections import deque
 from collections.abc import Callable, Collection, Sequence
+from typing import Protocol
 
 import trio
 
@@ -62,6 +63,17 @@ from p2pakash.gossip.transport import ConnectionClosed, Handler, parse_addr, run
 log = logging.getLogger(__name__)
 
 LatencyModel = Callable[[NodeID, NodeID, random.Random], float]
+
+
+class LinkLatency(Protocol):
+    """A ``LatencyModel`` that also gives a link's fixed part: ``link(src, dst)`` is
+    ``(base, jitter)`` and ``model(src, dst, rng)`` equals ``max(0, base * (1 + jitter *
+    (2 * rng.random() - 1)))`` (no draw when ``jitter <= 0``). The network asks once per
+    pipe and draws the jitter itself (same draws, no call per frame)."""
+
+    def __call__(self, src: NodeID, dst: NodeID, rng: random.Random) -> float: ...
+
+    def link(self, src: NodeID, dst: NodeID) -> tuple[float, float]: ...
 SIZE_CACHE = 65_536  # items whose encoded size the network remembers
 
 
@@ -85,8 +97,8 @@ Sink = Callable[[Payload | None], None]  # None: the peer closed, nothing more w
 class _Pipe:
     """One direction of a connection."""
 
-    __slots__ = ("blocked", "capacity", "eof_at", "last_at", "pump", "queue", "reader_closed",
-                 "readers", "sink", "writer_closed", "writers")
+    __slots__ = ("blocked", "capacity", "eof_at", "last_at", "link", "pump", "queue",
+                 "reader_closed", "readers", "sink", "writer_closed", "writers")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -98,6 +110,7 @@ class _Pipe:
         self.readers = trio.lowlevel.ParkingLot()
         self.writers = trio.lowlevel.ParkingLot()
         self.blocked = 0  # writers parked in ``writers`` (a count: no call per frame)
+        self.link: tuple[float, float] | None = None  # the model's (base, jitter), if it has
         self.sink: Sink | None = None
         self.pump: _Pump | None = None
 
@@ -273,8 +286,20 @@ class MemoryNetwork:
             self.frames_dropped += 1
             return
         if lat is None:
-            model = self.latency
-            lat = model if isinstance(model, (int, float)) else model(src, dst, self.rng)
+            link = pipe.link
+            if link is None:
+                model = self.latency
+                if isinstance(model, (int, float)):
+                    lat = model
+                elif hasattr(model, "link"):  # ``LinkLatency``: per pipe, jitter drawn here
+                    link = pipe.link = model.link(src, dst)
+                else:
+                    lat = model(src, dst, self.rng)
+            if link is not None:
+                base, jitter = link
+                lat = base if jitter <= 0.0 else max(
+                    0.0, base * (1.0 + jitter * (2.0 * self.rng.random() - 1.0)))
+            assert lat is not None
         at = self.clock.now() + lat
         if at < pipe.last_at:
             at = pipe.last_at

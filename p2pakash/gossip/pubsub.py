@@ -277,12 +277,13 @@ class PubSub:
             msg_id = message_id(topic, data)
             self._ids[id(item)] = (item, msg_id)  # holding the item keeps its id unique
             trim_oldest(self._ids, ID_MEMO)
-        if not self._seen.add(now, msg_id):
+        if msg_id in self._seen.ids:
             stats.duplicates += 1
-            entry = self._mcache.get(msg_id)
+            entry = self._mcache.entries.get(msg_id)
             if entry is not None:
                 entry.holders.add(peer.id)  # no IHAVE of it to this peer (module rules)
             return []
+        self._seen.add(now, msg_id)
         self._iwant_pending.discard(msg_id)
         out = []
         source = peer.id

@@ -10,6 +10,9 @@ Rules and invariants:
 * Partitions are applied by node name and map to node IDs; a node named in no group is
   cut off from every group (it forms one more group with the other unnamed nodes).
 * Loss and bandwidth are the MemoryNetwork's (global); ``set_link`` overrides still win.
+* ``link(src, dst)`` gives the pair's (base, jitter) (``gossip.memory.LinkLatency``): the
+  network asks once per pipe, so a node is placed before its first connection (the runner
+  places every node when it builds them) and a node keeps its region.
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ class RegionLatency:
 
     def base(self, src: NodeID, dst: NodeID) -> float:
         return self.matrix[self.region_of.get(src, 0)][self.region_of.get(dst, 0)]
+
+    def link(self, src: NodeID, dst: NodeID) -> tuple[float, float]:
+        """(base, jitter) of the pair (``gossip.memory.LinkLatency``: the network caches it
+        per pipe and draws the jitter exactly as ``__call__`` does)."""
+        return self.base(src, dst), self.jitter
 
     def __call__(self, src: NodeID, dst: NodeID, rng: random.Random) -> float:
         region = self.region_of
