@@ -88,8 +88,10 @@ PROVIDER_TICK = 1.0  # the provider's timer (reservation expiry, manifest deadli
 MARKET_DECODED = 4_096  # market messages in the shared decode memo
 VALIDATOR_PEERS = 6  # persistent links each validator picks among validators (gossipsub D)
 # Cyclic GC after start-up: Python's default (700, 10, 10) spent a third of a 300-node run's
-# CPU in collections (most in ~0.4 s full ones); cycles are still collected, rarely.
-GC_THRESHOLDS = (50_000, 20, 20)
+# CPU in collections (most in ~0.4 s full ones); cycles are still collected, rarely. At
+# 1,000 nodes a young collection of 50,000 took ~90 ms, six a block: 200,000 halves the
+# scanning (docs/benchmarks.md, "scale-1000, round 3").
+GC_THRESHOLDS = (200_000, 20, 20)
 
 log = logging.getLogger(__name__)
 
