@@ -130,6 +130,12 @@ class BlockStore:
             raise StorageError(f"{self.where}: block store read failed ({exc})") from None
 
     def _write(self, statements: list[tuple[str, tuple[object, ...]]]) -> None:
+        if len(statements) == 1:  # autocommit: SQLite makes one statement one transaction
+            try:
+                self._db.execute(*statements[0])
+            except sqlite3.Error as exc:
+                raise StorageError(write_failure(self.where, exc)) from None
+            return
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
