@@ -270,8 +270,8 @@ class MemoryNetwork:
         network (``item_size.ItemSizer``)."""
         return self._sizer.size(item)
 
-    def _carry(self, src: NodeID, dst: NodeID, pipe: _Pipe, payload: Payload) -> None:
-        size = payload.size if type(payload) is Batch else len(payload)
+    def _carry(self, src: NodeID, dst: NodeID, pipe: _Pipe, payload: Payload, size: int
+               ) -> None:
         self.frames_sent += 1
         self.bytes_sent += size
         lat: float | None = None
@@ -312,7 +312,11 @@ class MemoryNetwork:
         pump = pipe.pump
         if pump is not None:
             if self.clock.running:
-                pump.inbox.put(at, pipe)
+                slot = pump.inbox.slots.get(at)  # ``Inbox.put``'s usual case, inline
+                if slot is not None:
+                    slot.append(pipe)
+                else:
+                    pump.inbox.put(at, pipe)
             else:
                 pump.push(at, pipe)
         elif pipe.readers:
@@ -364,7 +368,7 @@ class MemoryConnection:
                 await pipe.writers.park()
             finally:
                 pipe.blocked -= 1
-        self._network._carry(self.local_id, self.remote_id, pipe, payload)
+        self._network._carry(self.local_id, self.remote_id, pipe, payload, len(payload))
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     def item_size(self, item: object) -> int:
@@ -393,7 +397,7 @@ class MemoryConnection:
                 f"frame of {size} bytes exceeds the limit of {self.max_frame}")
         if len(pipe.queue) >= pipe.capacity:
             return False
-        self._network._carry(self.local_id, self.remote_id, pipe, Batch(items, size))
+        self._network._carry(self.local_id, self.remote_id, pipe, Batch(items, size), size)
         return True
 
     def attach(self, sink: Sink) -> None:

@@ -115,23 +115,25 @@ class _Call:
 class Inbox:
     """One receiver's due frames (module rules): ``put(at, target)``."""
 
-    __slots__ = ("_clock", "_due", "_queued_at", "_slots")
+    __slots__ = ("_clock", "_due", "_queued_at", "slots")
 
     def __init__(self, clock: DeliveryClock) -> None:
         self._clock = clock
-        self._due: list[float] = []  # heap of the times in ``_slots``
-        self._slots: dict[float, list[Target]] = {}
+        self._due: list[float] = []  # heap of the times in ``slots``
+        # due time -> targets; a caller may append to an existing slot itself (``put``'s
+        # first case: ``MemoryNetwork._carry`` does, saving a call per frame)
+        self.slots: dict[float, list[Target]] = {}
         self._queued_at = math.inf  # the time the clock holds this inbox at (one entry)
 
     def __len__(self) -> int:
         return len(self._due)
 
     def put(self, at: float, target: Target) -> None:
-        slot = self._slots.get(at)
+        slot = self.slots.get(at)
         if slot is not None:
             slot.append(target)
             return
-        self._slots[at] = [target]
+        self.slots[at] = [target]
         heapq.heappush(self._due, at)
         if at < self._queued_at:  # an entry at a later time goes stale (deliver_head)
             self._queued_at = at
@@ -143,7 +145,7 @@ class Inbox:
         if at != self._queued_at:
             return  # stale: an earlier slot arrived and took its place
         self._queued_at = math.inf
-        due, slots = self._due, self._slots
+        due, slots = self._due, self.slots
         n = 0
         while due and due[0] <= at:
             slot = slots.pop(heapq.heappop(due))

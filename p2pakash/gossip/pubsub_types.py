@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import random
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 import attrs
 
@@ -40,8 +41,11 @@ class Verdict(enum.Enum):
 Validator = Callable[[NodeID, str, bytes], Verdict]
 
 
-@attrs.frozen
-class Send:
+class Send(NamedTuple):
+    """Send ``item`` to ``peer``. A NamedTuple, not an attrs class: the most frequent action
+    (one per forwarded copy), and immutable, comparable and hashable at a third of the cost
+    of a frozen attrs instance (no ``object.__setattr__`` per field)."""
+
     peer: NodeID
     item: object
 
