@@ -241,22 +241,29 @@ class PubSub:
     # ------------------------------------------------------------ peer events
     def handle(self, now: float, peer: NodeID, item: object) -> list[Action]:
         """One gossip message from a connected peer (items of unknown peers are ignored)."""
+        if type(item) is Publish:
+            return self.handle_publish(now, peer, item)
         state = self._peers.get(peer)
         if state is None:
             return []
         if state.disconnecting or state.value < self.params.graylist_threshold:
             self.stats.graylisted += 1
             return []
-        if type(item) is Publish:
-            return self._on_publish(now, state, item)
         handler = self._handlers.get(type(item))
         if handler is None:
             raise LocalProtocolError(
                 f"pubsub.handle: {type(item).__name__} from {peer} is not a pubsub message")
         return handler(now, state, item)
 
-    def _on_publish(self, now: float, peer: PeerState, item: Publish) -> list[Action]:
+    def handle_publish(self, now: float, source: NodeID, item: Publish) -> list[Action]:
+        """``handle`` of a Publish (one call less per copy: the in-memory sink's entry)."""
+        peer = self._peers.get(source)
         stats = self.stats
+        if peer is None:
+            return []
+        if peer.disconnecting or peer.value < self.params.graylist_threshold:
+            stats.graylisted += 1
+            return []
         if peer.bucket.tokens < 1.0 and not peer.bucket.has(now):  # (refills lazily: exact)
             stats.rate_limited += 1
             out: list[Action] = []
@@ -281,12 +288,11 @@ class PubSub:
             stats.duplicates += 1
             entry = self._mcache.entries.get(msg_id)
             if entry is not None:
-                entry.holders.add(peer.id)  # no IHAVE of it to this peer (module rules)
+                entry.holders.add(source)  # no IHAVE of it to this peer (module rules)
             return []
         self._seen.add(now, msg_id)
         self._iwant_pending.discard(msg_id)
         out = []
-        source = peer.id
         if len(data) >= self.params.idontwant_min_size and len(mesh) > 1:
             dont = IDontWant(ids=(msg_id,))
             for q in mesh:
