@@ -274,6 +274,41 @@ class MemoryNetwork:
                ) -> None:
         self.frames_sent += 1
         self.bytes_sent += size
+        link = pipe.link
+        if (link is not None and self.loss <= 0.0 and self._groups is None
+                and not self._links and not self._directed and self.bandwidth is None):
+            # the simulator's usual frame: a known (base, jitter), nothing to drop or override
+            base, jitter = link
+            at = base if jitter <= 0.0 else base * (1.0 + jitter * (2.0 * self.rng.random()
+                                                                    - 1.0))
+            at = self.clock.now() + (at if at > 0.0 else 0.0)
+        else:
+            arrival = self._arrival(src, dst, pipe, size)
+            if arrival is None:
+                return
+            at = arrival
+        if at < pipe.last_at:
+            at = pipe.last_at
+        if self.resolution:
+            at = math.ceil(at / self.resolution - 1e-6) * self.resolution  # float noise
+        pipe.last_at = at
+        pipe.queue.append((at, payload))
+        pump = pipe.pump
+        if pump is not None:
+            if self.clock.running:
+                slot = pump.inbox.slots.get(at)  # ``Inbox.put``'s usual case, inline
+                if slot is not None:
+                    slot.append(pipe)
+                else:
+                    pump.inbox.put(at, pipe)
+            else:
+                pump.push(at, pipe)
+        elif pipe.readers:
+            pipe.readers.unpark()
+
+    def _arrival(self, src: NodeID, dst: NodeID, pipe: _Pipe, size: int) -> float | None:
+        """``_carry``'s general case: the frame's arrival before the FIFO and grid rules, or
+        None when it is lost or cut by a partition (counted)."""
         lat: float | None = None
         loss: float | None = None
         if self._links or self._directed:
@@ -284,7 +319,7 @@ class MemoryNetwork:
         if ((groups is not None and groups.get(src, -1) != groups.get(dst, -1))
                 or (loss > 0.0 and self.rng.random() < loss)):
             self.frames_dropped += 1
-            return
+            return None
         if lat is None:
             link = pipe.link
             if link is None:
@@ -305,22 +340,7 @@ class MemoryNetwork:
             at = pipe.last_at
         if self.bandwidth is not None:
             at += size / self.bandwidth
-        if self.resolution:
-            at = math.ceil(at / self.resolution - 1e-6) * self.resolution  # float noise
-        pipe.last_at = at
-        pipe.queue.append((at, payload))
-        pump = pipe.pump
-        if pump is not None:
-            if self.clock.running:
-                slot = pump.inbox.slots.get(at)  # ``Inbox.put``'s usual case, inline
-                if slot is not None:
-                    slot.append(pipe)
-                else:
-                    pump.inbox.put(at, pipe)
-            else:
-                pump.push(at, pipe)
-        elif pipe.readers:
-            pipe.readers.unpark()
+        return at
 
 
 class MemoryConnection:
