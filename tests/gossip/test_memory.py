@@ -281,3 +281,41 @@ async def test_peer_faults_in_a_handler_do_not_stop_serve(nursery: Nursery,
         with pytest.raises(ConnectionClosed):
             await conn.receive()
     assert seen == [_key(2).node_id, _key(3).node_id]
+
+
+class _Jittered:
+    """A ``LinkLatency``: 30 ms +- 50 %, so the network takes each frame's draw itself."""
+
+    def __call__(self, src: NodeID, dst: NodeID, rng: random.Random) -> float:
+        return max(0.0, 0.03 * (1.0 + 0.5 * (2.0 * rng.random() - 1.0)))
+
+    def link(self, src: NodeID, dst: NodeID) -> tuple[float, float]:
+        return 0.03, 0.5
+
+
+async def test_short_carry_path_times_frames_as_the_general_path(nursery: Nursery,
+                                                                 autojump_clock: MockClock
+                                                                 ) -> None:
+    """``_carry``'s short path (known pipe latency, nothing to drop or override) gives the
+    arrival times of the general one (forced by an override that sets nothing)."""
+    nets = [MemoryNetwork(random.Random(5), latency=_Jittered(), resolution=0.001)
+            for _ in range(2)]
+    pairs = [await _pair(nursery, net) for net in nets]
+    a, b = pairs[1][0], pairs[1][1]
+    nets[1].set_link(a.id, b.id)  # (None, None): same latency and loss, general path
+    arrivals: list[list[float]] = [[], []]
+
+    async def drain(k: int) -> None:
+        for i in range(50):
+            assert await pairs[k][3].receive() == bytes([i])
+            arrivals[k].append(trio.current_time())
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(drain, 0)
+        inner.start_soon(drain, 1)
+        for i in range(50):
+            for _, _, out, _ in pairs:
+                await out.send(bytes([i]))
+            if i % 3 == 0:
+                await trio.sleep(0.01)
+    assert arrivals[0] == arrivals[1] and len(set(arrivals[0])) > 10
