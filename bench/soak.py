@@ -61,9 +61,8 @@ if str(ROOT) not in sys.path:
 import attrs  # noqa: E402
 import trio  # noqa: E402
 
-from p2pakash.chain import INBOX_SIZE, SHARED_DECODED  # noqa: E402
+from p2pakash.chain import SHARED_DECODED  # noqa: E402
 from p2pakash.gossip.item_size import ItemSizer  # noqa: E402
-from p2pakash.gossip.memory import SIZE_CACHE  # noqa: E402
 from p2pakash.gossip.pubsub import ID_MEMO  # noqa: E402
 from p2pakash.ledger import kv_sqlite  # noqa: E402
 from p2pakash.ledger import state as ledger_state  # noqa: E402
@@ -192,7 +191,6 @@ class SoakRunner(Runner):
 def caps(runner: Runner) -> dict[str, int]:
     """Declared capacities of the caches that fill slowly (``Class.attribute`` -> cap)."""
     out = {"VerifyCache._seen": runner.cache.capacity, "SqliteKV._cache": kv_sqlite.CACHE_SIZE,
-           "FaultyChain._decoded": INBOX_SIZE, "MemoryNetwork._sizes": SIZE_CACHE,
            "BidEngine.seen": FORGET_KEEP,
            "ledger.state record decode cache": ledger_state.DECODE_CACHE_SIZE,
            "ledger.txs decode cache": ledger_txs.DECODE_CACHE_SIZE,
