@@ -159,7 +159,8 @@ def encode(obj: object) -> bytes:
     return data
 
 
-def _head(major: int, n: int) -> bytes:
+def cbor_head(major: int, n: int) -> bytes:
+    """A canonical CBOR head (major type, argument), as cbor2 writes it."""
     if n < 24:
         return bytes([major << 5 | n])
     for extra, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
@@ -177,8 +178,8 @@ def encode_batch(cls: type, encoded_items: list[bytes]) -> bytes:
     spec = _BY_CLASS[cls]
     if len(spec.names) != 1:
         raise LocalProtocolError(f"{cls.__name__} is not a single-field batch message")
-    return (_head(6, TAG_BASE + spec.tag) + _head(4, 1) + _head(4, len(encoded_items))
-            + b"".join(encoded_items))
+    return (cbor_head(6, TAG_BASE + spec.tag) + cbor_head(4, 1)
+            + cbor_head(4, len(encoded_items)) + b"".join(encoded_items))
 
 
 def digest(obj: object) -> bytes:

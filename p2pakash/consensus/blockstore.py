@@ -91,16 +91,6 @@ _STATE_FIELDS = tuple(f.name for f in attrs.fields(ChainState))
 _SET_FIELDS = tuple(f.name for f in attrs.fields(ValidatorSet))
 
 
-def _head(major: int, n: int) -> bytes:
-    """A canonical CBOR head (major type, argument), as cbor2 writes it."""
-    if n < 24:
-        return bytes([major << 5 | n])
-    for extra, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
-        if n < 1 << (8 * size):
-            return bytes([major << 5 | extra]) + n.to_bytes(size, "big")
-    raise StorageError(f"CBOR argument {n} out of range")
-
-
 class BlockStore:
     def __init__(self, path: Path | None) -> None:
         self.where = ":memory:" if path is None else str(path)
@@ -267,7 +257,8 @@ class BlockStore:
                 value)
             cache[id(value)] = (value, data)
             parts.append(data)
-        head = _head(6, wire.TAG_BASE + wire.tag_of(ChainState)) + _head(4, len(parts))
+        head = (wire.cbor_head(6, wire.TAG_BASE + wire.tag_of(ChainState))
+                + wire.cbor_head(4, len(parts)))
         sets = _STATE_FIELDS.index("validators"), _STATE_FIELDS.index("next_validators")
         return head + b"".join(parts), cache, parts[sets[0]], parts[sets[1]]
 
@@ -280,7 +271,8 @@ class BlockStore:
         parts = [members[1] if name == "validators" else _encode_priorities(vs.priorities)
                  if name == "priorities" else wire.encode(getattr(vs, name))
                  for name in _SET_FIELDS]
-        head = _head(6, wire.TAG_BASE + wire.tag_of(ValidatorSet)) + _head(4, len(parts))
+        head = (wire.cbor_head(6, wire.TAG_BASE + wire.tag_of(ValidatorSet))
+                + wire.cbor_head(4, len(parts)))
         return head + b"".join(parts)
 
     def _remember_set(self, height: int, vs: ValidatorSet) -> None:
