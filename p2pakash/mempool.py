@@ -170,10 +170,7 @@ class Mempool:
             return _refused(h, Status.INVALID, str(exc), code)
         self._txs[h] = _Entry(tx_bytes, tx)
         self._bytes += len(tx_bytes)
-        cache = self._cache
-        cache[h] = None  # new to the cache: it was checked above (``_remember`` inline)
-        if len(cache) > self.cache_size:
-            cache.popitem(last=False)
+        self._remember(h)
         return AddResult(accepted=True, tx_hash=h, reason="", status=Status.ADMITTED)
 
     def reap(self, max_bytes: int = -1, max_txs: int = -1) -> list[TxBytes]:

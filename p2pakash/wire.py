@@ -121,7 +121,8 @@ def _to_cbor(obj: object) -> object:
             raise LocalProtocolError(f"integer {obj} out of the 64-bit wire range")
         return int(obj)
     if isinstance(obj, (tuple, list)):
-        return [x if type(x) in _SIMPLE else _to_cbor(x) for x in obj]
+        return [x if type(x) in _SIMPLE or (type(x) is int and _INT_MIN <= x <= _INT_MAX)
+                else _to_cbor(x) for x in obj]
     raise LocalProtocolError(f"cannot put {type(obj).__name__} on the wire")
 
 
@@ -160,12 +161,18 @@ def encode(obj: object) -> bytes:
 
 
 def cbor_head(major: int, n: int) -> bytes:
-    """A canonical CBOR head (major type, argument), as cbor2 writes it."""
+    """A canonical CBOR head (major type, argument 0 <= n < 2**64), as cbor2 writes it."""
+    m = major << 5
     if n < 24:
-        return bytes([major << 5 | n])
-    for extra, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
-        if n < 1 << (8 * size):
-            return bytes([major << 5 | extra]) + n.to_bytes(size, "big")
+        return bytes((m | n,))
+    if n < 0x100:
+        return bytes((m | 24, n))
+    if n < 0x10000:
+        return bytes((m | 25,)) + n.to_bytes(2, "big")
+    if n < 0x100000000:
+        return bytes((m | 26,)) + n.to_bytes(4, "big")
+    if n < 0x10000000000000000:
+        return bytes((m | 27,)) + n.to_bytes(8, "big")
     raise LocalProtocolError("length out of range")
 
 

@@ -131,61 +131,17 @@ def _memo(key: tuple[type, bytes], value: object) -> None:
     _DECODED[key] = value
 
 
-_SPECS: dict[type, tuple[int, tuple[str, ...]]] = {}
-_PLAIN = frozenset({str, bytes, bool, type(None)})
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
-
-
-class _Generic(Exception):
-    """A value the fast path leaves to ``wire.encode`` (an enum, a list, a bad integer)."""
-
-
-def _tree(obj: object) -> object:
-    kind = type(obj)
-    if kind is int:
-        if not _INT_MIN <= obj <= _INT_MAX:  # type: ignore[operator]
-            raise _Generic
-        return obj
-    if kind in _PLAIN:
-        return obj
-    if kind is tuple:
-        return [_tree(x) for x in obj]  # type: ignore[attr-defined]
-    spec = _SPECS.get(kind)
-    if spec is None:
-        if not wire.is_message(obj):
-            raise _Generic
-        names = tuple(f.name for f in attrs.fields(kind))  # type: ignore[arg-type]
-        spec = _SPECS[kind] = (wire.TAG_BASE + wire.tag_of(kind), names)
-    return cbor2.CBORTag(spec[0], [_tree(getattr(obj, name)) for name in spec[1]])
-
-
-def _uint(n: int) -> bytes:
-    """The canonical CBOR head of the unsigned integer ``n`` (0 <= n < 2**64)."""
-    if n < 24:
-        return bytes((n,))
-    if n < 0x100:
-        return bytes((0x18, n))
-    if n < 0x10000:
-        return b"\x19" + n.to_bytes(2, "big")
-    if n < 0x100000000:
-        return b"\x1a" + n.to_bytes(4, "big")
-    return b"\x1b" + n.to_bytes(8, "big")
+_INT_MAX = 2**64 - 1
 
 
 def encode_record(value: object) -> bytes:
-    """``wire.encode(value)``: the same bytes (or error), faster for records built of
-    ints, str, bytes, bool, None, tuples and nested messages (a type-keyed walk that
-    hands the tree to cbor2 in one call); anything else goes through ``wire.encode``.
-    An ``AccountRec`` (most of a block's writes) is put together byte by byte."""
+    """``wire.encode(value)``: the same bytes (or error). An ``AccountRec`` (most of a
+    block's writes) is put together from its heads, without the generic walk."""
     if type(value) is AccountRec and 0 <= value.balance <= _INT_MAX \
             and 0 <= value.sequence <= _INT_MAX:
-        return _ACCOUNT_HEAD + _uint(value.balance) + _uint(value.sequence)
-    try:
-        tree = _tree(value)
-    except _Generic:
-        return wire.encode(value)
-    data: bytes = cbor2.dumps(tree, canonical=True)
-    return data
+        return (_ACCOUNT_HEAD + wire.cbor_head(0, value.balance)
+                + wire.cbor_head(0, value.sequence))
+    return wire.encode(value)
 
 
 # The tag and the 2-item array head every AccountRec encoding starts with.
