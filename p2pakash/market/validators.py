@@ -112,6 +112,7 @@ class MarketValidators:
         self._signers: _Lru[str, _Signer] = _Lru(self.params.max_signers)
         self._seen: _Lru[bytes, int] = _Lru(self.params.max_seen)  # sha256(data) -> expiry
         self.stats: dict[str, int] = {}
+        self.decoder: wire.DecodeMemo | None = None  # the simulator's nodes share one
 
     def install(self, pubsub: PubSub) -> None:
         pubsub.set_validator(TOPIC_ORDERS, self.validate_order)
@@ -170,7 +171,8 @@ class MarketValidators:
 
     def _decode(self, data: bytes, cls: type[V], check: Callable[[Any], None]) -> V | Verdict:
         try:
-            msg = wire.decode(data, cls)
+            msg = (wire.decode(data, cls) if self.decoder is None
+                   else self.decoder.decode(data, cls))
             check(msg.body)  # type: ignore[attr-defined]
         except (DecodeError, InvalidMarketMessage):
             return self._count("malformed", Verdict.REJECT)

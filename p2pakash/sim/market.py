@@ -31,11 +31,11 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 import trio
@@ -43,11 +43,9 @@ import trio
 from p2pakash import wire
 from p2pakash.config import ProviderConfig
 from p2pakash.crypto import PrivateKey
-from p2pakash.errors import DecodeError, P2PAkashError
-from p2pakash.gossip.pubsub import Verdict
+from p2pakash.errors import P2PAkashError
 from p2pakash.ledger import UAKT_PER_AKT, sign_tx
 from p2pakash.market import ledger_market as lm
-from p2pakash.market.orders import InvalidMarketMessage
 from p2pakash.market.validators import MarketValidators
 from p2pakash.plugins.manager import PluginManager
 from p2pakash.plugins.types import PluginConfig
@@ -56,25 +54,16 @@ from p2pakash.sim.scenario import GpuClass, ProvidersSpec, Scenario, TenantsSpec
 from p2pakash.tenant import TenantService, plan
 
 log = logging.getLogger(__name__)
-M = TypeVar("M")
 
 
 class SharedMarketValidators(MarketValidators):
-    """``MarketValidators`` whose decoding goes through ``memo``, one for all nodes of the
-    process: decoding is a pure function of the bytes and messages are frozen, so the
+    """``MarketValidators`` decoding through ``memo`` (its ``decoder``), one for all nodes of
+    the process: decoding is a pure function of the bytes and messages are frozen, so the
     verdicts are those of ``MarketValidators``."""
 
     def __init__(self, *, memo: wire.DecodeMemo, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.memo = memo
-
-    def _decode(self, data: bytes, cls: type[M], check: Callable[[Any], None]) -> M | Verdict:
-        try:
-            msg = self.memo.decode(data, cls)
-            check(msg.body)  # type: ignore[attr-defined]
-        except (DecodeError, InvalidMarketMessage):
-            return self._count("malformed", Verdict.REJECT)
-        return msg
+        self.decoder = memo
 
 
 # ---------------------------------------------------------------- providers
