@@ -33,24 +33,6 @@ from p2pakash.errors import DecodeError, StorageError
 from p2pakash.ledger.txs import Event, TxResult, tx_hash
 
 FILE_NAME = "txindex.sqlite"
-_RESULT_TAG = wire.TAG_BASE + wire.tag_of(TxResult)
-_EVENT_TAG = wire.TAG_BASE + wire.tag_of(Event)
-
-
-def _result_tree(result: TxResult) -> cbor2.CBORTag:
-    """The CBOR item tree of ``wire.encode(result)`` (event attributes are tuples of str,
-    which cbor2 encodes as arrays itself)."""
-    return cbor2.CBORTag(_RESULT_TAG, [int(result.code), result.log, [
-        cbor2.CBORTag(_EVENT_TAG, [e.type, e.attrs]) for e in result.events]])
-
-
-def encode_results(results: Sequence[TxResult]) -> bytes:
-    """The canonical CBOR array of the results' wire encodings, in one cbor2 call (the
-    format of files written before the JSON rows; still read)."""
-    data: bytes = cbor2.dumps([_result_tree(r) for r in results], canonical=True)
-    return data
-
-
 _dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 

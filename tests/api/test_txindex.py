@@ -10,12 +10,17 @@ import pytest
 
 from p2pakash import wire
 from p2pakash.api import TxIndex
-from p2pakash.api.txindex import encode_results
 from p2pakash.errors import StorageError
 from p2pakash.ledger import Event, TxResult, tx_hash
 
 OK = TxResult(code=0, log="", events=(Event(type="tx", attrs=(("sender", "a"),)),))
 BAD = TxResult(code=6, log="insufficient funds")
+
+
+def encode_results(results: list[TxResult]) -> bytes:
+    """The results row of files written before the JSON rows: the canonical CBOR array of
+    the results' wire encodings (the index still reads it)."""
+    return b"".join([wire.cbor_head(4, len(results))] + [wire.encode(r) for r in results])
 
 
 def test_index_persists_across_reopen(tmp_path: Path) -> None:
