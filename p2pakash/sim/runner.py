@@ -481,8 +481,7 @@ class Runner:
     async def main(self) -> SimResult:
         self._stop = trio.Event()
         self._wall_start = time.monotonic()
-        self._gc_enabled = gc.isenabled()
-        with tempfile.TemporaryDirectory(prefix="p2pakash-sim-") as tmp, _gc_tuned():
+        with tempfile.TemporaryDirectory(prefix="p2pakash-sim-") as tmp, _gc_tuned() as gc_on:
             self._build_nodes(Path(tmp))
             twins = {f"{f.node}-twin": f.at for f in self.sc.faults if f.kind == "twin"}
             async with trio.open_nursery() as nursery:
@@ -491,7 +490,7 @@ class Runner:
                     if twins.get(node.name, 0.0) == 0.0:
                         await self.start_node(nursery, node)
                 gc.freeze()  # the start-up objects live on: keep them out of GC scans
-                if self._gc_enabled:
+                if gc_on:
                     gc.set_threshold(*GC_THRESHOLDS)
                     gc.enable()
                 nursery.start_soon(self._events, nursery,
@@ -514,14 +513,14 @@ class Runner:
 
 
 @contextlib.contextmanager
-def _gc_tuned() -> Iterator[None]:
+def _gc_tuned() -> Iterator[bool]:
     """The cyclic GC is off while ``main`` builds and starts the nodes, which it then freezes
-    (``gc.freeze``) before collecting again at ``GC_THRESHOLDS``; on the way out the GC gets
-    the frozen objects back and its own settings."""
+    (``gc.freeze``) before collecting again at ``GC_THRESHOLDS`` if it was on (the value
+    yielded); on the way out the GC gets the frozen objects back and its own settings."""
     enabled, thresholds = gc.isenabled(), gc.get_threshold()
     gc.disable()
     try:
-        yield
+        yield enabled
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
