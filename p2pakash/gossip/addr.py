@@ -13,6 +13,7 @@ from __future__ import annotations
 import attrs
 
 from p2pakash.crypto import NodeID, is_node_id
+from p2pakash.gossip.caches import trim_oldest
 
 PARSED_MAX = 8192
 _parsed: dict[str, PeerAddr] = {}
@@ -32,9 +33,7 @@ class PeerAddr:
         addr = cls._parse(text)
         if cls is PeerAddr:
             _parsed[text] = addr
-            if len(_parsed) > PARSED_MAX:
-                for key in list(_parsed)[:PARSED_MAX // 8]:
-                    del _parsed[key]
+            trim_oldest(_parsed, PARSED_MAX)
         return addr
 
     @classmethod
