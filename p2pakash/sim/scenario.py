@@ -30,6 +30,7 @@ from p2pakash.config import (
     _strict_converter,
 )
 from p2pakash.consensus.core import TimeoutParams
+from p2pakash.ledger.params import UAKT_PER_AKT
 
 FAULT_KINDS = ("crash", "equivocate", "withhold", "clock_skew", "twin", "containers_die")
 VALIDATOR_ONLY = ("equivocate", "withhold", "twin")
@@ -267,7 +268,7 @@ def check(sc: Scenario) -> list[str]:
     if ps.genesis and not ps.node.register:
         out.append("providers.genesis: the providers do not register (providers.node.register"
                    " = false)")
-    if ps.genesis and ps.count and ps.balance * 1_000_000 < ps.node.bond:
+    if ps.genesis and ps.count and ps.balance * UAKT_PER_AKT < ps.node.bond:
         out.append(f"providers.genesis: a balance of {ps.balance} AKT does not cover the bond "
                    f"({ps.node.bond} uakt)")
     t = sc.tenants
