@@ -391,9 +391,6 @@ class MemoryConnection:
         self._network._carry(self.local_id, self.remote_id, pipe, payload, len(payload))
         await trio.lowlevel.cancel_shielded_checkpoint()
 
-    def item_size(self, item: object) -> int:
-        return self._network.item_size(item)
-
     def flush_later(self, flush: Callable[[], None]) -> bool:
         """``MemoryNetwork.flush_later``: True when the network clock will call ``flush``."""
         return self._network.flush_later(flush)

@@ -18,12 +18,12 @@ Rules and invariants:
 * No stored or injected nurseries: dials run in the nursery of ``_dialer``; inbound
   connections run in the transport's own ``serve``.
 * In-memory fast path (a ``MemoryNetwork(items=True)``, the simulator's): a link carries
-  decoded items, not bytes. Each item is still encoded once (per item object, network-wide:
-  ``MemoryNetwork.item_size``) for sizes, counters and the frame limit, but nobody
-  decodes: the receiver's transport calls
-  ``_on_frame`` at the delivery time, the same function the byte reader calls after
-  decoding. The per-link writer task is replaced by one flusher task per service that
-  batches every link's queued items after a checkpoint, as the writer does per link.
+  decoded items, not bytes. Each item is still sized once (per item object, network-wide:
+  ``MemoryConnection.size_of``) for sizes, counters and the frame limit, but nobody
+  decodes: the receiver's transport calls the link's sink at the delivery time, which
+  does what ``_on_frame`` (the byte reader's, after decoding) does, inline. The per-link
+  writer task is replaced by one flusher task per service that batches every link's
+  queued items after a checkpoint, as the writer does per link.
   Queue bounds, drops, bans and the cores' inputs are the same; TCP is unchanged.
 """
 
