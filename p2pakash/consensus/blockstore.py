@@ -221,12 +221,12 @@ class BlockStore:
 
     def save_state(self, state: ChainState) -> None:
         """Persist the state row and the validator sets it introduces (one transaction)."""
-        encoded = self._encode_state(state)
+        row, cache, current_set, next_set = self._encode_state(state)
         statements: list[tuple[str, tuple[object, ...]]] = [
-            ("INSERT OR REPLACE INTO state (id, data) VALUES (1, ?)", (encoded[0],))]
+            ("INSERT OR REPLACE INTO state (id, data) VALUES (1, ?)", (row,))]
         new: list[tuple[int, ValidatorSet]] = []
-        sets = [(state.height + 1, state.validators, encoded[2]),
-                (state.height + 2, state.next_validators, encoded[3])]
+        sets = [(state.height + 1, state.validators, current_set),
+                (state.height + 2, state.next_validators, next_set)]
         for height, vs, data in sets:
             current = self.validator_set(height)
             if current is None or current.hash() != vs.hash():
@@ -239,7 +239,7 @@ class BlockStore:
             if i == len(self._set_heights) or self._set_heights[i] != height:
                 self._set_heights.insert(i, height)
             self._remember_set(height, vs)
-        self._encoded = encoded[1]
+        self._encoded = cache
 
     def _encode_state(self, state: ChainState
                       ) -> tuple[bytes, dict[int, tuple[ValidatorSet, bytes]], bytes, bytes]:
