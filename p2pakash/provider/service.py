@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ import trio
 from p2pakash import crypto, wire
 from p2pakash.chain import ChainService
 from p2pakash.config import ProviderConfig
+from p2pakash.consensus.types import Block
 from p2pakash.errors import DecodeError, ExecutorError, InvalidSignature, PluginError
 from p2pakash.executor.base import ContainerState, Executor
 from p2pakash.gossip.caches import TokenBucket
@@ -339,7 +340,7 @@ class ProviderService:
 
     # ------------------------------------------------------------ chain events
 
-    async def _blocks(self, channel: trio.MemoryReceiveChannel[tuple[Any, BlockResult]]
+    async def _blocks(self, channel: trio.MemoryReceiveChannel[tuple[Block, BlockResult]]
                       ) -> None:
         async with channel:
             async for block, result in channel:
@@ -349,19 +350,19 @@ class ProviderService:
                         lid = _lease_of(event)
                         if lid is not None:
                             self._on_lease_event(event.type, lid, event.get("reason_name"),
-                                                 block)
+                                                 block.txs)
 
     def _on_lease_event(self, kind: str, lid: LeaseID, reason: str | None,
-                        block: Any = None) -> None:
+                        txs: Sequence[bytes] = ()) -> None:
         assert self.engine is not None
         if kind == "lease_created":
             won = self.engine.lease_created(lid)
             if lid.provider != self.address:
                 return
-            if won is None and block is not None:
+            if won is None:
                 # no reservation here (e.g. this provider restarted after bidding): the chain
                 # checked our signature on the bid, so take the resources now if they are free
-                order = _leased_order(block, lid)
+                order = _leased_order(txs, lid)
                 if order is not None:
                     won = self.engine.adopt(lid, order, lid.gseq)
                     if won is not None:
@@ -550,9 +551,9 @@ class ProviderService:
             for x in lines), error="")
 
 
-def _leased_order(block: Any, lid: LeaseID) -> Order | None:
-    """The order of the ``CreateLease`` for ``lid`` among ``block``'s txs, if any."""
-    for raw in getattr(block, "txs", ()):
+def _leased_order(txs: Sequence[bytes], lid: LeaseID) -> Order | None:
+    """The order of the ``CreateLease`` for ``lid`` among a block's ``txs``, if any."""
+    for raw in txs:
         try:
             tx = decode_tx(raw)
         except DecodeError:
