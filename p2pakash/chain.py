@@ -464,9 +464,7 @@ class ChainService:
     def _decode(self, data: bytes, cls: type[Proposal] | type[Vote]) -> Message:
         """``wire.decode``, or through ``shared_decoded`` (the simulator's nodes share one
         memo, as they share the VerifyCache)."""
-        if self.shared_decoded is None:
-            return wire.decode(data, cls)
-        return self.shared_decoded.decode(data, cls)
+        return wire.decode_via(self.shared_decoded, data, cls)
 
     def _validate(self, source: NodeID, data: bytes, cls: type[Proposal] | type[Vote]
                   ) -> Verdict:

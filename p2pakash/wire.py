@@ -241,6 +241,12 @@ def decode(data: bytes, expected: type[T], *, max_size: int = MAX_MESSAGE_SIZE,
     return cast(T, result)
 
 
+def decode_via(memo: DecodeMemo | None, data: bytes, expected: type[T]) -> T:
+    """``decode(data, expected)``, through ``memo`` when one is given (the simulator's nodes
+    share one)."""
+    return decode(data, expected) if memo is None else memo.decode(data, expected)
+
+
 class DecodeMemo:
     """Decoded messages by their bytes, shared by the nodes of one process (a simulation),
     as they share the VerifyCache: decoding is a pure function of the bytes and messages

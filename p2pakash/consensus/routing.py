@@ -116,8 +116,7 @@ class CommitRelay:
 
     def validate(self, data: bytes) -> Verdict:
         try:
-            msg = (wire.decode(data, BlockCommit) if self.decoder is None
-                   else self.decoder.decode(data, BlockCommit))
+            msg = wire.decode_via(self.decoder, data, BlockCommit)
         except RemoteProtocolError:
             return Verdict.REJECT
         h, st = msg.block.height, self.target.state

@@ -171,8 +171,7 @@ class MarketValidators:
 
     def _decode(self, data: bytes, cls: type[V], check: Callable[[Any], None]) -> V | Verdict:
         try:
-            msg = (wire.decode(data, cls) if self.decoder is None
-                   else self.decoder.decode(data, cls))
+            msg = wire.decode_via(self.decoder, data, cls)
             check(msg.body)  # type: ignore[attr-defined]
         except (DecodeError, InvalidMarketMessage):
             return self._count("malformed", Verdict.REJECT)

@@ -217,8 +217,7 @@ class TenantService:
 
     def _on_bid(self, data: bytes) -> None:
         try:
-            bid = (wire.decode(data, Bid) if self.decoder is None
-                   else self.decoder.decode(data, Bid))
+            bid = wire.decode_via(self.decoder, data, Bid)
             check_bid(bid.body)
         except (DecodeError, InvalidMarketMessage):
             return
@@ -246,8 +245,7 @@ class TenantService:
 
     def _on_decline(self, data: bytes) -> None:
         try:
-            decline = (wire.decode(data, Decline) if self.decoder is None
-                       else self.decoder.decode(data, Decline))
+            decline = wire.decode_via(self.decoder, data, Decline)
             check_decline(decline.body)
         except (DecodeError, InvalidMarketMessage):
             return
