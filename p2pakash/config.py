@@ -241,6 +241,7 @@ class ProviderConfig:
     manifest_timeout: float = attrs.field(default=300.0, validator=_positive)
     withdraw_period: float = attrs.field(default=3600.0, validator=_positive)
     send_declines: bool = True
+    publish_bids: bool = False  # flood bids/declines on their topic, not back the order's way
     declines_per_second: float = attrs.field(default=2.0, validator=_positive)
     pricing_threads: int = attrs.field(default=8, validator=_positive)
     plugin_tables: dict[str, Any] = attrs.Factory(dict)

@@ -10,6 +10,9 @@ Rules and invariants:
   bytes stay right. The memo holds each item it names (its ``id`` is not reused) and at
   most ``MEMO_ITEMS`` of them.
 * A connection that fails while sending is handed to ``broken`` (the service closes it).
+* ``flush_links`` is the same for the in-memory item fast path (the simulator's): each
+  dirty link's queued items go out as one batch of items (or several under the frame
+  limit), sized by ``MemoryConnection.size_of`` instead of encoded.
 """
 
 from __future__ import annotations
@@ -21,7 +24,15 @@ import trio
 from p2pakash import wire
 from p2pakash.gossip import messages as m
 from p2pakash.gossip.caches import trim_oldest
-from p2pakash.gossip.service_types import GossipSettings, GossipStats, Link, split_frames
+from p2pakash.gossip.memory import MemoryConnection
+from p2pakash.gossip.service_types import (
+    FRAME_HEAD,
+    GossipSettings,
+    GossipStats,
+    Link,
+    frame_overhead,
+    split_frames,
+)
 from p2pakash.gossip.transport import ConnectionClosed
 
 MEMO_ITEMS = 4096
@@ -76,4 +87,50 @@ async def write_link(link: Link, *, settings: GossipSettings, stats: GossipStats
             stats.items_out += len(batch)
 
 
-__all__ = ["MEMO_ITEMS", "EncodeMemo", "write_link"]
+def flush_links(dirty: list[Link], *, settings: GossipSettings, stats: GossipStats,
+                broken: Callable[[Link], None]) -> None:
+    """Send each in-memory link's queued items (``link.pending``) as one frame of items."""
+    limit = settings.max_frame - 16
+    for link in dirty:
+        link.dirty = False
+        pending, link.pending = link.pending, []
+        if link.closed:
+            continue
+        conn = link.conn
+        assert isinstance(conn, MemoryConnection)
+        size_of = conn.size_of
+        n = len(pending)
+        size = size_of(pending[0]) if n == 1 else sum(map(size_of, pending))
+        if size > limit:
+            frames, dropped = split_frames(pending, size_of, limit)
+            stats.dropped_out += dropped
+            for batch, bsize in frames:
+                if not _send_items(link, batch, bsize + frame_overhead(len(batch)), stats,
+                                   broken):
+                    break
+            continue
+        # the usual case, one frame per link
+        _send_items(link, pending, size + (FRAME_HEAD + 1 if n < 24 else frame_overhead(n)),
+                    stats, broken)
+
+
+def _send_items(link: Link, items: list[object], size: int, stats: GossipStats,
+                broken: Callable[[Link], None]) -> bool:
+    """One frame of ``items`` (``size`` bytes with the envelope); False if the link broke."""
+    conn = link.conn
+    assert isinstance(conn, MemoryConnection)
+    try:
+        sent = conn.send_items(tuple(items), size)
+    except (ConnectionClosed, OSError):
+        broken(link)
+        return False
+    if not sent:
+        stats.dropped_out += len(items)
+        return True
+    stats.frames_out += 1
+    stats.bytes_out += size
+    stats.items_out += len(items)
+    return True
+
+
+__all__ = ["MEMO_ITEMS", "EncodeMemo", "flush_links", "write_link"]

@@ -125,6 +125,17 @@ class Goodbye:
     reason: str = attrs.field(validator=wire.max_chars(200))
 
 
+@wire.message(tag=15)
+@attrs.frozen(kw_only=True)
+class Reply:
+    """An answer to message ``to``, sent back along the path ``to`` came (``replies.py``);
+    delivered to the publisher of ``to`` as a message of ``topic``."""
+
+    to: bytes = attrs.field(validator=attrs.validators.max_len(MSG_ID_LEN))
+    topic: str = attrs.field(validator=wire.max_chars(MAX_TOPIC_LEN))
+    data: bytes
+
+
 def message_id(topic: str, data: bytes) -> bytes:
     """Content hash: the same topic and data always have the same ID, whoever sends it."""
     return hashlib.sha256(topic.encode() + b"\x00" + data).digest()

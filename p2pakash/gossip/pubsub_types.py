@@ -83,6 +83,9 @@ class PubSubStats:
     idontwant_sent: int = 0
     suppressed: int = 0  # sends skipped because the peer said IDONTWANT
     sent: int = 0  # Publish items sent (forwarding, publishing, IWANT replies)
+    replies_sent: int = 0  # Reply items sent (our answers and forwarded ones)
+    replies_delivered: int = 0  # replies to our own messages, delivered locally
+    replies_unroutable: int = 0  # Reply items for a message we hold no way back for
 
 
 class PeerState:

@@ -48,6 +48,8 @@ class PubSubParams:
     mcache_max: int = 100_000
     seen_ttl: float = 120.0
     seen_max: int = 1_000_000
+    reply_ttl: float = 120.0  # seconds the way back of an answerable message is kept
+    reply_paths: int = 2  # ways back kept per message (replies.py)
     fanout_ttl: float = 60.0
     prune_backoff: float = 60.0
     unsubscribe_backoff: float = 10.0

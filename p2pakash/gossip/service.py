@@ -14,7 +14,8 @@ Rules and invariants:
 * Other layers (consensus, market) register handlers for their own message types and
   send direct messages with ``send_to``; ``connect`` dials a peer on demand outside the
   outbound budget (the peer manager's "too many outbound" does not refuse it); gossip
-  topics are used through ``publish``, ``subscribe`` and ``set_validator``.
+  topics are used through ``publish``, ``subscribe`` and ``set_validator``; answers to one
+  message go back to its publisher only with ``reply`` (topics made ``answerable``).
 * No stored or injected nurseries: dials run in the nursery of ``_dialer``; inbound
   connections run in the transport's own ``serve``.
 * In-memory fast path (a ``MemoryNetwork(items=True)``, the simulator's): a link carries
@@ -33,7 +34,7 @@ import contextlib
 import functools
 import logging
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import trio
@@ -45,10 +46,9 @@ from p2pakash.gossip import messages as m
 from p2pakash.gossip import peers as pm
 from p2pakash.gossip import pubsub as ps
 from p2pakash.gossip.addr import PeerAddr
-from p2pakash.gossip.link_writer import EncodeMemo, write_link
+from p2pakash.gossip.link_writer import EncodeMemo, flush_links, write_link
 from p2pakash.gossip.memory import Batch, MemoryConnection, Payload
 from p2pakash.gossip.service_types import (
-    FRAME_HEAD,
     MAX_ON_DEMAND,
     PEER_SET,
     PEER_TYPES,
@@ -59,9 +59,7 @@ from p2pakash.gossip.service_types import (
     GossipStats,
     Handler,
     Link,
-    frame_overhead,
     goodbye_frame,
-    split_frames,
 )
 from p2pakash.gossip.transport import Connection, ConnectionClosed, Transport
 
@@ -195,6 +193,18 @@ class GossipService:
         if self.pubsub.stats.published > published:
             self._deliver(ps.Deliver(topic=topic, data=data, msg_id=msg_id, source=self.node_id))
         return msg_id
+
+    def answerable(self, topic: str) -> None:
+        """Keep the way back of ``topic``'s messages so ``reply`` can answer them."""
+        self.pubsub.answerable(topic)
+
+    def reply(self, to: bytes, topic: str, data: bytes) -> bool:
+        """Send an answer to message ``to`` back the way it came (``replies.py``): its
+        publisher gets ``data`` as a message of ``topic``. False when this node holds no
+        way back (``to`` unknown or expired) or its own validator refuses ``data``."""
+        ok, actions = self.pubsub.reply(self._now(), to, topic, data)
+        self._apply(actions)
+        return ok
 
     def ban(self, peer: NodeID, reason: str) -> None:
         """Disconnect ``peer`` and refuse its node ID for ``ban_seconds``.
@@ -466,58 +476,7 @@ class GossipService:
     def _flush_dirty(self) -> None:
         self._flush_asked = False
         dirty, self._dirty = self._dirty, []
-        limit = self.settings.max_frame - 16
-        stats = self.stats
-        for link in dirty:
-            link.dirty = False
-            pending, link.pending = link.pending, []
-            if link.closed:
-                continue
-            conn = link.conn
-            assert isinstance(conn, MemoryConnection)
-            size_of = conn.size_of
-            n = len(pending)
-            size = size_of(pending[0]) if n == 1 else sum(map(size_of, pending))
-            if size > limit:
-                for batch, bsize in self._batches(pending, size_of):
-                    self._send_items(link, batch, bsize)
-                continue
-            # ``_send_items``, inline: the usual case, one frame per link
-            size += FRAME_HEAD + 1 if n < 24 else frame_overhead(n)
-            try:
-                sent = conn.send_items(tuple(pending), size)
-            except (ConnectionClosed, OSError):
-                self._cancel_link(link)
-                continue
-            if not sent:
-                stats.dropped_out += n
-                continue
-            stats.frames_out += 1
-            stats.bytes_out += size
-            stats.items_out += n
-
-    def _batches(self, items: Sequence[T], size_of: Callable[[T], int]
-                 ) -> Iterator[tuple[list[T], int]]:
-        """``split_frames`` under ``max_frame``; items too big for a frame are counted."""
-        frames, dropped = split_frames(items, size_of, self.settings.max_frame - 16)
-        self.stats.dropped_out += dropped
-        return iter(frames)
-
-    def _send_items(self, link: Link, items: list[object], size: int) -> None:
-        conn = link.conn
-        assert isinstance(conn, MemoryConnection)
-        size += frame_overhead(len(items))
-        try:
-            sent = conn.send_items(tuple(items), size)
-        except (ConnectionClosed, OSError):
-            self._cancel_link(link)
-            return
-        if not sent:
-            self.stats.dropped_out += len(items)
-            return
-        self.stats.frames_out += 1
-        self.stats.bytes_out += size
-        self.stats.items_out += len(items)
+        flush_links(dirty, settings=self.settings, stats=self.stats, broken=self._cancel_link)
 
     def _dispatch(self, peer: NodeID, item: object, now: float) -> None:
         kind = type(item)  # messages are exact types: decoded, or the sender's own objects

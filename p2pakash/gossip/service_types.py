@@ -21,7 +21,7 @@ from p2pakash.gossip.transport import Connection
 T = TypeVar("T")
 
 PUBSUB_TYPES: tuple[type, ...] = (m.Subscribe, m.Publish, m.IHave, m.IWant, m.Graft, m.Prune,
-                                  m.IDontWant)
+                                  m.IDontWant, m.Reply)
 PEER_TYPES: tuple[type, ...] = (m.Ping, m.Pong, m.PexRequest, m.PexAddrs)
 PUBSUB_SET = frozenset(PUBSUB_TYPES)  # exact types: a set lookup instead of isinstance
 PEER_SET = frozenset(PEER_TYPES)

@@ -115,6 +115,7 @@ class MarketValidators:
         self.decoder: wire.DecodeMemo | None = None  # the simulator's nodes share one
 
     def install(self, pubsub: PubSub) -> None:
+        pubsub.answerable(TOPIC_ORDERS)  # bids and declines go back the order's way
         pubsub.set_validator(TOPIC_ORDERS, self.validate_order)
         pubsub.set_validator(TOPIC_BIDS, self.validate_bid)
         pubsub.set_validator(TOPIC_DECLINES, self.validate_decline)

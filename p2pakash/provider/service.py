@@ -6,7 +6,10 @@ Rules and invariants (DESIGN.md §1, reference/akash.md §2):
   checked and verified here. The bid engine (pure) decides; pricing runs in
   worker threads (``trio.to_thread``, at most ``pricing_threads`` at once). A raising or
   nonsensical pricing plugin is a PluginError in the log and a decline; the service goes on.
-  Bids go to topic ``bids``, declines (rate limited) to ``declines``.
+  Bids (topic ``bids``) and declines (``declines``, rate limited) go back to the order's
+  tenant along the way the order came (gossip ``reply``): a few hops, not a flood of the
+  network. They are published on their topic instead with ``publish_bids`` (for pricing
+  plugins that follow competing bids) or when this node holds no way back.
 * Chain events of every committed block drive leases: ``lease_created`` for this provider
   -> the reservation becomes the lease's and the manifest is awaited (``manifest_timeout``
   -> ``CloseLease{MANIFEST_TIMEOUT}``); for another provider -> our reservation is released.
@@ -40,7 +43,7 @@ from p2pakash.config import ProviderConfig
 from p2pakash.consensus.types import Block
 from p2pakash.errors import DecodeError, ExecutorError, InvalidSignature, PluginError
 from p2pakash.executor.base import ContainerState, Executor
-from p2pakash.gossip.caches import TokenBucket
+from p2pakash.gossip.caches import TokenBucket, trim_oldest
 from p2pakash.gossip.service import Delivered, GossipService
 from p2pakash.ledger.blocks import BlockResult
 from p2pakash.ledger.txs import Event, decode_tx, sign_tx
@@ -84,6 +87,7 @@ from p2pakash.provider.manifest_json import (
 from p2pakash.provider.store import LeaseRecord, LeaseStore
 
 log = logging.getLogger(__name__)
+MAX_ORDER_ROUTES = 4096  # orders whose gossip message ID is kept for answering
 Job = Callable[[], Awaitable[None]]
 
 
@@ -155,6 +159,7 @@ class ProviderService:
         self._price_send, self._price_recv = trio.open_memory_channel[PriceRequest](1024)
         self._jobs_send, self._jobs_recv = trio.open_memory_channel[Job](4096)
         self._next_withdraw = 0.0
+        self._order_msgs: dict[bytes, bytes] = {}  # Order.digest -> its gossip message ID
 
     def _count(self, name: str) -> None:
         self.stats[name] = self.stats.get(name, 0) + 1
@@ -263,9 +268,9 @@ class ProviderService:
     async def _orders(self, channel: trio.MemoryReceiveChannel[Delivered]) -> None:
         async with channel:
             async for item in channel:
-                self._on_order(item.data)
+                self._on_order(item.data, item.msg_id)
 
-    def _on_order(self, data: bytes) -> None:
+    def _on_order(self, data: bytes, msg_id: bytes = b"") -> None:
         assert self.engine is not None
         order = None if self.market is None else self.market.accepted_order(data)
         if order is None:
@@ -278,6 +283,9 @@ class ProviderService:
                 return
             self._count("orders_checked_here")
         self._count("orders")
+        if msg_id:
+            self._order_msgs[order.digest] = msg_id
+            trim_oldest(self._order_msgs, MAX_ORDER_ROUTES)
         self.plugins.order_seen(order)  # a failing plugin is logged by the manager
         audits = lm.get_audits(self.chain.ledger.store, self.address)
         for out in self.engine.consider(order, self.now_ms(), audits):
@@ -313,7 +321,7 @@ class ProviderService:
                 self._send_decline(body)
             elif body is not None:
                 bid = sign_bid(self.key, self.chain_id, body)
-                self.gossip.publish(TOPIC_BIDS, wire.encode(bid))
+                self._answer(TOPIC_BIDS, wire.encode(bid), body.order_digest)
                 self._count("bids")
                 log.info("provider: bid %d uakt/block on order %s", body.price, body.order)
 
@@ -322,7 +330,14 @@ class ProviderService:
         if not self.cfg.send_declines or not self._declines.take(trio.current_time()):
             return
         decline = sign_decline(self.key, self.chain_id, body)
-        self.gossip.publish(TOPIC_DECLINES, wire.encode(decline))
+        self._answer(TOPIC_DECLINES, wire.encode(decline), body.order_digest)
+
+    def _answer(self, topic: str, data: bytes, order_digest: bytes) -> None:
+        """A bid or decline: back the order's way, or published (module rules)."""
+        to = self._order_msgs.get(order_digest)
+        if self.cfg.publish_bids or to is None or not self.gossip.reply(to, topic, data):
+            self._count(f"{topic}_published")
+            self.gossip.publish(topic, data)
 
     async def _bids(self, channel: trio.MemoryReceiveChannel[Delivered]) -> None:
         """Competing bids, for pricing plugins that follow them (``undercut``)."""
