@@ -4,13 +4,15 @@ order -> bid (milliseconds of virtual time) -> CreateLease -> manifest (a wrong 
 -> deployed -> status/logs to the tenant only -> withdrawals -> escrow runs out -> lease
 closed INSUFFICIENT_FUNDS -> containers gone within one block; a lease without a manifest is
 closed MANIFEST_TIMEOUT; a raising pricing plugin costs a decline, not the provider; a lease
-for a bid made before the provider restarted is taken, not closed.
+for a bid made before the provider restarted is taken, not closed; bids go back the order's
+way to the tenant only, or to every node with ``publish_bids``.
 """
 
 from __future__ import annotations
 
 import logging
 
+import attrs
 import pytest
 import trio
 
@@ -21,6 +23,7 @@ from p2pakash.market import ledger_market as lm
 from p2pakash.market.orders import Bid, DeclineReason, LeaseID, Order, make_order
 from p2pakash.market.sdl import manifest_json, parse_sdl
 from p2pakash.market.sdl.version import sorted_json
+from p2pakash.market.validators import TOPIC_BIDS
 from p2pakash.plugins.manager import PluginManager
 from p2pakash.plugins.types import PluginConfig
 from tests.executor.sdl_texts import web_sdl
@@ -209,3 +212,28 @@ async def test_lease_for_a_bid_made_before_a_restart_is_taken_not_closed(
         assert ack.ok, ack.error
         rec = lease_rec(m, lid)
         assert rec is not None and rec.state is lm.LeaseState.ACTIVE
+
+
+@pytest.mark.parametrize("flood", [False, True])
+async def test_bids_go_back_the_orders_way_unless_published(
+        autojump_clock: trio.abc.Clock, flood: bool) -> None:
+    async with market(seed=5) as m:
+        cfg = attrs.evolve(CFG, publish_bids=flood)
+        watcher = m.validators[0].gossip.subscribe(TOPIC_BIDS)  # a node that asked nothing
+        svc = await m.start_provider(cfg, FakeExecutor(), plugins_with(PRICE))
+        await registered(m)
+        m.tenant.publish_order(order_for(21))
+        bid = await m.tenant.next_bid()
+        assert bid.body.price == PRICE
+        await trio.sleep(1.0)
+        seen_elsewhere = []
+        while True:
+            try:
+                seen_elsewhere.append(watcher.receive_nowait())
+            except trio.WouldBlock:
+                break
+        if flood:  # publish_bids: on the topic, for every node (and undercut plugins)
+            assert len(seen_elsewhere) == 1 and svc.stats["bids_published"] == 1
+        else:  # a reply along the order's path: only the tenant has it
+            assert seen_elsewhere == [] and "bids_published" not in svc.stats
+            assert m.tenant.peer.gossip.pubsub.stats.replies_delivered == 1
