@@ -9,7 +9,9 @@ goes ``--warmup`` blocks, then ``--blocks`` more; we report the wall seconds per
 over the measured blocks (from wall-clock samples the runner's monitor takes every
 virtual second), CPU seconds, the speed-up (virtual / wall) and the peak RSS.
 ``startup_wall``/``startup_cpu``: seconds until the first block is committed (building the
-nodes, the connection and subscription exchange at virtual time 0, and block 1).
+nodes, the connection and subscription exchange at virtual time 0, and block 1);
+``wall_to_block_100``/``cpu_to_block_100``: seconds from the start until block 100 (the
+issue's scale-1000 target), null when the run ends before it.
 
 ``--scenario FILE`` instead times one scenario file (``--until`` virtual seconds) and
 prints its speed-up, e.g. ``simulations/quickstart.toml``: ``speedup`` is virtual / wall
@@ -105,6 +107,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_per_block": round(cpu_per_block, 3),
         "startup_wall": round(next((s[0] for s in samples if s[2] >= 1), wall), 2),
         "startup_cpu": round(next((s[3] for s in samples if s[2] >= 1), cpu0 + cpu) - cpu0, 2),
+        "wall_to_block_100": next((round(s[0], 1) for s in samples if s[2] >= 100), None),
+        "cpu_to_block_100": next((round(s[3] - cpu0, 1) for s in samples if s[2] >= 100), None),
         "stopped_by": result.stopped_by,
         "violations": [v.line() for v in checker.violations] if checker else [],
         "deployments": len(result.market.deploys),
