@@ -148,6 +148,25 @@ class P2PConfig:
         return self.external or self.listen
 
 
+# Consensus votes are small, frequent and repaired by consensus itself (resends on a stall,
+# block sync): a narrower mesh than gossipsub's D=6 halves their copies (docs/gossip.md).
+DEFAULT_TOPIC_DEGREE: dict[str, tuple[int, ...]] = {"consensus/vote": (3, 4, 6)}
+
+
+def _degrees(inst: object, attribute: attrs.Attribute[Any],
+             value: dict[str, tuple[int, ...]]) -> None:
+    for topic, degree in value.items():
+        if len(degree) != 3 or not 0 < degree[0] <= degree[1] <= degree[2]:
+            raise _Invalid(f"expected [d_lo, d, d_hi] with 0 < d_lo <= d <= d_hi, got "
+                           f"{list(degree)}", f"{attribute.name}.{topic}")
+
+
+def topic_degree_params(degrees: dict[str, tuple[int, ...]]
+                        ) -> tuple[tuple[str, int, int, int], ...]:
+    """``PubSubParams.topic_degree`` from a ``topic_degree`` table (checked by ``_degrees``)."""
+    return tuple((topic, d[0], d[1], d[2]) for topic, d in sorted(degrees.items()))
+
+
 @attrs.frozen(kw_only=True)
 class GossipConfig:
     d: int = attrs.field(default=6, validator=_positive)
@@ -158,6 +177,8 @@ class GossipConfig:
     flood_publish: bool = True
     flush_interval: float = attrs.field(default=0.001, validator=_non_negative)
     max_msgs_per_sec: float = attrs.field(default=1000.0, validator=_positive)
+    topic_degree: dict[str, tuple[int, ...]] = attrs.field(
+        factory=lambda: dict(DEFAULT_TOPIC_DEGREE), validator=_degrees)
 
     def __attrs_post_init__(self) -> None:
         if not self.d_lo <= self.d <= self.d_hi:
@@ -477,10 +498,16 @@ def _write_table(lines: list[str], name: str, table: dict[str, Any]) -> None:
         lines.extend(["", f"[{name}]"])
     for key, value in table.items():
         if not isinstance(value, dict):
-            lines.append(f"{key} = {_toml_value(value)}")
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
     for key, value in table.items():
         if isinstance(value, dict):
-            _write_table(lines, _join(name, key), value)
+            _write_table(lines, _join(name, _toml_key(key)), value)
+
+
+def _toml_key(key: str) -> str:
+    """A bare key when TOML allows one, else a quoted key ("consensus/vote")."""
+    return key if key and all(c.isascii() and (c.isalnum() or c in "_-") for c in key) \
+        else _toml_value(key)
 
 
 def _toml_value(value: Any) -> str:

@@ -29,7 +29,7 @@ from p2pakash import wire
 from p2pakash.api import ApiService, NodeInfo, TxGossip
 from p2pakash.api.tenant_routes import TenantRoutes
 from p2pakash.chain import ChainService
-from p2pakash.config import NodeConfig
+from p2pakash.config import NodeConfig, topic_degree_params
 from p2pakash.consensus.core import TimeoutParams
 from p2pakash.crypto import PrivateKey, VerifyCache
 from p2pakash.errors import ConfigError, DecodeError
@@ -73,7 +73,8 @@ def pubsub_params(cfg: NodeConfig) -> PubSubParams:
     return PubSubParams(d=g.d, d_lo=g.d_lo, d_hi=g.d_hi, heartbeat_interval=g.heartbeat_interval,
                         seen_ttl=g.seen_ttl, flood_publish=g.flood_publish,
                         rate_limit_msgs_per_sec=g.max_msgs_per_sec,
-                        rate_limit_burst=2 * g.max_msgs_per_sec)
+                        rate_limit_burst=2 * g.max_msgs_per_sec,
+                        topic_degree=topic_degree_params(g.topic_degree))
 
 
 def timeout_params(cfg: NodeConfig) -> TimeoutParams:

@@ -21,6 +21,7 @@ from p2pakash.config import (
     load_config,
     structure_config,
 )
+from p2pakash.consensus.messages import VOTE_TOPIC
 from p2pakash.errors import ConfigError
 from p2pakash.gossip.addr import PeerAddr
 
@@ -75,6 +76,7 @@ def test_minimal_config_takes_every_default(tmp_path: Path) -> None:
     g = cfg.gossip
     assert (g.d, g.d_lo, g.d_hi, g.heartbeat_interval, g.seen_ttl) == (6, 4, 12, 1.0, 120.0)
     assert (g.flood_publish, g.flush_interval, g.max_msgs_per_sec) == (True, 0.001, 1000.0)
+    assert g.topic_degree == {VOTE_TOPIC: (3, 4, 6)}  # the consensus topic's own mesh
     assert (cfg.api.listen, cfg.api.allow_remote_writes) == ("127.0.0.1:26680", False)
     assert (cfg.log.level, cfg.log.format) == ("info", "text")
     assert p2p.listen_host_port == ("127.0.0.1", 26656)
@@ -214,6 +216,12 @@ def test_directory_is_not_a_file(tmp_path: Path) -> None:
     ('chain_id = "c"\n[gossip]\nd = 20\n',
      "gossip.d: must satisfy d_lo <= d <= d_hi, got d_lo=4, d=20, d_hi=12"),
     ('chain_id = "c"\n[gossip]\nd_lo = 0\n', "gossip.d_lo: must be positive, got 0"),
+    ('chain_id = "c"\n[gossip.topic_degree]\n"consensus/vote" = [4, 3, 6]\n',
+     "gossip.topic_degree.consensus/vote: expected [d_lo, d, d_hi] with 0 < d_lo <= d <= "
+     "d_hi, got [4, 3, 6]"),
+    ('chain_id = "c"\n[gossip.topic_degree]\nvotes = [1, 2]\n',
+     "gossip.topic_degree.votes: expected [d_lo, d, d_hi] with 0 < d_lo <= d <= d_hi, "
+     "got [1, 2]"),
     ('chain_id = "c"\n[gossip]\nmax_msgs_per_sec = 0\n',
      "gossip.max_msgs_per_sec: must be positive, got 0.0"),
     ('chain_id = "c"\n[log]\nlevel = "loud"\n',

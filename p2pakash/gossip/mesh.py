@@ -34,6 +34,7 @@ class MeshCore:
     def __init__(self, *, local_id: NodeID, params: PubSubParams, rng: random.Random) -> None:
         self.local_id = local_id
         self.params = params
+        self._topic_params = {topic: params.for_topic(topic) for topic, *_ in params.topic_degree}
         self.stats = PubSubStats()
         self._rng = rng
         self._validators: dict[str, Validator] = {}
@@ -107,7 +108,7 @@ class MeshCore:
         return out
 
     def _maintain_mesh(self, now: float, topic: str, out: list[Action]) -> None:
-        p, peers, mesh = self.params, self._peers, self._mesh[topic]
+        p, peers, mesh = self._params_of(topic), self._peers, self._mesh[topic]
         if self._watch:  # only watched peers can score below zero (lazy scores)
             for q in [q for q in mesh if peers[q].value < 0]:
                 self._prune(now, topic, q, p.prune_backoff, out)
@@ -137,11 +138,16 @@ class MeshCore:
         for topic, fan in self._fanout.items():
             for q in [q for q in fan if not self._publishable(q)]:
                 del fan[q]
-            if len(fan) < p.d:
+            d = self._params_of(topic).d
+            if len(fan) < d:
                 cands = [q for q in self._topic_peers.get(topic, ())
                          if q not in fan and self._publishable(q)]
-                for q in sample(self._rng, cands, p.d - len(fan)):
+                for q in sample(self._rng, cands, d - len(fan)):
                     fan[q] = None
+
+    def _params_of(self, topic: str) -> PubSubParams:
+        """The parameters with ``topic``'s own mesh degree (``topic_degree``), if it has one."""
+        return self._topic_params.get(topic, self.params)
 
     def _emit_gossip(self, out: list[Action]) -> None:
         """IHAVE for each topic with IDs in the gossip windows (``ihave.topic_gossip``)."""

@@ -132,11 +132,11 @@ class PubSub(MeshCore):
         mesh = self._mesh[topic] = {}
         fanout = self._fanout.pop(topic, {})
         self._fanout_last.pop(topic, None)
+        d = self._params_of(topic).d
         for q in fanout:
-            if len(mesh) < self.params.d and self._graftable(now, q, topic):
+            if len(mesh) < d and self._graftable(now, q, topic):
                 self._graft(now, topic, q, out)
-        for q in sample(self._rng, self._graft_candidates(now, topic, mesh),
-                         self.params.d - len(mesh)):
+        for q in sample(self._rng, self._graft_candidates(now, topic, mesh), d - len(mesh)):
             self._graft(now, topic, q, out)
         return out
 
@@ -209,7 +209,8 @@ class PubSub(MeshCore):
             self._fanout_last[topic] = now
             if topic not in self._fanout:
                 cands = [q for q in self._topic_peers.get(topic, ()) if self._publishable(q)]
-                self._fanout[topic] = dict.fromkeys(sample(self._rng, cands, p.d))
+                self._fanout[topic] = dict.fromkeys(sample(self._rng, cands,
+                                                           self._params_of(topic).d))
         targets: Iterable[NodeID]
         if p.flood_publish:
             targets = [q for q in self._topic_peers.get(topic, ()) if self._publishable(q)]
@@ -372,7 +373,7 @@ class PubSub(MeshCore):
             self._topic_peers.setdefault(topic, {})[peer.id] = None
 
     def _on_graft(self, now: float, peer: PeerState, item: Graft) -> list[Action]:
-        topic, pid, p = item.topic, peer.id, self.params
+        topic, pid, p = item.topic, peer.id, self._params_of(item.topic)
         mesh = self._mesh.get(topic)
         if mesh is None or pid in mesh:
             return [Send(pid, Prune(topic=topic, backoff=0, px=()))] if mesh is None else []

@@ -50,6 +50,9 @@ class PubSubParams:
     seen_max: int = 1_000_000
     reply_ttl: float = 120.0  # seconds the way back of an answerable message is kept
     reply_paths: int = 2  # ways back kept per message (replies.py)
+    # (topic, d_lo, d, d_hi): a topic's own mesh degree (e.g. fewer copies of small,
+    # frequent messages that their layer repairs itself); the other D parameters follow
+    topic_degree: tuple[tuple[str, int, int, int], ...] = ()
     fanout_ttl: float = 60.0
     prune_backoff: float = 60.0
     unsubscribe_backoff: float = 10.0
@@ -89,7 +92,20 @@ class PubSubParams:
     graylist_threshold: float = -80.0
     disconnect_threshold: float = -80.0
 
+    def for_topic(self, topic: str) -> PubSubParams:
+        """These parameters with ``topic``'s mesh degree from ``topic_degree``."""
+        for name, d_lo, d, d_hi in self.topic_degree:
+            if name == topic:
+                return attrs.evolve(self, d_lo=d_lo, d=d, d_hi=d_hi, topic_degree=(),
+                                    d_out=min(self.d_out, d_lo - 1, d // 2),
+                                    d_score=min(self.d_score, d), d_lazy=min(self.d_lazy, d))
+        return self
+
     def __attrs_post_init__(self) -> None:
+        for name, d_lo, d, d_hi in self.topic_degree:
+            if not 0 < d_lo <= d <= d_hi:
+                raise ConfigError(f"pubsub params: topic_degree of {name!r} needs "
+                                  f"0 < d_lo <= d <= d_hi, got {d_lo}, {d}, {d_hi}")
         checks = [
             (0 < self.d_lo <= self.d <= self.d_hi,
              f"needs 0 < d_lo <= d <= d_hi, got {self.d_lo}, {self.d}, {self.d_hi}"),

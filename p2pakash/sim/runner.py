@@ -48,7 +48,7 @@ import p2pakash.market.ledger_market  # noqa: F401 - registers the market's ledg
 from p2pakash import wire
 from p2pakash.api.server import TxGossip
 from p2pakash.chain import SHARED_DECODED, ChainService
-from p2pakash.config import ProviderConfig
+from p2pakash.config import ProviderConfig, topic_degree_params
 from p2pakash.consensus.types import Block
 from p2pakash.crypto import NodeID, PrivateKey, VerifyCache
 from p2pakash.executor.fake import FakeEngine, FakeExecutor
@@ -124,6 +124,8 @@ class Runner:
         self.market_decoded = wire.DecodeMemo(MARKET_DECODED)  # orders, bids, declines
         self.network, self.latency = simnet.build_network(scenario.network,
                                                           rng_for(self.seed, "network"))
+        self._pubsub = PubSubParams(
+            topic_degree=topic_degree_params(scenario.network.topic_degree))
         self.checker = Checker(seed=self.seed, genesis_supply=0,
                                state_checks=scenario.invariants.state_checks)
         self.result.checker = self.checker
@@ -262,7 +264,7 @@ class Runner:
                                    max_per_host=1000, pex_interval=1e9, backoff_base=0.2,
                                    backoff_max=2.0, ban_seconds=5.0,
                                    misbehave_ban_seconds=5.0),
-            pubsub_params=PubSubParams(), persistent=self._peers_of(node),
+            pubsub_params=self._pubsub, persistent=self._peers_of(node),
             settings=GossipSettings(tick_interval=1.0))
         chain = FaultyChain(gossip=gossip, key=node.validator_key, genesis=self.genesis,
                             data_dir=node.data_dir, timeouts=self.sc.chain.timeouts(),

@@ -23,8 +23,10 @@ from typing import Any
 import attrs
 
 from p2pakash.config import (
+    DEFAULT_TOPIC_DEGREE,
     ConfigFileError,
     ProviderConfig,
+    _degrees,
     _Invalid,
     _problems,
     _strict_converter,
@@ -97,6 +99,9 @@ class NetworkSpec:
     max_outbound: int = attrs.field(default=8, validator=_positive)
     max_inbound: int = attrs.field(default=40, validator=_positive)
     resolution_ms: float = attrs.field(default=1.0, validator=_non_negative)  # 0: exact
+    # a topic's own gossip mesh degree [d_lo, d, d_hi], as the node's [gossip] topic_degree
+    topic_degree: dict[str, tuple[int, ...]] = attrs.field(
+        factory=lambda: dict(DEFAULT_TOPIC_DEGREE), validator=_degrees)
 
 
 @attrs.frozen(kw_only=True)

@@ -544,6 +544,34 @@ def test_bad_local_calls_raise_clear_errors() -> None:
     assert ps.handle(0.0, C, Publish(topic=T, data=b"")) == []  # unknown peer: ignored
     with pytest.raises(ConfigError, match="d_lo"):
         PubSubParams(d_lo=7)
+    with pytest.raises(ConfigError, match="topic_degree of 'v'"):
+        PubSubParams(topic_degree=(("v", 3, 2, 4),))
+
+
+def test_a_topic_degree_gives_that_topic_its_own_mesh_bounds() -> None:
+    v = "v"
+    sim, ids = build(40, seed=4, degree=9.0, topic_degree=((v, 2, 3, 4),))
+    for i in ids:
+        sim.call(i, functools.partial(sim.cores[i].subscribe, topic=v))
+    sim.run_for(10.0)
+    narrow = [len(sim.cores[i].mesh(v)) for i in ids]
+    wide = [len(sim.cores[i].mesh(T)) for i in ids]
+    assert max(narrow) <= 4 and min(narrow) >= 2
+    assert statistics.mean(wide) > statistics.mean(narrow) + 1.5
+    mv = []
+    for k in range(5):
+        core = sim.cores[ids[k]]
+        msg = f"vote {k}".encode()
+        sim.call(ids[k], lambda now, core=core, msg=msg: core.publish(now, v, msg)[1])
+        mv.append((ids[k], message_id(v, msg)))
+    mt = [(ids[k], publish(sim, ids[k], f"other {k}".encode())) for k in range(5)]
+    sim.run_for(2.0)
+    for src, mid in mv + mt:
+        assert everyone_has(sim, ids, src, mid)
+    copies = {topic: statistics.mean(sim.copies[(n, mid)] for _, mid in ms for n in ids
+                                     if (n, mid) in sim.copies)
+              for topic, ms in ((v, mv), (T, mt))}
+    assert copies[v] < copies[T] - 1.0, copies
 
 
 def test_caches_are_bounded() -> None:

@@ -39,6 +39,8 @@ MARKET = {"providers": {"count": 1}, "tenants": {"count": 1, "arrival_rate": 0.1
 @pytest.mark.parametrize(("data", "message"), [
     ({"name": "x", "colour": "red"}, "colour: unknown key"),
     ({"name": "x", "network": {"latncy_ms": 3}}, "network.latncy_ms: unknown key"),
+    ({"name": "x", "network": {"topic_degree": {"consensus/vote": [0, 1, 2]}}},
+     "network.topic_degree.consensus/vote: expected [d_lo, d, d_hi]"),
     ({"name": "x", "faults": [{"kind": "crash", "node": "v1", "bogus": 1}]},
      "faults[0].bogus: unknown key"),
     ({"name": "x", "duration": "ten"}, "duration: expected a number"),
