@@ -126,3 +126,15 @@ def test_market_validators_forget_expired_orders() -> None:
     data = wire.encode(order(USERS[0], dseq=99, expiry_ms=now[0] + 60_000))
     assert mv.validate_order(NodeID("ab" * 20), "orders", data) is Verdict.ACCEPT
     assert len(mv.orders) == len(mv._accepted) == len(mv._seen) == 1
+
+
+def test_provider_keeps_a_bounded_table_of_order_message_ids() -> None:
+    """The provider keeps each order's gossip message ID to send its answer back the
+    order's way; a provider seeing orders for months keeps only the newest."""
+    from p2pakash.provider.service import MAX_ORDER_ROUTES, ProviderService
+    svc = ProviderService.__new__(ProviderService)  # the table alone: no node needed
+    svc._order_msgs = {}
+    for i in range(3 * MAX_ORDER_ROUTES):
+        svc._remember_order(i.to_bytes(32, "big"), hashlib.sha256(bytes([i % 256])).digest())
+        assert len(svc._order_msgs) <= MAX_ORDER_ROUTES
+    assert (3 * MAX_ORDER_ROUTES - 1).to_bytes(32, "big") in svc._order_msgs

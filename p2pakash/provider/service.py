@@ -284,8 +284,7 @@ class ProviderService:
             self._count("orders_checked_here")
         self._count("orders")
         if msg_id:
-            self._order_msgs[order.digest] = msg_id
-            trim_oldest(self._order_msgs, MAX_ORDER_ROUTES)
+            self._remember_order(order.digest, msg_id)
         self.plugins.order_seen(order)  # a failing plugin is logged by the manager
         audits = lm.get_audits(self.chain.ledger.store, self.address)
         for out in self.engine.consider(order, self.now_ms(), audits):
@@ -296,6 +295,11 @@ class ProviderService:
                 self._price_send.send_nowait(out)
             except trio.WouldBlock:
                 self._send_decline(self._give_up(out, "provider busy"))
+
+    def _remember_order(self, digest: bytes, msg_id: bytes) -> None:
+        """Keep the order's gossip message ID to answer it (``_answer``); bounded."""
+        self._order_msgs[digest] = msg_id
+        trim_oldest(self._order_msgs, MAX_ORDER_ROUTES)
 
     def _give_up(self, request: PriceRequest, why: str) -> DeclineBody:
         assert self.engine is not None
