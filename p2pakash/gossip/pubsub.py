@@ -32,6 +32,12 @@ Rules and invariants:
 * IHAVE (``ihave.py``) names only the gossip window's IDs the target is not known to hold:
   a peer holds a message once it sent it to us (first copy or duplicate), or an IHAVE or
   IDONTWANT naming it; sending it to a peer proves nothing (the copy may be lost).
+* Replies (``replies.py``): for messages of an answerable topic the first two delivering
+  peers are kept as ways back; a ``Reply`` is validated by its topic's validator, handled
+  once, and sent only along the ways back of the message it answers (delivered locally at
+  its publisher). It is charged like a Publish: no way back or a topic we are not in costs
+  a token, a rejection scores as an invalid message on that topic.
+* A topic may have its own mesh degree (``topic_degree``); every mesh rule uses it.
 * Subscriptions go to every peer on connect and on (un)subscribe; re-announcements at a
   doubling gap, only of topics the peer has not shown it knows (``pubsub_types.py``).
 """
@@ -229,10 +235,11 @@ class PubSub(MeshCore):
         if route is None:
             return False, []
         rid = reply_id(to, topic, data)
-        if not self._replies.seen.add(now, rid):
+        if rid in self._replies.seen:
             return True, []
         if self._validate(self.local_id, topic, data) is not Verdict.ACCEPT:
             return False, []
+        self._replies.seen.add(now, rid)
         out: list[Action] = []
         self._route_reply(Reply(to=to, topic=topic, data=data), rid, route, None, out)
         return bool(out), out
