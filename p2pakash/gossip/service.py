@@ -35,7 +35,6 @@ import functools
 import logging
 import random
 from collections.abc import Callable, Sequence
-from typing import TypeVar
 
 import trio
 
@@ -64,9 +63,6 @@ from p2pakash.gossip.service_types import (
 from p2pakash.gossip.transport import Connection, ConnectionClosed, Transport
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
 
 class GossipService:
     """Runs one node's gossip layer over any Transport (TCP or in-memory)."""
