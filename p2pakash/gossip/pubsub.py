@@ -271,10 +271,7 @@ class PubSub(MeshCore):
             stats.graylisted += 1
             return []
         if peer.bucket.tokens < 1.0 and not peer.bucket.has(now):  # (refills lazily: exact)
-            stats.rate_limited += 1
-            out: list[Action] = []
-            self._penalise(now, peer, self.params.rate_limit_penalty, out)
-            return out
+            return self._rate_limited(now, peer)
         topic = item.topic
         mesh = self._mesh.get(topic)
         if mesh is None:
@@ -300,7 +297,7 @@ class PubSub(MeshCore):
             return []
         self._seen.add(now, msg_id)
         self._iwant_pending.discard(msg_id)
-        out = []
+        out: list[Action] = []
         if len(data) >= self.params.idontwant_min_size and len(mesh) > 1:
             dont = IDontWant(ids=(msg_id,))
             for q in mesh:
@@ -318,21 +315,13 @@ class PubSub(MeshCore):
             if topic in self._replies.topics:
                 self._replies.note(now, msg_id, source)
         else:
-            peer.bucket.charge(now)
-            if verdict is Verdict.REJECT:
-                peer.score.topic_at(topic, self._heartbeats, self.params)
-                peer.score.invalid(topic)
-                self._watch[peer.id] = None
-                self._refresh(now, peer, out)
+            self._refused(now, peer, topic, verdict, out)
         return out
 
     def _on_reply(self, now: float, peer: PeerState, item: Reply) -> list[Action]:
         stats, topic = self.stats, item.topic
         if peer.bucket.tokens < 1.0 and not peer.bucket.has(now):
-            stats.rate_limited += 1
-            out: list[Action] = []
-            self._penalise(now, peer, self.params.rate_limit_penalty, out)
-            return out
+            return self._rate_limited(now, peer)
         route = self._replies.routes.get(item.to)
         if route is None or topic not in self._mesh:
             stats.replies_unroutable += 1  # our way back expired, or nothing we carry
@@ -343,17 +332,30 @@ class PubSub(MeshCore):
             stats.duplicates += 1
             return []
         verdict = self._validate(peer.id, topic, item.data)
-        out = []
+        out: list[Action] = []
         if verdict is Verdict.ACCEPT:
             self._route_reply(item, rid, route, peer.id, out)
-            return out
+        else:
+            self._refused(now, peer, topic, verdict, out)
+        return out
+
+    def _rate_limited(self, now: float, peer: PeerState) -> list[Action]:
+        """A Publish or Reply from a peer whose bucket is empty: dropped and penalised."""
+        self.stats.rate_limited += 1
+        out: list[Action] = []
+        self._penalise(now, peer, self.params.rate_limit_penalty, out)
+        return out
+
+    def _refused(self, now: float, peer: PeerState, topic: str, verdict: Verdict,
+                 out: list[Action]) -> None:
+        """The validator did not accept what ``peer`` sent on ``topic``: a token for any
+        refusal, an invalid-message count (P4) for a rejection."""
         peer.bucket.charge(now)
         if verdict is Verdict.REJECT:
             peer.score.topic_at(topic, self._heartbeats, self.params)
             peer.score.invalid(topic)
             self._watch[peer.id] = None
             self._refresh(now, peer, out)
-        return out
 
     def _route_reply(self, item: Reply, rid: bytes, route: list[NodeID],
                      source: NodeID | None, out: list[Action]) -> None:
