@@ -229,10 +229,11 @@ class PubSub(MeshCore):
     def reply(self, now: float, to: bytes, topic: str, data: bytes
               ) -> tuple[bool, list[Action]]:
         """Answer message ``to`` of an answerable topic: the answer goes back the way ``to``
-        came (``replies.py``). (False, []) when we hold no way back or our own validator
-        refuses it; the caller may publish it on ``topic`` instead."""
+        came (``replies.py``). (False, []) when we hold no way back (none, or none still
+        connected: checked before validating, so a fallback publish is validated afresh) or
+        our own validator refuses it; the caller may publish it on ``topic`` instead."""
         route = self._replies.routes.get(to)
-        if route is None:
+        if route is None or not any(q == LOCAL or self._live(q) for q in route):
             return False, []
         rid = reply_id(to, topic, data)
         if rid in self._replies.seen:
@@ -241,7 +242,7 @@ class PubSub(MeshCore):
             return False, []
         self._replies.seen.add(now, rid)
         out: list[Action] = []
-        self._route_reply(Reply(to=to, topic=topic, data=data), rid, route, None, out)
+        self._route_reply(now, Reply(to=to, topic=topic, data=data), rid, route, None, out)
         return bool(out), out
 
     # ------------------------------------------------------------ peer events
@@ -334,7 +335,7 @@ class PubSub(MeshCore):
         verdict = self._validate(peer.id, topic, item.data)
         out: list[Action] = []
         if verdict is Verdict.ACCEPT:
-            self._route_reply(item, rid, route, peer.id, out)
+            self._route_reply(now, item, rid, route, peer.id, out)
         else:
             self._refused(now, peer, topic, verdict, out)
         return out
@@ -357,15 +358,38 @@ class PubSub(MeshCore):
             self._watch[peer.id] = None
             self._refresh(now, peer, out)
 
-    def _route_reply(self, item: Reply, rid: bytes, route: list[NodeID],
+    def _route_reply(self, now: float, item: Reply, rid: bytes, route: list[NodeID],
                      source: NodeID | None, out: list[Action]) -> None:
+        n = len(out)
         for q in route:
             if q == LOCAL:
                 self.stats.replies_delivered += 1
                 out.append(Deliver(item.topic, item.data, rid, source or self.local_id))
-            elif q != source and q in self._peers and not self._peers[q].disconnecting:
+            elif q != source and self._live(q):
                 self.stats.replies_sent += 1
                 out.append(Send(q, item))
+        if len(out) == n and source is not None:
+            self._flood_reply(now, item, source, out)
+
+    def _flood_reply(self, now: float, item: Reply, source: NodeID, out: list[Action]) -> None:
+        """A relay whose ways back are all gone: the answer (already validated here) goes
+        on its topic like a publish, so it still reaches the asker, who subscribes to it."""
+        topic, data = item.topic, item.data
+        msg_id = message_id(topic, data)
+        mesh = self._mesh.get(topic)
+        if mesh is None or not self._seen.add(now, msg_id):
+            return
+        self.stats.replies_flooded += 1
+        publish = Publish(topic=topic, data=data)
+        self._mcache.put(msg_id, publish)
+        targets: Iterable[NodeID] = mesh  # as ``publish`` sends our own messages
+        if self.params.flood_publish:
+            targets = [q for q in self._topic_peers.get(topic, ()) if self._publishable(q)]
+        self._forward(msg_id, publish, targets, source, out)
+
+    def _live(self, q: NodeID) -> bool:
+        peer = self._peers.get(q)
+        return peer is not None and not peer.disconnecting
 
     def _on_subscribe(self, now: float, peer: PeerState, item: Subscribe) -> list[Action]:
         topic = item.topic

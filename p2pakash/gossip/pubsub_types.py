@@ -86,6 +86,7 @@ class PubSubStats:
     replies_sent: int = 0  # Reply items sent (our answers and forwarded ones)
     replies_delivered: int = 0  # replies to our own messages, delivered locally
     replies_unroutable: int = 0  # Reply items for a message we hold no way back for
+    replies_flooded: int = 0  # accepted replies published on their topic: no way back left
 
 
 class PeerState:

@@ -223,3 +223,32 @@ def test_netsim_reply_counts_are_deterministic_per_run() -> None:
         return replies_sent(sim)
     assert run(2) == run(2)
 
+
+
+def test_own_reply_with_every_way_back_gone_is_not_validated_so_a_publish_can_follow() -> None:
+    calls: list[bytes] = []
+
+    def validator(src: NodeID, topic: str, data: bytes) -> Verdict:
+        calls.append(data)
+        return Verdict.ACCEPT
+    ps = core(A)
+    ps.set_validator(ANSWER, validator)
+    connect(ps, B, C)
+    ps.handle_publish(1.0, B, Publish(topic=ASK, data=b"q"))
+    ps.remove_peer(1.5, B)  # our only way back is gone
+    assert ps.reply(2.0, message_id(ASK, b"q"), ANSWER, b"a") == (False, [])
+    assert calls == []  # a validator with a replay check would refuse the publish that follows
+    _, actions = ps.publish(2.0, ANSWER, b"a")
+    assert [a.peer for a in actions if type(a) is Send] == [C] and calls == [b"a"]
+
+
+def test_relay_with_every_way_back_gone_publishes_the_answer_on_its_topic() -> None:
+    ps = core(A)
+    connect(ps, B, C, D)
+    ps.handle_publish(1.0, B, Publish(topic=ASK, data=b"q"))
+    to = message_id(ASK, b"q")
+    ps.remove_peer(1.5, B)
+    out = ps.handle(2.0, C, Reply(to=to, topic=ANSWER, data=b"a"))
+    sent = [(a.peer, a.item) for a in out if type(a) is Send]
+    assert sent == [(D, Publish(topic=ANSWER, data=b"a"))]  # the mesh, not back to C
+    assert ps.stats.replies_flooded == 1 and ps.seen(message_id(ANSWER, b"a"))
