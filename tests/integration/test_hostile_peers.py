@@ -391,6 +391,7 @@ async def test_publish_flood_is_rate_limited_and_the_flooder_dropped(
         await wait_for(lambda: hostile.id in target.node.gossip.connected, "hostile accepted")
         flood = [m.Publish(topic=FLOOD_TOPIC, data=rng.randbytes(32)) for _ in range(10_000)]
         sent = 0
+        started = trio.current_time()
         with contextlib.suppress(trio.BrokenResourceError):  # cut off mid-flood: the point
             for start in range(0, len(flood), 1000):
                 await hostile.send_items(flood[start:start + 1000])
@@ -399,15 +400,18 @@ async def test_publish_flood_is_rate_limited_and_the_flooder_dropped(
         # a Goodbye may be lost to a reset (we kept sending after being cut off)
         for reason in _goodbyes(await hostile.read_until_closed()):
             assert reason.startswith("gossip score") and "below -80" in reason
+        elapsed = trio.current_time() - started  # the bucket refills meanwhile
         stats = target.node.gossip.pubsub.stats
-        burst = 2 * target.node.cfg.gossip.max_msgs_per_sec
+        rate = target.node.cfg.gossip.max_msgs_per_sec
+        burst = 2 * rate
         assert stats.rate_limited > 0
         await assert_banned(target, hostile, bans_before=0)
         assert f"banning peer {hostile.id[:12]}: gossip score" in caplog.text
-        # the flood got no further than the token bucket allowed (burst + a little refill):
-        # the rest was dropped before validation
+        # the flood got no further than the token bucket allowed (its burst plus what it
+        # refilled while the flood lasted, however slow the machine): the rest was dropped
+        # before validation
         assert target.flood_inbox == []
-        assert 0 < stats.ignored <= burst + 200
+        assert 0 < stats.ignored <= burst + rate * elapsed + 50, (stats.ignored, elapsed)
         assert stats.ignored + stats.rate_limited <= sent + 1000
         await wait_for(lambda: all("during the flood" in h.texts() for h in honest),
                        "the note published during the flood")
