@@ -209,21 +209,14 @@ class PubSub(MeshCore):
         self.stats.published += 1
         if topic in self._replies.topics:
             self._replies.note(now, msg_id, LOCAL)
-        p = self.params
-        mesh = self._mesh.get(topic)
-        if mesh is None:
+        if topic not in self._mesh:
             self._fanout_last[topic] = now
             if topic not in self._fanout:
                 cands = [q for q in self._topic_peers.get(topic, ()) if self._publishable(q)]
                 self._fanout[topic] = dict.fromkeys(sample(self._rng, cands,
                                                            self._params_of(topic).d))
-        targets: Iterable[NodeID]
-        if p.flood_publish:
-            targets = [q for q in self._topic_peers.get(topic, ()) if self._publishable(q)]
-        else:
-            targets = mesh if mesh is not None else self._fanout[topic]
         out: list[Action] = []
-        self._forward(msg_id, item, targets, None, out)
+        self._forward(msg_id, item, self._own_targets(topic), None, out)
         return msg_id, out
 
     def reply(self, now: float, to: bytes, topic: str, data: bytes
@@ -382,10 +375,15 @@ class PubSub(MeshCore):
         self.stats.replies_flooded += 1
         publish = Publish(topic=topic, data=data)
         self._mcache.put(msg_id, publish)
-        targets: Iterable[NodeID] = mesh  # as ``publish`` sends our own messages
+        self._forward(msg_id, publish, self._own_targets(topic), source, out)
+
+    def _own_targets(self, topic: str) -> Iterable[NodeID]:
+        """Where a message this node sends goes: every topic peer above the publish
+        threshold (``flood_publish``), else the mesh, else the fanout."""
         if self.params.flood_publish:
-            targets = [q for q in self._topic_peers.get(topic, ()) if self._publishable(q)]
-        self._forward(msg_id, publish, targets, source, out)
+            return [q for q in self._topic_peers.get(topic, ()) if self._publishable(q)]
+        mesh = self._mesh.get(topic)
+        return mesh if mesh is not None else self._fanout.get(topic, {})
 
     def _live(self, q: NodeID) -> bool:
         peer = self._peers.get(q)
