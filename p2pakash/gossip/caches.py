@@ -4,7 +4,8 @@ Rules and invariants (sans-IO: time arrives as ``now`` in seconds):
 * ``SeenCache`` remembers message IDs for ``ttl`` seconds in time buckets of ``bucket``
   seconds; an ID is forgotten between ``ttl`` and ``ttl + bucket`` seconds after it was
   added, or earlier when more than ``max_size`` IDs are held (oldest bucket first).
-  Lookups are one set membership test.
+  Lookups are one set membership test. ``on_drop`` (optional) is told each batch of IDs
+  forgotten, so a table keyed by the same IDs can forget them too (``replies.py``).
 * ``MessageCache`` holds accepted messages for ``length`` heartbeat windows; ``shift``
   opens a new window and drops the oldest. ``gossip_ids`` lists the IDs of the newest
   ``gossip`` windows for one topic, newest window first. At most ``max_size`` messages.
@@ -25,6 +26,7 @@ Rules and invariants (sans-IO: time arrives as ``now`` in seconds):
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
@@ -40,14 +42,16 @@ def trim_oldest(table: dict[Any, Any], limit: int) -> None:
 
 
 class SeenCache:
-    __slots__ = ("_bucket", "_buckets", "_max_size", "_ttl", "ids")
+    __slots__ = ("_bucket", "_buckets", "_max_size", "_on_drop", "_ttl", "ids")
 
-    def __init__(self, *, ttl: float, bucket: float, max_size: int) -> None:
+    def __init__(self, *, ttl: float, bucket: float, max_size: int,
+                 on_drop: Callable[[list[bytes]], None] | None = None) -> None:
         if ttl <= 0 or bucket <= 0 or max_size <= 0:
             raise ValueError("SeenCache needs ttl > 0, bucket > 0 and max_size > 0")
         self._ttl = ttl
         self._bucket = bucket
         self._max_size = max_size
+        self._on_drop = on_drop
         self.ids: set[bytes] = set()  # read by callers for a membership test; add() adds
         # (start time, ids added in [start, start + bucket)), oldest first
         self._buckets: deque[tuple[float, list[bytes]]] = deque()
@@ -85,6 +89,8 @@ class SeenCache:
     def _drop_oldest(self) -> int:
         _, old = self._buckets.popleft()
         self.ids.difference_update(old)
+        if self._on_drop is not None:
+            self._on_drop(old)
         return len(old)
 
 

@@ -26,7 +26,6 @@ Rules and invariants:
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 
 from p2pakash.crypto import NodeID
 from p2pakash.gossip.caches import SeenCache
@@ -39,29 +38,19 @@ def reply_id(to: bytes, topic: str, data: bytes) -> bytes:
 
 
 class ReplyRoutes:
-    __slots__ = (
-        "_bucket",
-        "_buckets",
-        "_max_routes",
-        "_paths",
-        "_ttl",
-        "routes",
-        "seen",
-        "topics",
-    )
+    __slots__ = ("_ids", "_paths", "routes", "seen", "topics")
 
     def __init__(self, *, ttl: float, bucket: float, paths: int = 2,
                  max_routes: int = 100_000, max_seen: int = 1_000_000) -> None:
-        if paths < 1 or max_routes < 1:
-            raise ValueError("ReplyRoutes needs paths >= 1 and max_routes >= 1")
-        self._ttl = ttl
-        self._bucket = bucket
+        if paths < 1:
+            raise ValueError("ReplyRoutes needs paths >= 1")
         self._paths = paths
-        self._max_routes = max_routes
         self.topics: set[str] = set()  # answerable topics (``PubSub.answerable``)
         self.routes: dict[bytes, list[NodeID]] = {}  # message id -> the first peers (or LOCAL)
+        # the routes' ages: a route goes when its ID leaves this cache (TTL or size)
+        self._ids = SeenCache(ttl=ttl, bucket=bucket, max_size=max_routes,
+                              on_drop=self._forget)
         self.seen = SeenCache(ttl=ttl, bucket=bucket, max_size=max_seen)
-        self._buckets: deque[tuple[float, list[bytes]]] = deque()
 
     def note(self, now: float, msg_id: bytes, source: NodeID) -> None:
         """``source`` (or LOCAL) delivered ``msg_id`` of an answerable topic to us first."""
@@ -69,13 +58,7 @@ class ReplyRoutes:
             self.also(msg_id, source)
             return
         self.routes[msg_id] = [source]
-        buckets = self._buckets
-        if not buckets or now - buckets[-1][0] >= self._bucket:
-            buckets.append((now, [msg_id]))
-        else:
-            buckets[-1][1].append(msg_id)
-        if len(self.routes) > self._max_routes:
-            self._drop_oldest()
+        self._ids.add(now, msg_id)
 
     def also(self, msg_id: bytes, source: NodeID) -> None:
         """A later copy of ``msg_id`` from ``source``: another path back, up to ``paths``."""
@@ -84,14 +67,11 @@ class ReplyRoutes:
             route.append(source)
 
     def expire(self, now: float) -> None:
-        buckets, limit = self._buckets, self._ttl + self._bucket
-        while buckets and now - buckets[0][0] >= limit:
-            self._drop_oldest()
+        self._ids.expire(now)
         self.seen.expire(now)
 
-    def _drop_oldest(self) -> None:
-        _, old = self._buckets.popleft()
-        for msg_id in old:
+    def _forget(self, ids: list[bytes]) -> None:
+        for msg_id in ids:
             self.routes.pop(msg_id, None)
 
 
